@@ -1,0 +1,48 @@
+# onnxops — the two commands that matter: `make demo` and `make test`.
+# Every target does its own set-up; nothing needs to be installed by hand first.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install test test-unit test-serving test-cluster test-loop lint demo crds \
+        cluster-build cluster-up cluster-down cluster-status system-deps images e2e-kind bench clean
+
+$(STAMP): pyproject.toml serving-image/pyproject.toml
+	@command -v $(PY) >/dev/null || PY=python3; \
+	 test -x $(BIN)/python || $${PY:-$(PY)} -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ./serving-image -e '.[pipeline,operator,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the tests use (prometheus, wrk); installed only when missing.
+system-deps:
+	@bash hack/system-deps.sh
+
+# Go-built Kubernetes control plane + KWOK, cached outside the work tree by version.
+cluster-build:
+	@bash hack/devcluster/build.sh >/dev/null
+
+test: install system-deps cluster-build
+	$(BIN)/python -m pytest tests -m "not e2e"
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check operator serving-image tests bench hack
+	$(BIN)/ruff format --check operator serving-image tests bench hack
+	$(BIN)/mypy
+
+crds: install
+	$(BIN)/onnxops crd > crds/modeldeployment.yaml
+
+demo: install system-deps
+	@bash hack/demo.sh
+
+clean:
+	rm -rf .devcluster .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""The `onnxops` command line: a thin layer over library functions.
+
+Each command module exposes `register(subparsers)`; its handler returns an exit code.
+Errors a user can cause print one line and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from onnxops.errors import GateFailed, OnnxopsError, UserInputError
+
+# Modules that contribute subcommands; each defines register(subparsers).
+COMMAND_MODULES = ("onnxops.pipeline.cli", "onnxops.crdgen")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="onnxops", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # the command module itself is not there (yet)
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserInputError as exc:
+        print(f"onnxops {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except GateFailed as exc:
+        print(f"onnxops {args.command}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except OnnxopsError as exc:
+        print(f"onnxops {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

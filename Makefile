@@ -44,5 +44,18 @@ crds: install
 demo: install system-deps
 	@bash hack/demo.sh
 
+# Container images; needs a Docker engine (not needed for test or demo).
+IMAGE_TAG ?= 0.1.0
+images:
+	docker build -t ghcr.io/onnxops/onnxops-serving:$(IMAGE_TAG) serving-image
+	docker build -t ghcr.io/onnxops/onnxops-operator:$(IMAGE_TAG) -f operator/Dockerfile .
+
+# End-to-end on kind with real containers; skips cleanly without kind + Docker.
+e2e-kind: install
+	$(BIN)/python -m pytest tests/e2e -m e2e
+
+bench: install system-deps
+	@echo "see bench/*/README or RESULTS.md for each benchmark's command"
+
 clean:
 	rm -rf .devcluster .demo .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,7 @@ def _docker_engine_running() -> bool:
 
 
 @pytest.mark.skipif(not _docker_engine_running(), reason="needs kind and a running Docker engine")
-def test_kind_cluster_serves_a_model() -> None:
+def test_kind_cluster_starts() -> None:
     created = subprocess.run(
         ["kind", "create", "cluster", "--name", "onnxops-e2e", "--wait", "120s"],
         capture_output=True,

@@ -15,7 +15,7 @@ from typing import NoReturn
 from onnxops.errors import GateFailed, OnnxopsError, UserInputError
 
 # Modules that contribute subcommands; each defines register(subparsers).
-COMMAND_MODULES = ("onnxops.pipeline.cli", "onnxops.crdgen")
+COMMAND_MODULES = ("onnxops.pipeline.cli", "onnxops.crdgen", "onnxops.run")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,348 @@
+"""The `ModelDeployment` API (onnxops.io/v1alpha1): pydantic models of spec and status.
+
+These models are the single source of truth: `onnxops crd` renders the CRD's openAPIV3Schema
+from them (see `crdgen.py`) and the operator parses every object it handles through them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "onnxops.io"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["mdep"]
+
+# Kubernetes quantity syntax (the regex the apiserver itself uses for resource.Quantity).
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+SHA256_PATTERN = r"^[a-f0-9]{64}$"
+# Schemes the runtime can fetch from (http/file) or the operator can mount (pvc/configmap);
+# a bare absolute path means a file already present in the image.
+URI_PATTERN = r"^((https?|file|pvc|configmap)://[^\s]+|/[^\s]*)$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Label keys and values are free-form strings in the spec; the apiserver validates them
+# again on the Deployment, but a selector value must at least be short and printable.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+
+Quantity = Annotated[
+    int | str,
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+]
+
+
+class ApiModel(BaseModel):
+    """Base: camelCase on the wire, attribute docstrings become schema descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="ignore",
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as it appears in Kubernetes (camelCase, unset fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ModelVariant(ApiModel):
+    """An alternative file of the same model, e.g. an int8-quantized one for edge nodes."""
+
+    uri: str = Field(pattern=URI_PATTERN, max_length=2048)
+    """Where the variant's .onnx file (or bundle directory) is."""
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    """Expected sha256 of the variant's file; the runtime refuses a mismatch."""
+
+
+class ModelSource(ApiModel):
+    """Which model to serve and how to check it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.variant in ['auto', 'default'] || self.variant in self.variants",
+                    "message": "variant must be auto, default or a key of variants",
+                }
+            ]
+        }
+    )
+
+    uri: str = Field(pattern=URI_PATTERN, max_length=2048)
+    """https://, http://, file://, pvc://CLAIM/PATH, configmap://NAME/KEY or an absolute path."""
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    """Expected sha256 of the model file; the runtime refuses to load on mismatch."""
+    name: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
+    """Model name in the inference API (default: from model.json or the file name)."""
+    version: str | None = Field(default=None, pattern=LABEL_VALUE_PATTERN, max_length=63)
+    """Model version, shown in status and exported with metrics."""
+    variants: dict[str, ModelVariant] = Field(default_factory=dict, max_length=8)
+    """Alternative files keyed by variant name (e.g. `int8`); pools pick their preferred one."""
+    variant: str = Field(default="auto", pattern=r"^(auto|default|[a-z0-9][-a-z0-9]*)$")
+    """`auto`: the pool's preferred variant when given; `default`: the main uri; or a name."""
+
+
+class Toleration(ApiModel):
+    """A pod toleration, as in core/v1."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.operator != 'Exists' || !has(self.value)",
+                    "message": "a toleration with operator Exists takes no value",
+                }
+            ]
+        }
+    )
+
+    key: str | None = Field(default=None, max_length=253)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class Target(ApiModel):
+    """Where the model runs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.fallbackPool) || self.fallbackPool != self.pool",
+                    "message": "fallbackPool must differ from pool",
+                },
+                {
+                    "rule": "!has(self.fallbackPool) || self.pool != 'auto'",
+                    "message": "fallbackPool needs an explicit pool; auto already picks any",
+                },
+                {
+                    "rule": "!has(self.prefer) || self.pool == 'auto'",
+                    "message": "prefer is only meaningful with pool: auto",
+                },
+            ]
+        }
+    )
+
+    pool: str = Field(default="auto", pattern=DNS_LABEL_PATTERN, max_length=63)
+    """A node pool from the operator's pool configuration (`cloud`, `edge`), or `auto`."""
+    fallback_pool: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
+    """Pool to use when the chosen one has no room."""
+    prefer: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
+    """With `pool: auto`: the pool to try first (e.g. `edge`)."""
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=16)
+    """Extra node labels, merged over the pool's selector."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
+    """Extra tolerations, added to the pool's."""
+
+
+class ResourceList(ApiModel):
+    """CPU and memory quantities."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+def _not_below(field: str) -> str:
+    return (
+        f"!has(self.limits.{field}) || !has(self.requests.{field}) || "
+        f"quantity(string(self.limits.{field})).compareTo("
+        f"quantity(string(self.requests.{field}))) >= 0"
+    )
+
+
+class ResourceRequirements(ApiModel):
+    """Per-replica CPU and memory; unset values come from the pool's defaults."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": _not_below("cpu"), "message": "limits.cpu must be >= requests.cpu"},
+                {
+                    "rule": _not_below("memory"),
+                    "message": "limits.memory must be >= requests.memory",
+                },
+            ]
+        }
+    )
+
+    requests: ResourceList = Field(default_factory=ResourceList)
+    limits: ResourceList = Field(default_factory=ResourceList)
+
+
+class Autoscaling(ApiModel):
+    """Horizontal autoscaling; the operator owns an HPA with these bounds."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must be <= maxReplicas",
+                }
+            ]
+        }
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int = Field(ge=1, le=100)
+    target_cpu_utilization: int = Field(default=70, ge=1, le=100, alias="targetCPUUtilization")
+    """Average CPU utilization (percent of requests) the HPA aims for."""
+
+
+class Batching(ApiModel):
+    """Adaptive batching in the runtime; off unless maxBatchSize > 1."""
+
+    max_batch_size: int = Field(default=1, ge=1, le=1024)
+    max_latency_ms: float = Field(default=2.0, ge=0, le=1000)
+
+
+class Serving(ApiModel):
+    """Settings of the serving runtime."""
+
+    threads: int | None = Field(default=None, ge=1, le=64)
+    """ONNX Runtime intra-op threads (default: the pool's)."""
+    port: int = Field(default=8080, ge=1024, le=65535)
+    batching: Batching | None = None
+    image: str | None = Field(default=None, max_length=512, pattern=r"^\S+$")
+    """Override of the operator's serving image."""
+
+
+class Thresholds(ApiModel):
+    """Limits a healthy deployment stays within (read by the monitor)."""
+
+    error_rate: float = Field(default=0.05, ge=0, le=1)
+    latency_p99_ms: float = Field(default=250, gt=0)
+    cpu_utilization: float = Field(default=0.9, gt=0, le=1)
+    memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    max_drift: float | None = Field(default=0.25, ge=0)
+
+
+class Anomaly(ApiModel):
+    """Anomaly detection on the metrics' recent history."""
+
+    z_score: float = Field(default=3.0, gt=0)
+    window: str = Field(default="1h", pattern=r"^[0-9]+[smhd]$")
+
+
+class Monitoring(ApiModel):
+    """How the operator watches the model through Prometheus."""
+
+    enabled: bool = True
+    interval_seconds: int = Field(default=30, ge=5, le=3600)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    anomaly: Anomaly = Field(default_factory=Anomaly)
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    """Consecutive bad evaluations before a fault counts."""
+
+
+class Resize(ApiModel):
+    """How remediation grows or shrinks resource requests."""
+
+    factor: float = Field(default=1.5, gt=1, le=10)
+    max_cpu: Quantity | None = None
+    max_memory: Quantity | None = None
+    in_place: Literal["auto", "always", "never"] = "auto"
+
+
+class Remediation(ApiModel):
+    """What the operator may do on its own when a fault is found."""
+
+    mode: Literal["auto", "dryRun", "off"] = "auto"
+    cooldown_seconds: int = Field(default=300, ge=0, le=86400)
+    max_actions_per_hour: int = Field(default=6, ge=0, le=1000)
+    resize: Resize = Field(default_factory=Resize)
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired state: which model, where, how much."""
+
+    model: ModelSource
+    target: Target = Field(default_factory=Target)
+    replicas: int = Field(default=1, ge=0, le=100)
+    """Replica count when autoscaling is not set."""
+    autoscaling: Autoscaling | None = None
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    serving: Serving = Field(default_factory=Serving)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    remediation: Remediation = Field(default_factory=Remediation)
+
+
+Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Remediating", "Failed"]
+PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
+
+
+class Condition(ApiModel):
+    """A condition, following the Kubernetes API conventions."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class Fault(ApiModel):
+    """A current finding of the monitor."""
+
+    metric: str
+    value: float | None = None
+    threshold: float | None = None
+    since: str | None = None
+    message: str = ""
+
+
+class RemediationRecord(ApiModel):
+    """One action the operator took (or would take in dryRun)."""
+
+    time: str
+    action: str
+    reason: str = ""
+    result: str = ""
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    phase: Phase = "Pending"
+    observed_generation: int | None = None
+    pool: str | None = None
+    """The pool the model runs on (resolved from `auto` or after fallback)."""
+    variant: str | None = None
+    """The model variant served (`default` or a variant name)."""
+    model: str | None = None
+    """name:version of the served model, for `kubectl get`."""
+    endpoint: str | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    ready: str = "0/0"
+    """readyReplicas/replicas, for `kubectl get`."""
+    conditions: list[Condition] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)
+    remediations: list[RemediationRecord] = Field(default_factory=list, max_length=50)
+
+
+class ModelDeployment(ApiModel):
+    """A model served on a node pool; the CRD's root object."""
+
+    api_version: str = f"{GROUP}/{VERSION}"
+    kind: str = KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", "default"))

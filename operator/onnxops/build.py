@@ -1,0 +1,304 @@
+"""Pure builders: a ModelDeployment plus its pool profile -> the desired child objects (dicts).
+
+No I/O here; `k8s.py` applies what these return, and the unit tests compare them as dicts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from onnxops.api import DNS_LABEL_PATTERN, ModelDeployment
+from onnxops.pools import PoolProfile, effective_resources
+
+MANAGED_BY = "onnxops"
+MD_LABEL = "onnxops.io/model-deployment"
+POOL_LABEL = "onnxops.io/pool"
+CONTAINER = "server"
+MODEL_DIR = "/models"
+CACHE_DIR = "/var/cache/onnxops"
+RUN_AS = 65532  # the "nonroot" uid of distroless images; the serving image uses it too
+
+
+class ModelUriError(ValueError):
+    """The model URI passes the schema but cannot be turned into a pod's model source."""
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What the serving container is told about its model, and what must be mounted."""
+
+    variant: str
+    uri: str
+    sha256: str | None
+    env_uri: str
+    volume: dict[str, Any] | None = None
+
+
+def _dns_label(value: str) -> bool:
+    return len(value) <= 63 and re.fullmatch(DNS_LABEL_PATTERN, value) is not None
+
+
+def plan_model(md: ModelDeployment, pool: PoolProfile) -> ModelPlan:
+    """Pick the variant for this pool and translate its URI for the pod (mounts for pvc/cm)."""
+    model = md.spec.model
+    variant = model.variant
+    if variant == "auto":
+        preferred = pool.preferred_variant
+        variant = preferred if preferred and preferred in model.variants else "default"
+    if variant == "default":
+        uri, sha = model.uri, model.sha256
+    elif variant in model.variants:
+        uri, sha = model.variants[variant].uri, model.variants[variant].sha256
+    else:
+        raise ModelUriError(f"variant {variant!r} is not among spec.model.variants")
+    parts = urlsplit(uri)
+    if parts.scheme in ("pvc", "configmap"):
+        source, path = parts.netloc, parts.path.lstrip("/")
+        if not _dns_label(source) or not path or ".." in path.split("/"):
+            raise ModelUriError(f"{uri}: expected {parts.scheme}://NAME/PATH with a DNS-label NAME")
+        if parts.scheme == "pvc":
+            volume = {
+                "name": "model",
+                "persistentVolumeClaim": {"claimName": source, "readOnly": True},
+            }
+        else:
+            volume = {"name": "model", "configMap": {"name": source}}
+        return ModelPlan(variant, uri, sha, f"{MODEL_DIR}/{path}", volume)
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ModelUriError(f"{uri}: no host")
+    if parts.scheme == "file" and not parts.path:
+        raise ModelUriError(f"{uri}: no path")
+    return ModelPlan(variant, uri, sha, uri)
+
+
+def labels(md: ModelDeployment, pool: str) -> dict[str, str]:
+    """Labels every child carries; pods are selected by the model-deployment label only."""
+    return {
+        "app.kubernetes.io/name": "onnxops-serving",
+        "app.kubernetes.io/instance": md.name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MD_LABEL: md.name,
+        POOL_LABEL: pool,
+    }
+
+
+def owner_reference(md: ModelDeployment) -> dict[str, Any]:
+    """Makes the child garbage-collected with its ModelDeployment."""
+    return {
+        "apiVersion": md.api_version,
+        "kind": md.kind,
+        "name": md.name,
+        "uid": md.metadata.get("uid", ""),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(md: ModelDeployment, pool: str) -> dict[str, Any]:
+    return {
+        "name": md.name,
+        "namespace": md.namespace,
+        "labels": labels(md, pool),
+        "ownerReferences": [owner_reference(md)],
+    }
+
+
+def _env(md: ModelDeployment, pool: PoolProfile, plan: ModelPlan) -> list[dict[str, str]]:
+    spec = md.spec
+    batching = spec.serving.batching
+    values: dict[str, str | None] = {
+        "ONNXOPS_MODEL_URI": plan.env_uri,
+        "ONNXOPS_MODEL_SHA256": plan.sha256,
+        "ONNXOPS_MODEL_NAME": spec.model.name,
+        "ONNXOPS_MODEL_VERSION": spec.model.version,
+        "ONNXOPS_PORT": str(spec.serving.port),
+        "ONNXOPS_THREADS": str(spec.serving.threads or pool.threads),
+        "ONNXOPS_MAX_BATCH_SIZE": str(batching.max_batch_size if batching else 1),
+        "ONNXOPS_MODEL_CACHE_DIR": CACHE_DIR,
+    }
+    if batching:
+        values["ONNXOPS_MAX_BATCH_LATENCY_MS"] = f"{batching.max_latency_ms:g}"
+    return [{"name": k, "value": v} for k, v in values.items() if v is not None]
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def build_deployment(md: ModelDeployment, pool: PoolProfile, *, image: str) -> dict[str, Any]:
+    """The Deployment running the serving runtime on the pool's nodes."""
+    spec = md.spec
+    plan = plan_model(md, pool)
+    port = spec.serving.port
+    mounts: list[dict[str, Any]] = [
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "cache", "emptyDir": {"sizeLimit": "1Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    if plan.volume:
+        mounts.append({"name": "model", "mountPath": MODEL_DIR, "readOnly": True})
+        volumes.append(plan.volume)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.serving.image or image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": _env(md, pool, plan),
+        "resources": effective_resources(spec, pool),
+        "readinessProbe": _probe("/v2/health/ready", 5, 3),
+        "livenessProbe": _probe("/v2/health/live", 10, 3),
+        # Downloading a model can take a while; liveness only counts once it started.
+        "startupProbe": _probe("/v2/health/live", 2, 60),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    tolerations = [t.wire() for t in [*pool.tolerations, *spec.target.tolerations]]
+    pod_labels = labels(md, pool.name)
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # the runtime never talks to the API
+        "enableServiceLinks": False,
+        "nodeSelector": {**pool.node_selector, **spec.target.node_selector},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    dep_spec: dict[str, Any] = {
+        "selector": {"matchLabels": {MD_LABEL: md.name}},
+        "revisionHistoryLimit": 3,
+        # Never drop below the wanted count while rolling a new model out.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": {
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(port),
+                    "prometheus.io/path": "/metrics",
+                    "onnxops.io/variant": plan.variant,
+                },
+            },
+            "spec": pod_spec,
+        },
+    }
+    if spec.autoscaling is None:  # otherwise the HPA owns the replica count
+        dep_spec["replicas"] = spec.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(md, pool.name),
+        "spec": dep_spec,
+    }
+
+
+def build_service(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
+    """A ClusterIP Service in front of the serving pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(md, pool.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {MD_LABEL: md.name},
+            "ports": [
+                {
+                    "name": "http",
+                    "port": md.spec.serving.port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def wants_pdb(md: ModelDeployment) -> bool:
+    """A disruption budget only makes sense when more than one replica can exist."""
+    scaling = md.spec.autoscaling
+    return (scaling.max_replicas if scaling else md.spec.replicas) > 1
+
+
+def build_pdb(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
+    """Voluntary disruptions (drains) take at most one serving pod at a time."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(md, pool.name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {MD_LABEL: md.name}}},
+    }
+
+
+def build_hpa(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler for spec.autoscaling (the hook for autoscaling policies)."""
+    scaling = md.spec.autoscaling
+    assert scaling is not None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(md, pool.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": md.name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def desired_children(
+    md: ModelDeployment, pool: PoolProfile, *, image: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Objects to apply, and (apiVersion, kind) of optional children to delete if present."""
+    apply = [build_deployment(md, pool, image=image), build_service(md, pool)]
+    remove = []
+    for wanted, builder, api_kind in (
+        (wants_pdb(md), build_pdb, ("policy/v1", "PodDisruptionBudget")),
+        (md.spec.autoscaling is not None, build_hpa, ("autoscaling/v2", "HorizontalPodAutoscaler")),
+    ):
+        if wanted:
+            apply.append(builder(md, pool))
+        else:
+            remove.append(api_kind)
+    return apply, remove
+
+
+def endpoint(md: ModelDeployment, domain: str) -> str:
+    """Where clients inside the cluster reach the model."""
+    return f"http://{md.name}.{md.namespace}.svc.{domain}:{md.spec.serving.port}"

@@ -1,0 +1,49 @@
+"""The operator's own settings, from `ONNXOPS_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorConfig(BaseSettings):
+    """How this operator process behaves; the Deployment in manifests/ sets these."""
+
+    model_config = SettingsConfigDict(env_prefix="ONNXOPS_", extra="ignore")
+
+    serving_image: str = "ghcr.io/onnxops/onnxops-serving:0.1.0"
+    """Image of the serving runtime the operator deploys."""
+    pools_file: str | None = None
+    """YAML with the pool profiles (mounted from a ConfigMap); built-in profiles when unset."""
+    cluster_domain: str = "cluster.local"
+    """DNS suffix used in status.endpoint."""
+    probe_http_models: bool = False
+    """HEAD-check http(s) model URIs from the operator. Off by default: the pods' network view
+    (an in-cluster model store) often differs from the operator's."""
+    probe_timeout_s: float = 3.0
+    """Timeout of that HEAD check."""
+    retry_base_s: float = 15.0
+    """First retry delay after a failure that may heal (no capacity, model unreachable)."""
+    retry_max_s: float = 300.0
+    """Upper bound of the doubling retry delay, so a stuck spec never hot-loops."""
+    resync_s: float = 60.0
+    """Timer period that re-applies children and refreshes status (drift the watches miss)."""
+    resync_idle_s: float = 10.0
+    """The timer only fires after the resource has been left alone this long."""
+    watch_timeout_s: int = 300
+    """Server-side watch timeout: watches are re-established before proxies drop them."""
+    peering: str = "onnxops"
+    """Name of the kopf peering object shared by the operator's replicas."""
+    standalone: bool = False
+    """Run without peering (tests, a single local process)."""
+    liveness: str | None = None
+    """kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz."""
+    namespaces: str = ""
+    """Comma-separated namespaces to watch; empty means cluster-wide."""
+
+
+@lru_cache(maxsize=1)
+def config() -> OperatorConfig:
+    """The process-wide settings, read once."""
+    return OperatorConfig()

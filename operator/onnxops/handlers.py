@@ -1,0 +1,111 @@
+"""kopf handlers: thin wrappers that call `reconcile` and post Events.
+
+Run with `onnxops operator` (or `kopf run -m onnxops.handlers --all-namespaces`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kopf
+
+from onnxops import build, k8s, reconcile, startup
+from onnxops.api import GROUP, PLURAL, VERSION
+from onnxops.config import config
+
+__all__ = ["startup"]  # importing it registers the startup handler
+
+_cfg = config()
+_MANAGED = {"app.kubernetes.io/managed-by": build.MANAGED_BY}
+# generation of each Deployment as the operator last left it; a higher one is someone else's edit
+_applied_generation: dict[tuple[str, str], int] = {}
+
+
+def _post(body: Any, events: list[reconcile.Event]) -> None:
+    for type_, reason, message in events:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+
+def _backoff(retry: int) -> float:
+    return float(min(_cfg.retry_base_s * 2**retry, _cfg.retry_max_s))
+
+
+def _run(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
+    try:
+        outcome = reconcile.reconcile(body, memo.pools, _cfg)
+    except reconcile.Judged as judged:
+        failure = judged.failure
+        kopf.warn(body, reason=failure.reason, message=failure.message)
+        if failure.permanent:
+            raise kopf.PermanentError(f"{failure.reason}: {failure.message}") from judged
+        raise kopf.TemporaryError(
+            f"{failure.reason}: {failure.message}", delay=_backoff(retry)
+        ) from judged
+    _post(body, outcome.events)
+    dep = k8s.get("apps/v1", "Deployment", body.meta.namespace or "", body.meta.name or "")
+    if dep is not None:
+        _applied_generation[(dep["metadata"]["namespace"], dep["metadata"]["name"])] = int(
+            dep["metadata"].get("generation", 0)
+        )
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    _run(body, memo, retry)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=_cfg.resync_s, idle=_cfg.resync_idle_s)
+def resync_model(body: kopf.Body, memo: kopf.Memo, status: kopf.Status, **_: Any) -> None:
+    """Re-apply periodically: restores children whose edits or deletions no watch reported."""
+    failed_now = status.get("phase") == "Failed" and status.get(
+        "observedGeneration"
+    ) == body.meta.get("generation")
+    if failed_now:  # the create/update handler's own retries own a failed generation
+        return
+    _run(body, memo, retry=0)
+
+
+def _owner(child: kopf.Body) -> kopf.Body | None:
+    """The ModelDeployment a child belongs to, unless it is gone or going."""
+    name = (child.meta.labels or {}).get(build.MD_LABEL)
+    if not name:
+        return None
+    raw = k8s.get(f"{GROUP}/{VERSION}", "ModelDeployment", child.meta.namespace or "", name)
+    if raw is None or raw["metadata"].get("deletionTimestamp"):
+        return None
+    return kopf.Body(cast(kopf.RawBody, raw))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
+def deployment_changed(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Status follows the Deployment's readiness; deletions and foreign edits are undone."""
+    if type is None:  # the initial listing; resume handlers cover it
+        return
+    owner = _owner(body)
+    if owner is None:
+        return
+    key = (body.meta.namespace or "", body.meta.name or "")
+    generation = int(body.meta.get("generation", 0))
+    if type == "DELETED" or generation > _applied_generation.get(key, generation):
+        logger.info("Deployment %s/%s drifted (%s); restoring", *key, type)
+        kopf.warn(owner, reason="DriftRestored", message=f"Deployment {key[1]} {type.lower()}")
+        _run(owner, memo, retry=0)
+        return
+    _applied_generation[key] = generation
+    reconcile.refresh(owner, None if type == "DELETED" else dict(body))
+
+
+@kopf.on.event("", "v1", "services", labels=_MANAGED)
+def service_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted Service is recreated at once (edits are undone by the resync timer)."""
+    if type != "DELETED":
+        return
+    owner = _owner(body)
+    if owner is None:
+        return
+    kopf.warn(owner, reason="DriftRestored", message=f"Service {body.meta.name} deleted")
+    _run(owner, memo, retry=0)

@@ -1,0 +1,219 @@
+"""Every Kubernetes API call the operator makes, in one place, on plain dicts.
+
+Children are applied with server-side apply (field manager `onnxops`, forced: the operator
+is the authority on the fields it sets, which is also what undoes drift). 404 on delete and
+409 on create count as "already done", which keeps reconciliation idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kubernetes import client, config
+
+from onnxops import api
+
+FIELD_MANAGER = "onnxops"
+
+# apiVersion, kind -> plural; every namespaced kind the operator touches.
+PLURALS = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    (f"{api.GROUP}/{api.VERSION}", api.KIND): api.PLURAL,
+}
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the apiserver."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+_client: client.ApiClient | None = None
+_lock = threading.Lock()
+
+
+def api_client() -> client.ApiClient:
+    """One shared client: in-cluster credentials when present, else KUBECONFIG."""
+    global _client
+    with _lock:
+        if _client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            _client = client.ApiClient()
+        return _client
+
+
+def request(
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, Any]] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    """One API call; the answer as a dict, errors as ApiError."""
+    c = api_client()
+    _, url, headers, data, _ = c.param_serialize(
+        method=method,
+        resource_path=path,
+        query_params=query or [],
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    # Bounded, so a hung apiserver surfaces as an error (and a retry) instead of a stuck worker.
+    resp = c.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
+    raw = resp.read()
+    text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+    if resp.status >= 400:
+        try:
+            message = json.loads(text).get("message", text)
+        except ValueError:
+            message = text
+        raise ApiError(resp.status, message)
+    return json.loads(text) if text else {}
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{path}/{name}" if name else path
+
+
+def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object, or None when it does not exist."""
+    try:
+        return request("GET", object_path(api_version, kind, namespace, name))
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class Applied:
+    kind: str
+    name: str
+    outcome: Outcome
+
+
+def apply(obj: dict[str, Any]) -> Applied:
+    """Server-side apply; says whether the object was created, changed or already as wanted."""
+    meta = obj["metadata"]
+    path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    before = get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    after = request(
+        "PATCH",
+        path,
+        query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        body=obj,
+        content_type="application/apply-patch+yaml",
+    )
+    if before is None:
+        outcome: Outcome = "created"
+    elif before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion"):
+        outcome = "updated"
+    else:
+        outcome = "unchanged"
+    return Applied(obj["kind"], meta["name"], outcome)
+
+
+def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:
+    """Delete; False when it was already gone (404 is "already done")."""
+    try:
+        request("DELETE", object_path(api_version, kind, namespace, name))
+        return True
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch a ModelDeployment's status subresource; a vanished object is ignored."""
+    path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name) + "/status"
+    try:
+        request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+
+
+def list_children(namespace: str, name: str, api_version: str, kind: str) -> list[dict[str, Any]]:
+    """Children of one ModelDeployment by label (for duplicate checks and status)."""
+    selector = f"onnxops.io/model-deployment={name}"
+    answer = request(
+        "GET",
+        object_path(api_version, kind, namespace),
+        query=[("labelSelector", selector)],
+    )
+    return list(answer.get("items", []))
+
+
+# Node and pod lists feed the pool choice; a short cache keeps a burst of reconciles
+# (operator start, 200 resources applied at once) from listing every pod 200 times.
+_SUPPLY_TTL_S = 2.0
+_supply_cache: tuple[float, list[dict[str, Any]], list[dict[str, Any]]] | None = None
+
+
+def nodes_and_pods() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """All nodes, and all pods bound to a node that are not finished."""
+    global _supply_cache
+    with _lock:
+        cached = _supply_cache
+    if cached and time.monotonic() - cached[0] < _SUPPLY_TTL_S:
+        return cached[1], cached[2]
+    nodes = request("GET", "/api/v1/nodes").get("items", [])
+    selector = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+    pods = request("GET", "/api/v1/pods", query=[("fieldSelector", selector)]).get("items", [])
+    with _lock:
+        _supply_cache = (time.monotonic(), nodes, pods)
+    return nodes, pods
+
+
+def model_source_missing(uri: str, namespace: str) -> str | None:
+    """For pvc:// and configmap:// model URIs: why the referenced object is unusable, or None."""
+    scheme, _, rest = uri.partition("://")
+    source, _, key = rest.partition("/")
+    if scheme == "pvc":
+        if get("v1", "PersistentVolumeClaim", namespace, source) is None:
+            return f"PersistentVolumeClaim {namespace}/{source} not found"
+    elif scheme == "configmap":
+        cm = get("v1", "ConfigMap", namespace, source)
+        if cm is None:
+            return f"ConfigMap {namespace}/{source} not found"
+        if key not in (cm.get("data") or {}) and key not in (cm.get("binaryData") or {}):
+            return f"ConfigMap {namespace}/{source} has no key {key!r}"
+    return None
+
+
+def probe_http(uri: str, timeout: float) -> str | None:
+    """HEAD an http(s) model URI; the reason it is unreachable, or None when it answers < 400."""
+    req = urllib.request.Request(uri, method="HEAD")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status = int(resp.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"{uri}: {getattr(exc, 'reason', exc)}"
+    return None if status < 400 else f"{uri}: HTTP {status}"

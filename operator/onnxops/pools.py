@@ -1,0 +1,262 @@
+"""Node pools (cloud, edge, ...): profiles from the operator's configuration, and the choice
+of a pool by supply (Ready nodes' allocatable minus what is already requested there).
+
+Everything here is pure: the node and pod lists come in as plain dicts from `k8s.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.utils import parse_quantity
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from onnxops.api import ModelDeploymentSpec, Toleration
+from onnxops.errors import UserInputError
+
+POOL_LABEL = "onnxops.io/pool"
+RESOURCES = ("cpu", "memory")
+
+
+class PoolProfile(BaseModel):
+    """What the operator applies to a model placed on one node pool."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    name: str
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "250m", "memory": "256Mi"})
+    """Per-replica requests when the spec leaves them out."""
+    limits: dict[str, str] = Field(default_factory=lambda: {"memory": "512Mi"})
+    """Per-replica limits when the spec leaves them out."""
+    ceilings: dict[str, str] = Field(default_factory=dict)
+    """Largest per-replica request or limit a spec may ask for on this pool."""
+    threads: int = 1
+    preferred_variant: str | None = None
+    """Model variant served here when the spec offers it (edge: `int8`)."""
+
+
+def default_pools() -> dict[str, PoolProfile]:
+    """Built-in profiles, matching the devcluster's node labels and taints."""
+    edge_taint = Toleration(
+        key="node-role.kubernetes.io/edge", operator="Equal", value="true", effect="NoSchedule"
+    )
+    return {
+        "cloud": PoolProfile(
+            name="cloud",
+            node_selector={POOL_LABEL: "cloud"},
+            requests={"cpu": "500m", "memory": "512Mi"},
+            limits={"memory": "1Gi"},
+            ceilings={"cpu": "8", "memory": "16Gi"},
+            threads=2,
+        ),
+        "edge": PoolProfile(
+            name="edge",
+            node_selector={POOL_LABEL: "edge"},
+            tolerations=[edge_taint],
+            requests={"cpu": "100m", "memory": "128Mi"},
+            limits={"memory": "256Mi"},
+            ceilings={"cpu": "1", "memory": "1Gi"},
+            threads=1,
+            preferred_variant="int8",
+        ),
+    }
+
+
+def load_pools(path: str | Path | None) -> dict[str, PoolProfile]:
+    """Profiles from a YAML file `{pools: {NAME: {...}}}` (a mounted ConfigMap), else defaults."""
+    if not path:
+        return default_pools()
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserInputError(f"cannot read pool configuration {path}: {exc}") from exc
+    pools = raw.get("pools", raw)
+    if not isinstance(pools, dict) or not pools:
+        raise UserInputError(f"{path}: expected a mapping `pools: {{NAME: profile}}`")
+    return {name: PoolProfile(name=name, **(body or {})) for name, body in pools.items()}
+
+
+def quantity(value: Any) -> Decimal:
+    """A Kubernetes quantity ("250m", "1Gi", 2) as a Decimal of base units."""
+    return Decimal(parse_quantity(value))
+
+
+def effective_resources(spec: ModelDeploymentSpec, pool: PoolProfile) -> dict[str, dict[str, str]]:
+    """Per-replica requests and limits: the spec's values over the pool's defaults."""
+    out: dict[str, dict[str, str]] = {}
+    for part, defaults in (("requests", pool.requests), ("limits", pool.limits)):
+        given = getattr(spec.resources, part).model_dump(exclude_none=True)
+        merged = {**defaults, **{k: str(v) for k, v in given.items()}}
+        out[part] = {k: merged[k] for k in RESOURCES if k in merged}
+    # A limit below the request would be refused by the apiserver; a spec that raises the
+    # request over the pool's default limit means the limit must follow it.
+    for name, req in out["requests"].items():
+        lim = out["limits"].get(name)
+        if lim is not None and quantity(lim) < quantity(req):
+            out["limits"][name] = req
+    return out
+
+
+def ceiling_violations(resources: dict[str, dict[str, str]], pool: PoolProfile) -> list[str]:
+    """Human-readable reasons why the resources exceed the pool's per-replica ceilings."""
+    found = []
+    for part in ("requests", "limits"):
+        for name, value in resources[part].items():
+            cap = pool.ceilings.get(name)
+            if cap is not None and quantity(value) > quantity(cap):
+                found.append(f"{part}.{name} {value} exceeds pool {pool.name} ceiling {cap}")
+    return found
+
+
+def _matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def free_per_node(
+    nodes: list[dict[str, Any]], pods: list[dict[str, Any]], selector: dict[str, str]
+) -> list[dict[str, Decimal]]:
+    """For each Ready node matching the selector: allocatable minus requests of its pods."""
+    used: dict[str, dict[str, Decimal]] = {}
+    for pod in pods:
+        node_name = pod.get("spec", {}).get("nodeName")
+        if not node_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        bucket = used.setdefault(node_name, dict.fromkeys(RESOURCES, Decimal(0)))
+        for container in pod.get("spec", {}).get("containers", []):
+            requests = (container.get("resources") or {}).get("requests") or {}
+            for name in RESOURCES:
+                if name in requests:
+                    bucket[name] += quantity(requests[name])
+    free = []
+    for node in nodes:
+        meta = node.get("metadata", {})
+        if not _ready(node) or not _matches(meta.get("labels") or {}, selector):
+            continue
+        alloc = node.get("status", {}).get("allocatable") or {}
+        taken = used.get(meta.get("name", ""), {})
+        free.append(
+            {name: quantity(alloc.get(name, 0)) - taken.get(name, Decimal(0)) for name in RESOURCES}
+        )
+    return free
+
+
+def replicas_that_fit(free: list[dict[str, Decimal]], requests: dict[str, str]) -> int:
+    """How many replicas with these requests the nodes can still hold (node by node)."""
+    need = {name: quantity(requests.get(name, 0)) for name in RESOURCES}
+    total = 0
+    for room in free:
+        counts = [
+            int(room[name] // need[name]) if need[name] > 0 else 1_000_000 for name in RESOURCES
+        ]
+        total += max(0, min(counts))
+    return total
+
+
+def choose_pool(
+    *,
+    order: list[str],
+    fits: dict[str, int],
+    replicas: int,
+    current: str | None = None,
+) -> str | None:
+    """The first pool in `order` with room for `replicas`; the current pool wins if it fits.
+
+    `fits` says how many replicas each pool can still hold, with this model's own pods
+    already discounted, so a pool that is merely full of this model stays eligible.
+    """
+    if current in order and fits.get(current, 0) >= replicas:
+        return current
+    for name in order:
+        if fits.get(name, 0) >= replicas:
+            return name
+    return None
+
+
+class PlacementError(Exception):
+    """No pool can take the model; `reason` is a condition reason, `permanent` means
+    only a spec (or pool configuration) change can help."""
+
+    def __init__(self, reason: str, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Placement:
+    pool: PoolProfile
+    resources: dict[str, dict[str, str]]
+    message: str
+
+
+def _min_replicas(spec: ModelDeploymentSpec) -> int:
+    return spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
+
+
+def place(
+    spec: ModelDeploymentSpec,
+    pools: dict[str, PoolProfile],
+    *,
+    nodes: list[dict[str, Any]],
+    other_pods: list[dict[str, Any]],
+    current: str | None = None,
+) -> Placement:
+    """Choose the pool: the requested one (then its fallback), or for `auto` the first with
+    room, trying `prefer` first. `other_pods` excludes this model's own pods."""
+    target = spec.target
+    if target.pool == "auto":
+        first = [target.prefer] if target.prefer else []
+        order = first + sorted(p for p in pools if p not in first)
+    else:
+        order = [target.pool] + ([target.fallback_pool] if target.fallback_pool else [])
+    unknown = [p for p in order if p not in pools]
+    if unknown:
+        raise PlacementError(
+            "UnknownPool",
+            f"pool {unknown[0]!r} is not configured (known: {', '.join(sorted(pools))})",
+            permanent=True,
+        )
+    candidates, refused = [], []
+    for name in order:
+        resources = effective_resources(spec, pools[name])
+        violations = ceiling_violations(resources, pools[name])
+        if violations:
+            refused.extend(violations)
+        else:
+            candidates.append(name)
+    if not candidates:
+        raise PlacementError("AboveCeiling", "; ".join(refused), permanent=True)
+    needed = _min_replicas(spec)
+    fits = {}
+    for name in candidates:
+        selector = {**pools[name].node_selector, **target.node_selector}
+        free = free_per_node(nodes, other_pods, selector)
+        fits[name] = replicas_that_fit(free, effective_resources(spec, pools[name])["requests"])
+    chosen = choose_pool(order=candidates, fits=fits, replicas=needed, current=current)
+    if chosen is None:
+        room = ", ".join(f"{n}: {fits[n]}" for n in candidates)
+        raise PlacementError(
+            "NoCapacity",
+            f"no pool has room for {needed} replica(s) (replicas that fit: {room})",
+            permanent=False,
+        )
+    why = (
+        "requested" if chosen == target.pool else ("fallback" if target.pool != "auto" else "auto")
+    )
+    message = f"pool {chosen} ({why}; room for {fits[chosen]} replica(s), need {needed})"
+    return Placement(pools[chosen], effective_resources(spec, pools[chosen]), message)

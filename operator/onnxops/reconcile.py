@@ -1,0 +1,136 @@
+"""One reconciliation of a ModelDeployment: judge, place, apply children, write status.
+
+The decisions are the pure functions of `pools`, `build` and `status`; this module only
+wires them to the API calls of `k8s` and reports what happened as events for the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from onnxops import build, k8s, status
+from onnxops.api import ModelDeployment
+from onnxops.config import OperatorConfig
+from onnxops.pools import PlacementError, PoolProfile, place
+
+Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
+
+
+class Judged(Exception):
+    """The operator judged the spec unworkable; status already says so."""
+
+    def __init__(self, failure: status.Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+
+
+def _fail(md: ModelDeployment, failure: status.Failure) -> Judged:
+    new = status.failed_status(md, failure, now=status.now_iso())
+    if status.differs(md.status.wire(), new):
+        k8s.patch_status(md.namespace, md.name, new)
+    return Judged(failure)
+
+
+def _check_model(md: ModelDeployment, pool: PoolProfile, cfg: OperatorConfig) -> build.ModelPlan:
+    try:
+        plan = build.plan_model(md, pool)
+    except build.ModelUriError as exc:
+        raise _fail(md, status.Failure("InvalidModelURI", str(exc), permanent=True)) from exc
+    missing = k8s.model_source_missing(plan.uri, md.namespace)
+    if missing is None and cfg.probe_http_models and plan.uri.startswith(("http://", "https://")):
+        missing = k8s.probe_http(plan.uri, cfg.probe_timeout_s)
+    if missing:
+        # The object or server may appear later: retried with backoff, not given up.
+        raise _fail(md, status.Failure("ModelUnreachable", missing, permanent=False))
+    return plan
+
+
+def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> tuple[PoolProfile, str]:
+    """The pool for this model, judged from the cluster's current supply."""
+    nodes, pods = k8s.nodes_and_pods()
+    others = [
+        p
+        for p in pods
+        if not (
+            p["metadata"].get("namespace") == md.namespace
+            and (p["metadata"].get("labels") or {}).get(build.MD_LABEL) == md.name
+        )
+    ]
+    try:
+        chosen = place(md.spec, pools, nodes=nodes, other_pods=others, current=md.status.pool)
+    except PlacementError as exc:
+        failure = status.Failure(exc.reason, exc.message, permanent=exc.permanent)
+        raise _fail(md, failure) from exc
+    return chosen.pool, chosen.message
+
+
+def reconcile(
+    body: Mapping[str, Any], pools: dict[str, PoolProfile], cfg: OperatorConfig
+) -> Outcome:
+    """Bring the children in line with the spec; raises Judged for operator-judged failures."""
+    md = ModelDeployment.model_validate(dict(body))
+    pool, why = placement(md, pools)
+    plan = _check_model(md, pool, cfg)
+    events: list[Event] = []
+    if md.status.pool != pool.name or md.status.phase == "Failed":
+        events.append(("Normal", "PoolChosen", f"{why}; variant {plan.variant}"))
+    to_apply, to_remove = build.desired_children(md, pool, image=cfg.serving_image)
+    deployment: dict[str, Any] | None = None
+    for obj in to_apply:
+        applied = k8s.apply(obj)
+        if applied.outcome != "unchanged":
+            reason = "Created" if applied.outcome == "created" else "Updated"
+            events.append(("Normal", reason, f"{applied.outcome} {applied.kind} {applied.name}"))
+    for api_version, kind in to_remove:
+        if k8s.delete(api_version, kind, md.namespace, md.name):
+            events.append(("Normal", "Deleted", f"deleted {kind} {md.name} (no longer wanted)"))
+    deployment = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
+    new = status.healthy_status(
+        md,
+        pool=pool.name,
+        variant=plan.variant,
+        endpoint=build.endpoint(md, cfg.cluster_domain),
+        deployment=deployment,
+        placement=why,
+        now=status.now_iso(),
+    )
+    if status.differs(md.status.wire(), new):
+        k8s.patch_status(md.namespace, md.name, new)
+    return Outcome(new, events)
+
+
+def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Status update after the Deployment changed; None when nothing needed writing.
+
+    A Failed judgement of the current generation stands until the spec changes.
+    """
+    md = ModelDeployment.model_validate(dict(md_body))
+    st = md.status
+    if st.pool is None or (
+        st.phase == "Failed" and st.observed_generation == md.metadata.get("generation")
+    ):
+        return None
+    placed = next((c.message for c in st.conditions if c.type == status.PLACED), "")
+    new = status.healthy_status(
+        md,
+        pool=st.pool,
+        variant=st.variant or "default",
+        endpoint=st.endpoint or "",
+        deployment=deployment,
+        placement=placed,
+        now=status.now_iso(),
+    )
+    # The Deployment event tells us about readiness, not about a new spec generation.
+    new["observedGeneration"] = st.observed_generation
+    if not status.differs(st.wire(), new):
+        return None
+    k8s.patch_status(md.namespace, md.name, new)
+    return new

@@ -1,0 +1,39 @@
+"""`onnxops operator`: run the kopf operator in this process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from onnxops.config import config
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import onnxops.handlers  # noqa: F401  (registers the handlers)
+
+    cfg = config()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    namespaces = [n for n in cfg.namespaces.split(",") if n]
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True if cfg.standalone else None,
+        peering_name=None if cfg.standalone else cfg.peering,
+        liveness_endpoint=cfg.liveness,
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the operator (settings from ONNXOPS_* environment variables)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,149 @@
+"""Pure status computation: a ModelDeployment's status from its Deployment and the decisions
+taken, with conditions that follow the Kubernetes API conventions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from onnxops.api import ModelDeployment
+
+READY = "Ready"
+PLACED = "Placed"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A judgement of the operator that stops reconciliation (shown as phase Failed)."""
+
+    reason: str
+    message: str
+    permanent: bool
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    *,
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Conditions with one replaced; lastTransitionTime only moves when status flips."""
+    value = "True" if status else "False"
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    changed = previous is None or previous.get("status") != value
+    since = now if previous is None or changed else previous.get("lastTransitionTime", now)
+    new = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+    return [c for c in conditions if c.get("type") != type_] + [new]
+
+
+def model_label(md: ModelDeployment) -> str:
+    """name:version for the printer column."""
+    name = md.spec.model.name or md.name
+    return f"{name}:{md.spec.model.version}" if md.spec.model.version else name
+
+
+def rollout(deployment: dict[str, Any] | None) -> tuple[int, int, bool]:
+    """(wanted replicas, ready replicas, rolled out) of a Deployment as observed."""
+    if deployment is None:
+        return 0, 0, False
+    spec, st = deployment.get("spec", {}), deployment.get("status", {})
+    wanted = int(spec.get("replicas", 1))
+    ready = int(st.get("readyReplicas", 0))
+    updated = int(st.get("updatedReplicas", 0))
+    total = int(st.get("replicas", 0))
+    seen = int(st.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
+    done = seen and updated >= wanted and ready >= wanted and total == updated
+    return wanted, ready, done
+
+
+def healthy_status(
+    md: ModelDeployment,
+    *,
+    pool: str,
+    variant: str,
+    endpoint: str,
+    deployment: dict[str, Any] | None,
+    placement: str,
+    now: str,
+) -> dict[str, Any]:
+    """Status after a successful reconcile (or a child change): Progressing or Ready."""
+    generation = md.metadata.get("generation")
+    wanted, ready, done = rollout(deployment)
+    conditions = [c.wire() for c in md.status.conditions]
+    conditions = set_condition(
+        conditions,
+        type_=PLACED,
+        status=True,
+        reason="PoolChosen",
+        message=placement,
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions,
+        type_=READY,
+        status=done,
+        reason="RolloutComplete" if done else "RollingOut",
+        message=f"{ready}/{wanted} replicas ready",
+        generation=generation,
+        now=now,
+    )
+    return {
+        "phase": "Ready" if done else "Progressing",
+        "observedGeneration": generation,
+        "pool": pool,
+        "variant": variant,
+        "model": model_label(md),
+        "endpoint": endpoint,
+        "replicas": wanted,
+        "readyReplicas": ready,
+        "ready": f"{ready}/{wanted}",
+        "conditions": conditions,
+    }
+
+
+def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[str, Any]:
+    """Status when the operator judged the spec unworkable (for now or for good)."""
+    generation = md.metadata.get("generation")
+    conditions = [c.wire() for c in md.status.conditions]
+    for type_ in (READY, PLACED) if failure.reason in PLACEMENT_REASONS else (READY,):
+        conditions = set_condition(
+            conditions,
+            type_=type_,
+            status=False,
+            reason=failure.reason,
+            message=failure.message,
+            generation=generation,
+            now=now,
+        )
+    return {
+        "phase": "Failed",
+        "observedGeneration": generation,
+        "model": model_label(md),
+        "conditions": conditions,
+    }
+
+
+PLACEMENT_REASONS = {"UnknownPool", "AboveCeiling", "NoCapacity"}
+
+
+def differs(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether patching `new` over `current` would change anything (avoids no-op writes)."""
+    return any(current.get(k) != v for k, v in new.items())

@@ -1,0 +1,116 @@
+"""Process entry point: fetch and load the model, serve it, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from .dataplane import DataPlane
+from .errors import ModelUnavailable
+from .fetch import fetch_model
+from .metrics import ServingMetrics
+from .model import LoadedModel, load_model
+from .rest import RestApp
+from .settings import ServingSettings, parse_settings
+
+log = logging.getLogger("onnxops_serving")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but readiness turns false the moment a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, app: RestApp) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app.draining = True
+        super().handle_exit(sig, frame)
+
+
+def _model_dir(settings: ServingSettings) -> str:
+    uri = settings.model_uri
+    if uri.startswith(("http://", "https://")):
+        return settings.model_cache_dir
+    path = Path(uri.removeprefix("file://"))
+    return str(path if path.is_dir() else path.parent)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    metrics = ServingMetrics(_model_dir(settings))
+    failure: list[str] = []
+    server: _Server | None = None
+
+    async def start() -> None:
+        started = time.perf_counter()
+        try:
+            model = await asyncio.to_thread(_load, settings)
+        except ModelUnavailable as exc:
+            failure.append(str(exc))
+            assert server is not None
+            server.should_exit = True
+            return
+        model.load_seconds = time.perf_counter() - started
+        metrics.model = {"model": model.name, "version": model.version}
+        metrics.info = {"sha256": model.sha256, "task": model.task}
+        metrics.load_seconds = model.load_seconds
+        app.plane = DataPlane(model, settings, metrics)
+        metrics.ready = True
+        log.info(
+            "serving %s version %s (%.0f ms to load, %.3f ms per single-row inference)",
+            model.name, model.version, model.load_seconds * 1000, model.inference_ms,
+        )  # fmt: skip
+
+    app = RestApp(metrics, settings.max_body_bytes, start)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.drain_seconds + 0.999),
+        backlog=2048,
+    )
+    server = _Server(config, app)
+    server.run()
+    if failure:
+        print(f"onnxops-serve: error: {failure[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _load(settings: ServingSettings) -> LoadedModel:
+    fetched = fetch_model(
+        settings.model_uri,
+        expected_sha256=settings.model_sha256,
+        cache_dir=settings.model_cache_dir,
+        retries=settings.fetch_retries,
+        timeout=settings.fetch_timeout_s,
+    )
+    return load_model(
+        fetched,
+        name=settings.model_name,
+        version=settings.model_version,
+        threads=settings.threads,
+        warm_rows=settings.max_batch_size,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

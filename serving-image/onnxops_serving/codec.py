@@ -1,0 +1,192 @@
+"""Open Inference Protocol v2 wire format: JSON bodies and the binary tensor data extension.
+
+Turns request bytes into numpy arrays and results back into bytes; knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .errors import BadRequest
+from .model import OIP_TO_NUMPY
+
+# numpy kinds a JSON array may decode to, per declared datatype family.
+_NUMERIC_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
+_ORJSON_NUMPY = frozenset("biuf")
+
+
+@dataclass
+class InferRequest:
+    """A decoded infer request: named input arrays plus what the caller wants back."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[str] | None = None
+    binary_outputs: set[str] = field(default_factory=set)
+    binary_default: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def loads(body: bytes | memoryview) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from exc
+
+
+def _shape(raw: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
+        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    return tuple(raw)
+
+
+def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    if datatype == "BYTES":
+        arr = np.array(data, dtype=object)
+    else:
+        try:
+            arr = np.array(data)
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"input {name!r}: data is not a regular array: {exc}") from exc
+        target = np.dtype(OIP_TO_NUMPY[datatype])
+        if arr.size and arr.dtype.kind not in _NUMERIC_KINDS[target.kind]:
+            raise BadRequest(f"input {name!r}: data does not match datatype {datatype}")
+        arr = arr.astype(target, copy=False)
+    if arr.size != int(np.prod(shape)):
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} needs {int(np.prod(shape))} values, got {arr.size}"
+        )
+    return arr.reshape(shape)
+
+
+def _bytes_tensor(buf: memoryview, count: int, name: str) -> np.ndarray:
+    items: list[bytes] = []
+    pos = 0
+    while pos < len(buf):
+        if pos + 4 > len(buf):
+            raise BadRequest(f"input {name!r}: truncated BYTES element")
+        (length,) = struct.unpack_from("<I", buf, pos)
+        items.append(bytes(buf[pos + 4 : pos + 4 + length]))
+        pos += 4 + length
+    if len(items) != count or pos != len(buf):
+        raise BadRequest(f"input {name!r}: BYTES data does not match its shape")
+    return np.array(items, dtype=object)
+
+
+def _from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: memoryview) -> np.ndarray:
+    count = int(np.prod(shape))
+    if datatype == "BYTES":
+        return _bytes_tensor(buf, count, name).reshape(shape)
+    dtype = np.dtype(OIP_TO_NUMPY[datatype]).newbyteorder("<")
+    if len(buf) != count * dtype.itemsize:
+        raise BadRequest(
+            f"input {name!r}: binary data has {len(buf)} bytes, shape {list(shape)} of "
+            f"{datatype} needs {count * dtype.itemsize}"
+        )
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
+    """Decode an infer body; ``header_length`` is the binary extension's JSON length, if any."""
+    view = memoryview(body)
+    if header_length is not None and not 0 <= header_length <= len(body):
+        raise BadRequest("Inference-Header-Content-Length is larger than the body")
+    head = loads(view[:header_length] if header_length is not None else view)
+    if not isinstance(head, dict) or not isinstance(head.get("inputs"), list) or not head["inputs"]:
+        raise BadRequest("request must be a JSON object with a non-empty 'inputs' list")
+    offset = header_length or 0
+    inputs: dict[str, np.ndarray] = {}
+    for item in head["inputs"]:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest("every input needs a 'name'")
+        name = item["name"]
+        datatype = item.get("datatype")
+        if datatype not in OIP_TO_NUMPY:
+            raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
+        shape = _shape(item.get("shape"), name)
+        size = (item.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if header_length is None or type(size) is not int or offset + size > len(body):
+                raise BadRequest(f"input {name!r}: binary_data_size does not fit the body")
+            inputs[name] = _from_binary(name, datatype, shape, view[offset : offset + size])
+            offset += size
+        elif "data" in item:
+            inputs[name] = _from_json(name, datatype, shape, item["data"])
+        else:
+            raise BadRequest(f"input {name!r} has no 'data'")
+    params = head.get("parameters") or {}
+    request = InferRequest(
+        id=str(head["id"]) if head.get("id") not in (None, "") else None,
+        inputs=inputs,
+        parameters=params if isinstance(params, dict) else {},
+        binary_default=bool(isinstance(params, dict) and params.get("binary_data_output")),
+    )
+    wanted = head.get("outputs")
+    if wanted:
+        request.outputs = []
+        for out in wanted:
+            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+                raise BadRequest("every requested output needs a 'name'")
+            request.outputs.append(out["name"])
+            if (out.get("parameters") or {}).get("binary_data"):
+                request.binary_outputs.add(out["name"])
+        # Requested outputs choose their own form; the request-wide default is for the rest.
+        request.binary_default = False
+    return request
+
+
+def _bytes_payload(arr: np.ndarray) -> bytes:
+    parts = []
+    for item in arr.ravel():
+        raw = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(struct.pack("<I", len(raw)) + raw)
+    return b"".join(parts)
+
+
+def encode_infer(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str,
+    outputs: list[tuple[str, str, np.ndarray]],
+    binary: set[str] | None = None,
+) -> tuple[bytes, int | None]:
+    """Encode outputs ``(name, datatype, array)``; those named in ``binary`` go after the JSON."""
+    described = []
+    blobs = []
+    for name, datatype, arr in outputs:
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": arr.shape}
+        if binary and name in binary:
+            blob = (
+                _bytes_payload(arr) if datatype == "BYTES" else np.ascontiguousarray(arr).tobytes()
+            )
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif arr.dtype.kind in _ORJSON_NUMPY:
+            entry["data"] = np.ascontiguousarray(arr).ravel()
+        else:
+            entry["data"] = [
+                x.decode() if isinstance(x, bytes) else x for x in arr.ravel().tolist()
+            ]
+        described.append(entry)
+    head = orjson.dumps(
+        {
+            "model_name": model_name,
+            "model_version": model_version,
+            "id": request_id,
+            "outputs": described,
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -1,0 +1,228 @@
+"""The data plane: validate inputs against the model, run it, record quality signals.
+
+Transport-neutral: takes bytes, returns bytes, raises ``errors.ServingError``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from typing import Any
+
+import numpy as np
+
+from . import __version__, codec
+from .batching import Batcher, DirectRunner
+from .errors import BadRequest, NotFound
+from .metrics import ServingMetrics
+from .model import OIP_TO_NUMPY, LoadedModel
+from .quality import DriftMonitor, PredictionCache, QualityWindow
+from .settings import ServingSettings
+
+_DTYPE_TO_OIP = {np.dtype(t): name for name, t in OIP_TO_NUMPY.items()}
+
+
+class DataPlane:
+    """Everything a request can ask of the one model this process serves."""
+
+    def __init__(self, model: LoadedModel, settings: ServingSettings, metrics: ServingMetrics):
+        self.model = model
+        self._max_rows = settings.max_rows
+        self._specs = {spec.name: spec for spec in model.inputs}
+        self._out_types = {spec.name: spec.datatype for spec in model.outputs}
+        self._out_names = [spec.name for spec in model.outputs]
+        self._dtypes = {spec.name: np.dtype(OIP_TO_NUMPY[spec.datatype]) for spec in model.inputs}
+        inline = model.inference_ms < settings.inline_threshold_ms
+        self._run: DirectRunner | Batcher
+        if settings.max_batch_size > 1:
+            self._run = Batcher(
+                model.run,
+                max_rows=settings.max_batch_size,
+                max_latency_s=settings.max_batch_latency_ms / 1000,
+                inline=inline,
+                observe=metrics.observe_inference,
+            )
+        else:
+            self._run = DirectRunner(model.run, inline=inline, observe=metrics.observe_inference)
+        self._ids = itertools.count(1)
+        # A per-process prefix keeps generated ids unique across replicas and restarts.
+        self._id_prefix = secrets.token_hex(4)
+        self._cache = PredictionCache(settings.feedback_cache_size)
+        task = model.task or (
+            "regression" if model.outputs[0].datatype.startswith("FP") else "classification"
+        )
+        self.quality = QualityWindow(task, settings.quality_window)
+        stats = model.feature_stats
+        self.drift = (
+            DriftMonitor(stats, settings.drift_window, settings.drift_min_rows)
+            if stats and len(model.inputs) == 1
+            else None
+        )
+        self._metrics = metrics
+        metrics.quality = self.quality.snapshot
+        metrics.quality_rows = lambda: self.quality.size
+        if self.drift is not None:
+            drift = self.drift
+            metrics.drift = drift.psi
+            metrics.drift_rows = lambda: drift.rows
+
+    # ---- metadata -------------------------------------------------------------------------
+
+    def check(self, name: str, version: str | None) -> None:
+        if name != self.model.name:
+            raise NotFound(f"unknown model {name!r}; this server serves {self.model.name!r}")
+        if version is not None and version != self.model.version:
+            raise NotFound(
+                f"model {name!r} has no version {version!r} (serving {self.model.version!r})"
+            )
+
+    @staticmethod
+    def server_metadata() -> dict[str, Any]:
+        return {
+            "name": "onnxops-serving",
+            "version": __version__,
+            "extensions": ["binary_tensor_data", "feedback", "predict"],
+        }
+
+    def model_metadata(self) -> dict[str, Any]:
+        m = self.model
+        params: dict[str, Any] = {"sha256": m.sha256, "task": self.quality.task}
+        if m.metadata.get("classes") is not None:
+            params["classes"] = m.metadata["classes"]
+        if m.feature_names:
+            params["feature_names"] = m.feature_names
+        return {
+            "name": m.name,
+            "versions": [m.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [s.describe() for s in m.inputs],
+            "outputs": [s.describe() for s in m.outputs],
+            "parameters": params,
+        }
+
+    # ---- inference ------------------------------------------------------------------------
+
+    def _validate(self, inputs: dict[str, np.ndarray]) -> int:
+        if inputs.keys() != self._specs.keys():
+            unknown = sorted(set(inputs) - set(self._specs))
+            what = f"unknown input {unknown[0]!r}" if unknown else "missing inputs"
+            raise BadRequest(f"{what}; the model expects inputs {sorted(self._specs)}")
+        rows = -1
+        for name, arr in inputs.items():
+            spec = self._specs[name]
+            if arr.dtype != self._dtypes[name]:
+                got = _DTYPE_TO_OIP.get(arr.dtype, str(arr.dtype))
+                raise BadRequest(
+                    f"input {name!r} has datatype {got}; the model expects {spec.datatype}"
+                )
+            if arr.ndim != len(spec.shape) or any(
+                want not in (-1, got)
+                for want, got in zip(spec.shape[1:], arr.shape[1:], strict=False)
+            ):
+                raise BadRequest(
+                    f"input {name!r} has shape {list(arr.shape)}; the model expects {spec.shape}"
+                )
+            if rows not in (-1, arr.shape[0]):
+                raise BadRequest("all inputs must have the same number of rows")
+            rows = arr.shape[0]
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise BadRequest(f"input {name!r} contains NaN or infinity")
+        if rows < 1:
+            raise BadRequest("a request needs at least one row")
+        if rows > self._max_rows:
+            raise BadRequest(f"too many rows: {rows} > {self._max_rows} allowed per request")
+        return rows
+
+    async def _infer(
+        self, inputs: dict[str, np.ndarray], request_id: str | None
+    ) -> tuple[str, list[np.ndarray]]:
+        rows = self._validate(inputs)
+        outputs = await self._run(inputs, rows)
+        rid = request_id or f"{self._id_prefix}-{next(self._ids)}"
+        self._cache.put(rid, outputs[0])
+        if self.drift is not None:
+            self.drift.observe(next(iter(inputs.values())))
+        return rid, outputs
+
+    async def infer(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None]:
+        """OIP v2 infer; returns the body and, for binary outputs, the JSON header length."""
+        request = codec.decode_infer(body, header_length)
+        wanted = request.outputs or self._out_names
+        for name in wanted:
+            if name not in self._out_types:
+                raise BadRequest(f"unknown output {name!r}; the model has {self._out_names}")
+        rid, outputs = await self._infer(request.inputs, request.id)
+        by_name = dict(zip(self._out_names, outputs, strict=True))
+        binary = set(self._out_names) if request.binary_default else request.binary_outputs
+        return codec.encode_infer(
+            model_name=self.model.name,
+            model_version=self.model.version,
+            request_id=rid,
+            outputs=[(n, self._out_types[n], by_name[n]) for n in wanted],
+            binary=binary,
+        )
+
+    async def predict(self, body: bytes) -> bytes:
+        """The simple form: ``{"features": [[...], ...]}`` (or one row) for a one-input model."""
+        payload = codec.loads(body)
+        if not isinstance(payload, dict) or "features" not in payload:
+            raise BadRequest('body must be {"features": [[...], ...]}')
+        if len(self._specs) != 1:
+            raise BadRequest("/predict serves one-input models; use /v2/models/{m}/infer")
+        (name,) = self._specs
+        try:
+            arr = np.array(payload["features"])
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"features are not a regular array: {exc}") from exc
+        if arr.size and arr.dtype.kind not in "iuf":
+            raise BadRequest("features must be numbers")
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        rid, outputs = await self._infer(
+            {name: arr.astype(self._dtypes[name], copy=False)}, payload.get("id")
+        )
+        result: dict[str, Any] = {
+            "id": rid,
+            "model_name": self.model.name,
+            "model_version": self.model.version,
+            "predictions": _plain(
+                outputs[0].ravel()
+                if outputs[0].ndim == 2 and outputs[0].shape[1] == 1
+                else outputs[0]
+            ),
+        }
+        for out_name, arr_out in zip(self._out_names[1:], outputs[1:], strict=True):
+            result[out_name] = _plain(arr_out)
+        return codec.dumps(result)
+
+    # ---- feedback -------------------------------------------------------------------------
+
+    def feedback(self, body: bytes) -> bytes:
+        """Ground truth: ``{"id": ..., "labels": [...]}`` or ``{"predictions": [...], "labels": [...]}``."""
+        payload = codec.loads(body)
+        if not isinstance(payload, dict) or "labels" not in payload:
+            raise BadRequest('feedback needs "labels" and either "id" or "predictions"')
+        labels = payload["labels"]
+        labels = labels if isinstance(labels, list) else [labels]
+        if "id" in payload:
+            predictions = self._cache.take(str(payload["id"]))
+        elif "predictions" in payload:
+            raw = payload["predictions"]
+            predictions = np.array(raw if isinstance(raw, list) else [raw], dtype=object)
+        else:
+            raise BadRequest('feedback needs "id" (of an earlier request) or "predictions"')
+        accepted = self.quality.add(predictions, labels)
+        self._metrics.feedback_rows += accepted
+        return codec.dumps(
+            {
+                "accepted": accepted,
+                "window_rows": self.quality.size,
+                "metrics": self.quality.snapshot(),
+            }
+        )
+
+
+def _plain(arr: np.ndarray) -> Any:
+    if arr.dtype.kind in "biuf":
+        return arr
+    return [x.decode() if isinstance(x, bytes) else x for x in arr.tolist()]

@@ -1,0 +1,166 @@
+"""The loaded model: an ONNX Runtime session, its tensor signature and its bundle metadata."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ModelUnavailable
+from .fetch import FetchedModel
+
+# ONNX Runtime type strings -> Open Inference Protocol datatypes.
+_ORT_TO_OIP = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+OIP_TO_NUMPY: dict[str, type[np.generic]] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output as OIP describes it; -1 marks a variable dimension."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run model. ``run`` is the only thing the data plane calls per request."""
+
+    name: str
+    version: str
+    sha256: str
+    task: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    session: ort.InferenceSession
+    metadata: dict[str, Any] = field(default_factory=dict)
+    load_seconds: float = 0.0
+    inference_ms: float = 0.0
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, feeds)  # type: ignore[no-any-return]
+
+    @property
+    def feature_stats(self) -> list[dict[str, Any]]:
+        return list(self.metadata.get("feature_stats") or [])
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = self.metadata.get("feature_names")
+        return [str(n) for n in names] if names else [s["name"] for s in self.feature_stats]
+
+
+def _spec(node: Any) -> TensorSpec:
+    datatype = _ORT_TO_OIP.get(node.type)
+    if datatype is None:
+        raise ModelUnavailable(
+            f"tensor {node.name!r} has type {node.type}, which the Open Inference Protocol "
+            "cannot carry (classifiers: export with zipmap disabled)"
+        )
+    shape = [d if isinstance(d, int) and d >= 0 else -1 for d in (node.shape or [])]
+    return TensorSpec(node.name, datatype, shape)
+
+
+def _session(path: str, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning worker threads burn a core while idle; serving pods share nodes.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises several unrelated types for a bad file
+        raise ModelUnavailable(f"ONNX Runtime cannot load {path}: {exc}") from exc
+
+
+def _dummy(spec: TensorSpec, rows: int) -> np.ndarray:
+    dims = [rows] + [d if d > 0 else 1 for d in spec.shape[1:]]
+    if spec.datatype == "BYTES":
+        return np.full(dims, "", dtype=object)
+    return np.zeros(dims, dtype=OIP_TO_NUMPY[spec.datatype])
+
+
+def warm_up(model: LoadedModel, max_rows: int) -> float:
+    """Run the model until its caches are warm; return the median single-row time in ms."""
+    for rows in sorted({1, max(1, max_rows)}):
+        feeds = {spec.name: _dummy(spec, rows) for spec in model.inputs}
+        for _ in range(3):
+            try:
+                model.run(feeds)
+            except Exception as exc:
+                raise ModelUnavailable(f"warm-up inference failed: {exc}") from exc
+    feeds = {spec.name: _dummy(spec, 1) for spec in model.inputs}
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        model.run(feeds)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def load_model(
+    fetched: FetchedModel, *, name: str, version: str, threads: int, warm_rows: int
+) -> LoadedModel:
+    """Open the session, read its signature, and warm it up."""
+    start = time.perf_counter()
+    session = _session(str(fetched.onnx_path), threads)
+    meta = fetched.metadata or {}
+    inputs = [_spec(n) for n in session.get_inputs()]
+    outputs = [_spec(n) for n in session.get_outputs()]
+    for spec in inputs:
+        if not spec.shape:
+            raise ModelUnavailable(f"input {spec.name!r} is a scalar; a batch dimension is needed")
+    stem = fetched.onnx_path.name.split(".")[0]
+    model = LoadedModel(
+        name=name or str(meta.get("name") or stem),
+        version=version or str(meta.get("version") or "1"),
+        sha256=fetched.sha256,
+        task=str(meta.get("task") or ""),
+        inputs=inputs,
+        outputs=outputs,
+        session=session,
+        metadata=meta,
+    )
+    model.inference_ms = warm_up(model, warm_rows)
+    model.load_seconds = time.perf_counter() - start
+    return model

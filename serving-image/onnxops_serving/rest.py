@@ -1,0 +1,202 @@
+"""The REST transport: a bare ASGI app that routes OIP v2 paths to the data plane.
+
+No framework: per-request work is one path split, one body read and one send, which is
+where most of a small model's serving time goes. Errors map to statuses here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import codec
+from .dataplane import DataPlane
+from .errors import NotFound, NotReady, PayloadTooLarge, ServingError
+from .metrics import CONTENT_TYPE, ServingMetrics
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_JSON = b"application/json"
+_HEADER_LENGTH = b"inference-header-content-length"
+
+
+class MethodNotAllowed(ServingError):
+    status = 405
+
+
+class RestApp:
+    """ASGI entry point. ``plane`` is None until the model is loaded and warm."""
+
+    def __init__(
+        self, metrics: ServingMetrics, max_body: int, on_startup: Callable[[], Awaitable[None]]
+    ) -> None:
+        self.metrics = metrics
+        self.plane: DataPlane | None = None
+        self.draining = False
+        self._max_body = max_body
+        self._on_startup = on_startup
+        self._startup_task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # Load in the background: the process is live (and answers probes) while
+                # it fetches and warms the model, and becomes ready afterwards.
+                self._startup_task = asyncio.create_task(self._on_startup())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.draining = True
+                if self._startup_task is not None and not self._startup_task.done():
+                    self._startup_task.cancel()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _ready_plane(self) -> DataPlane:
+        if self.plane is None:
+            raise NotReady("the model is not loaded yet")
+        if self.draining:
+            raise NotReady("the server is shutting down")
+        return self.plane
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
+        header_length = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if int(value) > self._max_body:
+                    raise PayloadTooLarge(
+                        f"body of {int(value)} bytes is over the {self._max_body}-byte limit"
+                    )
+            elif key == _HEADER_LENGTH:
+                try:
+                    header_length = int(value)
+                except ValueError:
+                    raise codec.BadRequest(
+                        "Inference-Header-Content-Length is not a number"
+                    ) from None
+        message = await receive()
+        body = message.get("body", b"")
+        if message.get("more_body"):
+            chunks = [body]
+            size = len(body)
+            while message.get("more_body"):
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self._max_body:
+                    raise PayloadTooLarge(f"body is over the {self._max_body}-byte limit")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        elif len(body) > self._max_body:
+            raise PayloadTooLarge(f"body is over the {self._max_body}-byte limit")
+        return body, header_length
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.metrics
+        metrics.in_flight += 1
+        start = time.perf_counter()
+        endpoint = "other"
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            endpoint, status, body, headers = await self._route(scope, receive)
+        except ServingError as exc:
+            status, body = exc.status, codec.dumps({"error": str(exc)})
+            if isinstance(exc, PayloadTooLarge):
+                # The unread rest of the body would be taken for the next request.
+                headers = [(b"connection", b"close")]
+        except Exception as exc:  # never let one request take the server down
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            status, body = 500, codec.dumps({"error": f"internal error: {exc}"})
+        try:
+            content_type = (
+                CONTENT_TYPE.encode() if endpoint == "metrics" and status == 200 else _JSON
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", content_type),
+                        (b"content-length", b"%d" % len(body)),
+                        *headers,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            metrics.in_flight -= 1
+            metrics.count(endpoint, status)
+            if endpoint in ("infer", "predict"):
+                metrics.request_latency.observe(time.perf_counter() - start)
+
+    async def _route(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[str, int, bytes, list[tuple[bytes, bytes]]]:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        parts = path.strip("/").split("/")
+        if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
+            return await self._model_route(parts[2:], method, scope, receive)
+        if path == "/v2/health/live":
+            return "health", 200, b'{"live":true}', []
+        if path == "/v2/health/ready":
+            self._ready_plane()
+            return "health", 200, b'{"ready":true}', []
+        if path == "/metrics":
+            return "metrics", 200, self.metrics.render(), []
+        if path == "/predict":
+            _need(method, "POST")
+            body, _ = await self._read_body(scope, receive)
+            return "predict", 200, await self._ready_plane().predict(body), []
+        if path in ("/v2", "/v2/"):
+            return "metadata", 200, codec.dumps(DataPlane.server_metadata()), []
+        raise NotFound(f"no route for {method} {path}")
+
+    async def _model_route(
+        self, parts: list[str], method: str, scope: Scope, receive: Receive
+    ) -> tuple[str, int, bytes, list[tuple[bytes, bytes]]]:
+        name, rest = parts[0], parts[1:]
+        version = None
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = rest[1], rest[2:]
+        action = rest[0] if len(rest) == 1 else ("" if not rest else None)
+        if action is None:
+            raise NotFound(f"no route for {method} {scope['path']}")
+        plane = self._ready_plane()
+        plane.check(name, version)
+        if action == "infer":
+            _need(method, "POST")
+            body, header_length = await self._read_body(scope, receive)
+            out, out_header_length = await plane.infer(body, header_length)
+            extra = (
+                [] if out_header_length is None else [(_HEADER_LENGTH, b"%d" % out_header_length)]
+            )
+            return "infer", 200, out, extra
+        if action == "feedback":
+            _need(method, "POST")
+            body, _ = await self._read_body(scope, receive)
+            return "feedback", 200, plane.feedback(body), []
+        if action == "ready":
+            return "health", 200, codec.dumps({"name": name, "ready": True}), []
+        if action == "":
+            _need(method, "GET")
+            return "metadata", 200, codec.dumps(plane.model_metadata()), []
+        raise NotFound(f"no route for {method} {scope['path']}")
+
+
+def _need(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise MethodNotAllowed(f"use {allowed} here, not {method}")

@@ -1,0 +1,102 @@
+"""Runtime settings: environment variables with the ``ONNXOPS_`` prefix, overridable by flags."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    """Everything the serving process can be told; one field per ``ONNXOPS_*`` variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ONNXOPS_", extra="ignore", use_attribute_docstrings=True
+    )
+
+    model_uri: str = ""
+    """Where the model is: a path (file or bundle dir), ``file://``, or ``http(s)://`` URL."""
+
+    model_sha256: str = ""
+    """Expected sha256 of the ONNX file; empty means "take it from model.json, if any"."""
+
+    model_name: str = ""
+    """Name served under ``/v2/models/{name}``; default: model.json ``name`` or the file stem."""
+
+    model_version: str = ""
+    """Version reported by the model endpoints; default: model.json ``version`` or "1"."""
+
+    model_cache_dir: str = "/tmp/onnxops-models"
+    """Writable directory for downloaded models (the root filesystem may be read-only)."""
+
+    host: str = "0.0.0.0"
+    """Address to listen on."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port to listen on."""
+
+    threads: int = Field(default=1, ge=0)
+    """ONNX Runtime intra-op threads (0 = one per core)."""
+
+    max_batch_size: int = Field(default=1, ge=1)
+    """Adaptive batching: most requests merged into one inference; 1 turns batching off."""
+
+    max_batch_latency_ms: float = Field(default=2.0, ge=0)
+    """Adaptive batching: longest a request waits for others to join its batch."""
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body accepted; larger ones get 413."""
+
+    max_rows: int = Field(default=4096, ge=1)
+    """Most rows (first dimension) one request may carry."""
+
+    inline_threshold_ms: float = Field(default=1.0, ge=0)
+    """Models whose warm-up inference is faster than this run on the event loop itself;
+    slower ones run in a worker thread so health checks stay responsive. 0 = always a thread."""
+
+    feedback_cache_size: int = Field(default=10_000, ge=1)
+    """How many recent predictions are kept, by request id, for feedback to refer to."""
+
+    quality_window: int = Field(default=1000, ge=1)
+    """Online accuracy/F1 (or MAE/RMSE) are computed over this many latest labelled rows."""
+
+    drift_window: int = Field(default=1000, ge=10)
+    """Input drift (PSI) is computed over this many latest input rows."""
+
+    drift_min_rows: int = Field(default=100, ge=1)
+    """No drift figure is exported until this many rows were seen (PSI is noisy below)."""
+
+    drain_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long in-flight requests may take to finish before the process exits."""
+
+    fetch_retries: int = Field(default=4, ge=0)
+    """Retries on transient HTTP errors (5xx, 429, connection errors) when downloading."""
+
+    fetch_timeout_s: float = Field(default=30.0, gt=0)
+    """Timeout of one download attempt."""
+
+    log_level: str = "info"
+    """Log level of the serving process."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parse_settings(argv: list[str] | None = None) -> ServingSettings:
+    """Read settings from the environment, then apply any command-line flags over them."""
+    parser = argparse.ArgumentParser(
+        prog="onnxops-serve",
+        description="Serve one ONNX model over the Open Inference Protocol v2 (REST).",
+    )
+    for name, field in ServingSettings.model_fields.items():
+        kind: Any = field.annotation if field.annotation in (int, float) else str
+        doc = (field.description or "").split("\n")[0]
+        parser.add_argument(
+            _flag(name), dest=name, type=kind, default=None, help=f"{doc} [ONNXOPS_{name.upper()}]"
+        )
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    return ServingSettings(**overrides)

@@ -1,0 +1,101 @@
+"""Bad input gets a 4xx with {"error": ...} and never takes the server down."""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from serving_harness import Models, Server
+
+INFER = "/v2/models/iris/infer"
+
+
+def _tensor(shape: list[int], data: object, name: str = "X", datatype: str = "FP32") -> bytes:
+    return json.dumps(
+        {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}
+    ).encode()
+
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+BIN_HEAD = json.dumps(
+    {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
+                 "parameters": {"binary_data_size": 16}}]}
+).encode()  # fmt: skip
+
+# (case, path, body, extra headers, expected status, word expected in the error)
+CORPUS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
+    ("malformed json", INFER, b'{"inputs": [', {}, 400, "malformed JSON"),
+    ("not an object", INFER, b"[1, 2, 3]", {}, 400, "inputs"),
+    ("no inputs", INFER, b'{"inputs": []}', {}, 400, "inputs"),
+    ("wrong input name", INFER, _tensor([1, 4], ROW, name="Y"), {}, 400, "unknown input"),
+    ("wrong width", INFER, _tensor([2, 3], ROW + ROW[:2]), {}, 400, "shape"),
+    ("shape vs data", INFER, _tensor([2, 4], ROW), {}, 400, "needs 8 values"),
+    ("negative shape", INFER, _tensor([-1, 4], ROW), {}, 400, "shape"),
+    ("rank", INFER, _tensor([4], ROW), {}, 400, "shape"),
+    ("wrong datatype", INFER, _tensor([1, 4], [5, 3, 1, 0], datatype="INT64"), {}, 400, "FP32"),
+    ("unknown datatype", INFER, _tensor([1, 4], ROW, datatype="FP99"), {}, 400, "datatype"),
+    ("strings as FP32", INFER, _tensor([1, 4], ["a", "b", "c", "d"]), {}, 400, "datatype"),
+    ("ragged rows", INFER, _tensor([2, 4], [ROW, ROW[:3]]), {}, 400, "regular"),
+    ("NaN literal", INFER, b'{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[NaN,1,2,3]}]}', {}, 400, "JSON"),
+    ("overflow to inf", INFER, _tensor([1, 4], [1e39, 1, 2, 3]), {}, 400, "infinity"),
+    ("binary NaN", INFER, BIN_HEAD + struct.pack("<4f", float("nan"), 1, 2, 3),
+     {"Inference-Header-Content-Length": str(len(BIN_HEAD))}, 400, "NaN"),
+    ("binary too short", INFER, BIN_HEAD + b"\0" * 8,
+     {"Inference-Header-Content-Length": str(len(BIN_HEAD))}, 400, "binary_data_size"),
+    ("header length past body", INFER, BIN_HEAD, {"Inference-Header-Content-Length": "99999"}, 400, "Header"),
+    ("unknown output", INFER, json.dumps({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": ROW}],
+                                          "outputs": [{"name": "nope"}]}).encode(), {}, 400, "unknown output"),
+    ("too many rows", INFER, _tensor([501, 4], [ROW] * 501), {}, 400, "too many rows"),
+    ("zero rows", INFER, _tensor([0, 4], []), {}, 400, "at least one row"),
+    ("oversized body", INFER, b" " * 70_000, {}, 413, "limit"),
+    ("unknown model", "/v2/models/nope/infer", _tensor([1, 4], ROW), {}, 404, "unknown model"),
+    ("unknown version", "/v2/models/iris/versions/7/infer", _tensor([1, 4], ROW), {}, 404, "version"),
+    ("predict without features", "/predict", b'{"rows": []}', {}, 400, "features"),
+    ("predict strings", "/predict", b'{"features": [["a", "b", "c", "d"]]}', {}, 400, "numbers"),
+    ("predict wrong width", "/predict", b'{"features": [[1, 2]]}', {}, 400, "shape"),
+    ("feedback unknown id", "/v2/models/iris/feedback", b'{"id": "never-made", "labels": [1]}', {}, 404, "never-made"),
+    ("feedback no labels", "/v2/models/iris/feedback", b'{"id": "x"}', {}, 400, "labels"),
+    ("feedback neither", "/v2/models/iris/feedback", b'{"labels": [1]}', {}, 400, "predictions"),
+    ("feedback count", "/v2/models/iris/feedback", b'{"predictions": [1, 2], "labels": [1]}', {}, 400, "labels"),
+    ("feedback malformed", "/v2/models/iris/feedback", b"{", {}, 400, "malformed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "path", "body", "headers", "status", "word"), CORPUS, ids=[c[0] for c in CORPUS])
+def test_bad_input_gets_4xx_with_error(
+    iris_server: Server, case: str, path: str, body: bytes, headers: dict[str, str], status: int, word: str
+) -> None:
+    resp = httpx.post(iris_server.url + path, content=body, headers=headers)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert word.lower() in error.lower(), error
+
+
+def test_burst_of_bad_among_good(iris_server: Server, models: Models) -> None:
+    rng = random.Random(7)
+    jobs: list[tuple[int, int]] = [(i, rng.randrange(len(CORPUS))) for i in range(240)]
+
+    def call(job: tuple[int, int]) -> tuple[int, int, object]:
+        i, bad = job
+        with httpx.Client(base_url=iris_server.url) as client:
+            if i % 2:
+                _, path, body, headers, _, _ = CORPUS[bad]
+                return i, client.post(path, content=body, headers=headers).status_code, None
+            row = i % len(models.iris_x)
+            resp = client.post(INFER, content=_tensor([1, 4], models.iris_x[row].tolist()))
+            return i, resp.status_code, resp.json()["outputs"][0]["data"]
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(call, jobs))
+    for i, status, labels in results:
+        if i % 2:
+            assert 400 <= status < 500
+        else:
+            assert status == 200
+            assert labels == [int(models.iris_labels[i % len(models.iris_x)])]
+    assert iris_server.proc.poll() is None
+    assert httpx.get(iris_server.url + "/v2/health/ready").status_code == 200

@@ -51,8 +51,11 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         types = {o.get("type") for o in non_null}
         outer = {k: v for k, v in node.items() if k != "anyOf"}
         if types == {"integer", "string"}:
-            # int | str is a Kubernetes quantity; the pattern sits on the outer node.
-            return _convert({**outer, "type": "int-or-string"}, defs)
+            # int | str is a Kubernetes quantity: int-or-string, the string form's pattern.
+            string = next(o for o in non_null if o.get("type") == "string")
+            extra = {k: string[k] for k in ("pattern", "maxLength") if k in string}
+            outer = {k: v for k, v in outer.items() if k != "default"}
+            return _convert({**outer, **extra, "type": "int-or-string"}, defs)
         if len(non_null) != 1:
             raise ValueError(f"cannot express anyOf {options} structurally")
         # Optional[X]: absent means unset; the default (None) is not rendered.

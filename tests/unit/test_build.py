@@ -1,0 +1,279 @@
+"""Pure builders: ModelDeployment + pool profile -> desired child objects, compared as dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from onnxops import build
+from onnxops.api import ModelDeployment
+from onnxops.pools import default_pools
+
+IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
+CLOUD, EDGE = default_pools()["cloud"], default_pools()["edge"]
+SHA = "a" * 64
+
+
+def md(**spec: Any) -> ModelDeployment:
+    body = {
+        "apiVersion": "onnxops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 3},
+        "spec": {
+            "model": {"uri": "https://h/iris/model.onnx", "sha256": SHA, "version": "3"},
+            **spec,
+        },
+    }
+    return ModelDeployment.model_validate(body)
+
+
+LABELS = {
+    "app.kubernetes.io/name": "onnxops-serving",
+    "app.kubernetes.io/instance": "iris",
+    "app.kubernetes.io/managed-by": "onnxops",
+    "onnxops.io/model-deployment": "iris",
+    "onnxops.io/pool": "cloud",
+}
+OWNER = {
+    "apiVersion": "onnxops.io/v1alpha1",
+    "kind": "ModelDeployment",
+    "name": "iris",
+    "uid": "u-1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+META = {"name": "iris", "namespace": "ml", "labels": LABELS, "ownerReferences": [OWNER]}
+
+
+def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def test_deployment_for_the_cloud_pool() -> None:
+    expected = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": META,
+        "spec": {
+            "selector": {"matchLabels": {"onnxops.io/model-deployment": "iris"}},
+            "revisionHistoryLimit": 3,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": LABELS,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": "8080",
+                        "prometheus.io/path": "/metrics",
+                        "onnxops.io/variant": "default",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "nodeSelector": {"onnxops.io/pool": "cloud"},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "fsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                            "env": [
+                                {"name": "ONNXOPS_MODEL_URI", "value": "https://h/iris/model.onnx"},
+                                {"name": "ONNXOPS_MODEL_SHA256", "value": SHA},
+                                {"name": "ONNXOPS_MODEL_VERSION", "value": "3"},
+                                {"name": "ONNXOPS_PORT", "value": "8080"},
+                                {"name": "ONNXOPS_THREADS", "value": "2"},
+                                {"name": "ONNXOPS_MAX_BATCH_SIZE", "value": "1"},
+                                {"name": "ONNXOPS_MODEL_CACHE_DIR", "value": "/var/cache/onnxops"},
+                            ],
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "512Mi"},
+                                "limits": {"memory": "1Gi"},
+                            },
+                            "readinessProbe": probe("/v2/health/ready", 5, 3),
+                            "livenessProbe": probe("/v2/health/live", 10, 3),
+                            "startupProbe": probe("/v2/health/live", 2, 60),
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [
+                                {"name": "cache", "mountPath": "/var/cache/onnxops"},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "cache", "emptyDir": {"sizeLimit": "1Gi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+            "replicas": 1,
+        },
+    }
+    assert build.build_deployment(md(), CLOUD, image=IMAGE) == expected
+
+
+def test_edge_gets_taint_toleration_and_int8_variant() -> None:
+    model = {
+        "uri": "https://h/iris/model.onnx",
+        "sha256": SHA,
+        "variants": {"int8": {"uri": "https://h/iris/model.int8.onnx", "sha256": "b" * 64}},
+    }
+    dep = build.build_deployment(
+        md(model=model, target={"pool": "edge", "nodeSelector": {"zone": "shop-1"}}),
+        EDGE,
+        image=IMAGE,
+    )
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"onnxops.io/pool": "edge", "zone": "shop-1"}
+    assert pod["tolerations"] == [
+        {
+            "key": "node-role.kubernetes.io/edge",
+            "operator": "Equal",
+            "value": "true",
+            "effect": "NoSchedule",
+        }
+    ]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["ONNXOPS_MODEL_URI"] == "https://h/iris/model.int8.onnx"
+    assert env["ONNXOPS_MODEL_SHA256"] == "b" * 64
+    assert env["ONNXOPS_THREADS"] == "1"
+    assert dep["spec"]["template"]["metadata"]["annotations"]["onnxops.io/variant"] == "int8"
+    # Asking for the default explicitly overrides the pool's preference.
+    plan = build.plan_model(md(model={**model, "variant": "default"}), EDGE)
+    assert plan.variant == "default" and plan.env_uri == "https://h/iris/model.onnx"
+    # Without an int8 variant the edge pool serves the main file.
+    assert build.plan_model(md(), EDGE).variant == "default"
+
+
+@pytest.mark.parametrize(
+    ("uri", "volume", "env_uri"),
+    [
+        (
+            "pvc://store/iris/3/model.onnx",
+            {"persistentVolumeClaim": {"claimName": "store", "readOnly": True}},
+            "/models/iris/3/model.onnx",
+        ),
+        (
+            "configmap://iris-model/model.onnx",
+            {"configMap": {"name": "iris-model"}},
+            "/models/model.onnx",
+        ),
+    ],
+)
+def test_in_cluster_model_sources_are_mounted(
+    uri: str, volume: dict[str, Any], env_uri: str
+) -> None:
+    dep = build.build_deployment(md(model={"uri": uri}), CLOUD, image=IMAGE)
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["volumes"][-1] == {"name": "model", **volume}
+    container = pod["containers"][0]
+    assert container["volumeMounts"][-1] == {
+        "name": "model",
+        "mountPath": "/models",
+        "readOnly": True,
+    }
+    assert {"name": "ONNXOPS_MODEL_URI", "value": env_uri} in container["env"]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["pvc://store", "configmap://Bad_Name/m.onnx", "pvc://s/../etc/passwd", "https:///m.onnx"],
+)
+def test_malformed_model_uris_are_refused(uri: str) -> None:
+    with pytest.raises(build.ModelUriError):
+        build.plan_model(md(model={"uri": uri}), CLOUD)
+
+
+def test_service() -> None:
+    assert build.build_service(md(), CLOUD) == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": META,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"onnxops.io/model-deployment": "iris"},
+            "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def test_hpa_owns_replicas_and_pdb_follows_replica_count() -> None:
+    scaled = md(autoscaling={"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilization": 60})
+    children, remove = build.desired_children(scaled, CLOUD, image=IMAGE)
+    assert [c["kind"] for c in children] == [
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    ]
+    assert remove == []
+    assert "replicas" not in children[0]["spec"]
+    assert children[3]["spec"] == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"},
+        "minReplicas": 2,
+        "maxReplicas": 6,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 60},
+                },
+            }
+        ],
+    }
+    assert children[2]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": {"onnxops.io/model-deployment": "iris"}},
+    }
+    single, remove = build.desired_children(md(), CLOUD, image=IMAGE)
+    assert [c["kind"] for c in single] == ["Deployment", "Service"]
+    assert remove == [
+        ("policy/v1", "PodDisruptionBudget"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ]
+    pair, _ = build.desired_children(md(replicas=2), CLOUD, image=IMAGE)
+    assert [c["kind"] for c in pair][-1] == "PodDisruptionBudget"
+
+
+def test_serving_settings_reach_the_container() -> None:
+    dep = build.build_deployment(
+        md(
+            serving={
+                "threads": 4,
+                "port": 9000,
+                "batching": {"maxBatchSize": 16, "maxLatencyMs": 5},
+                "image": "reg/onnxops-serving:dev",
+            }
+        ),
+        CLOUD,
+        image=IMAGE,
+    )
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["ONNXOPS_THREADS"], env["ONNXOPS_PORT"]) == ("4", "9000")
+    assert (env["ONNXOPS_MAX_BATCH_SIZE"], env["ONNXOPS_MAX_BATCH_LATENCY_MS"]) == ("16", "5")
+    assert container["image"] == "reg/onnxops-serving:dev"
+    assert container["ports"][0]["containerPort"] == 9000
+    assert build.endpoint(md(), "cluster.local") == "http://iris.ml.svc.cluster.local:8080"

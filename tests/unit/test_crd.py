@@ -1,0 +1,110 @@
+"""The CRD rendered from the pydantic models: fresh on disk, structural, and complete."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from onnxops import api, crdgen
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "modeldeployment.yaml"
+
+
+def _version() -> dict[str, Any]:
+    return crdgen.crd()["spec"]["versions"][0]
+
+
+def _schema() -> dict[str, Any]:
+    return _version()["schema"]["openAPIV3Schema"]
+
+
+def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, node)]
+    for name, sub in node.get("properties", {}).items():
+        found += _walk(sub, f"{path}.{name}")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += _walk(node["additionalProperties"], f"{path}[*]")
+    if isinstance(node.get("items"), dict):
+        found += _walk(node["items"], f"{path}[]")
+    return found
+
+
+def test_checked_in_crd_is_current() -> None:
+    assert CRD_FILE.read_text() == crdgen.render(), "run `make crds` to regenerate"
+
+
+def test_render_is_deterministic() -> None:
+    assert crdgen.render() == crdgen.render()
+    assert yaml.safe_load(crdgen.render()) == crdgen.crd()
+
+
+def test_schema_is_structural() -> None:
+    for path, node in _walk(_schema()):
+        assert not {"$ref", "anyOf", "allOf", "oneOf", "title", "$defs"} & node.keys(), path
+        typed = "type" in node or node.get("x-kubernetes-int-or-string")
+        assert typed, f"{path} has no type"
+        if "exclusiveMinimum" in node:
+            assert node["exclusiveMinimum"] is True and "minimum" in node, path
+
+
+def test_names_scope_and_subresources() -> None:
+    spec = crdgen.crd()["spec"]
+    assert spec["group"] == "onnxops.io" and spec["scope"] == "Namespaced"
+    assert spec["names"]["shortNames"] == ["mdep"]
+    assert spec["names"]["kind"] == "ModelDeployment"
+    version = _version()
+    assert version["name"] == "v1alpha1" and version["storage"] is True
+    assert version["subresources"] == {"status": {}}
+
+
+def test_printer_columns() -> None:
+    columns = {c["name"]: c["jsonPath"] for c in _version()["additionalPrinterColumns"]}
+    assert list(columns) == ["Pool", "Phase", "Ready", "Model", "Age"]
+    assert columns["Phase"] == ".status.phase"
+    assert columns["Age"] == ".metadata.creationTimestamp"
+
+
+def test_validation_rules_present() -> None:
+    props = _schema()["properties"]["spec"]["properties"]
+    rules = [r["rule"] for r in props["autoscaling"]["x-kubernetes-validations"]]
+    assert "self.minReplicas <= self.maxReplicas" in rules
+    assert props["replicas"]["minimum"] == 0 and props["replicas"]["default"] == 1
+    assert props["remediation"]["properties"]["mode"]["enum"] == ["auto", "dryRun", "off"]
+    assert props["model"]["required"] == ["uri"]
+    assert _schema()["x-kubernetes-validations"], "metadata.name rule"
+    # Sub-objects default to {} so nested defaults (pool: auto) are filled in by the apiserver.
+    assert props["target"]["default"] == {}
+    assert props["target"]["properties"]["pool"]["default"] == "auto"
+
+
+def test_status_has_no_defaults_and_full_conditions() -> None:
+    status = _schema()["properties"]["status"]
+    assert all("default" not in node for _, node in _walk(status))
+    condition = status["properties"]["conditions"]["items"]["properties"]
+    assert {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"} <= (
+        condition.keys()
+    )
+    assert status["properties"]["phase"]["enum"] == list(api.PHASES)
+
+
+def test_patterns_accept_and_refuse() -> None:
+    model = _schema()["properties"]["spec"]["properties"]["model"]["properties"]
+    uri, sha = re.compile(model["uri"]["pattern"]), re.compile(model["sha256"]["pattern"])
+    for good in (
+        "https://h/iris/model.onnx",
+        "file:///models/a.onnx",
+        "pvc://claim/a/b.onnx",
+        "configmap://iris/model.onnx",
+        "/opt/model.onnx",
+    ):
+        assert uri.search(good), good
+    for bad in ("ftp://h/m.onnx", "s3://bucket/m", "model.onnx", "https://h/a b", ""):
+        assert not uri.search(bad), bad
+    assert sha.search("a" * 64)
+    assert not sha.search("A" * 64) and not sha.search("a" * 63)
+    quantity = re.compile(api.QUANTITY_PATTERN)
+    assert all(quantity.search(q) for q in ("250m", "1Gi", "2", "0.5", "1e3"))
+    assert not any(quantity.search(q) for q in ("lots", "1 Gi", "-"))

@@ -1,0 +1,159 @@
+"""Pool profiles and the supply-based choice of a pool (pure; nodes and pods as dicts)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from onnxops.api import ModelDeploymentSpec
+from onnxops.errors import UserInputError
+from onnxops.pools import (
+    PlacementError,
+    PoolProfile,
+    ceiling_violations,
+    choose_pool,
+    default_pools,
+    effective_resources,
+    free_per_node,
+    load_pools,
+    place,
+    replicas_that_fit,
+)
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+
+
+def node(
+    name: str, pool: str, cpu: str = "2", memory: str = "4Gi", ready: bool = True
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"onnxops.io/pool": pool}},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def pod(node_name: str, cpu: str, memory: str, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"p-{node_name}-{cpu}", "namespace": "x"},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"resources": {"requests": {"cpu": cpu, "memory": memory}}}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def spec(**fields: Any) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate({"model": {"uri": "https://h/m.onnx"}, **fields})
+
+
+def test_configmap_profiles_match_the_built_in_defaults(tmp_path: Path) -> None:
+    configmap = yaml.safe_load((MANIFESTS / "pools.yaml").read_text())
+    path = tmp_path / "pools.yaml"
+    path.write_text(configmap["data"]["pools.yaml"])
+    assert load_pools(path) == default_pools()
+    assert load_pools(None) == default_pools()
+
+
+def test_bad_pool_file_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "pools.yaml"
+    path.write_text("pools: []\n")
+    with pytest.raises(UserInputError):
+        load_pools(path)
+    with pytest.raises(UserInputError):
+        load_pools(tmp_path / "missing.yaml")
+
+
+def test_effective_resources_merge_spec_over_pool() -> None:
+    edge = default_pools()["edge"]
+    assert effective_resources(spec(), edge) == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    # A request above the pool's default limit lifts the limit with it.
+    got = effective_resources(spec(resources={"requests": {"memory": "512Mi", "cpu": 1}}), edge)
+    assert got == {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "512Mi"}}
+
+
+def test_ceiling_violations() -> None:
+    edge = default_pools()["edge"]
+    resources = effective_resources(spec(resources={"requests": {"cpu": "2"}}), edge)
+    assert ceiling_violations(resources, edge) == ["requests.cpu 2 exceeds pool edge ceiling 1"]
+    assert ceiling_violations(effective_resources(spec(), edge), edge) == []
+
+
+def test_free_per_node_subtracts_bound_pods_and_skips_unready_nodes() -> None:
+    nodes = [node("c1", "cloud"), node("c2", "cloud", ready=False), node("e1", "edge")]
+    pods = [pod("c1", "500m", "1Gi"), pod("c1", "1", "1Gi", phase="Succeeded")]
+    free = free_per_node(nodes, pods, {"onnxops.io/pool": "cloud"})
+    assert free == [{"cpu": Decimal("1.5"), "memory": Decimal(3 * 2**30)}]
+
+
+def test_replicas_that_fit_is_per_node() -> None:
+    free = [
+        {"cpu": Decimal("1.5"), "memory": Decimal(2**30)},
+        {"cpu": Decimal("0.4"), "memory": Decimal(2**33)},
+    ]
+    assert replicas_that_fit(free, {"cpu": "500m", "memory": "256Mi"}) == 3
+    assert replicas_that_fit(free, {"cpu": "2"}) == 0
+
+
+def test_choose_pool_prefers_order_and_keeps_current() -> None:
+    assert choose_pool(order=["edge", "cloud"], fits={"edge": 1, "cloud": 9}, replicas=2) == "cloud"
+    assert choose_pool(order=["edge", "cloud"], fits={"edge": 2, "cloud": 9}, replicas=2) == "edge"
+    assert (
+        choose_pool(
+            order=["edge", "cloud"], fits={"edge": 5, "cloud": 9}, replicas=2, current="cloud"
+        )
+        == "cloud"
+    )
+    assert choose_pool(order=["edge"], fits={"edge": 0}, replicas=1) is None
+
+
+def test_place_auto_prefers_edge_when_asked_and_it_has_room() -> None:
+    nodes = [node("c1", "cloud"), node("e1", "edge", cpu="1", memory="1Gi")]
+    pools = default_pools()
+    got = place(spec(target={"prefer": "edge"}), pools, nodes=nodes, other_pods=[])
+    assert got.pool.name == "edge"
+    assert "auto" in got.message
+    # Without a preference, auto takes pools in name order: cloud first.
+    assert place(spec(), pools, nodes=nodes, other_pods=[]).pool.name == "cloud"
+
+
+def test_place_falls_back_when_the_pool_is_full() -> None:
+    nodes = [node("c1", "cloud"), node("e1", "edge", cpu="1", memory="1Gi")]
+    busy = [pod("e1", "950m", "100Mi")]
+    wanted = spec(target={"pool": "edge", "fallbackPool": "cloud"})
+    got = place(wanted, default_pools(), nodes=nodes, other_pods=busy)
+    assert got.pool.name == "cloud" and "fallback" in got.message
+    with pytest.raises(PlacementError) as err:
+        place(spec(target={"pool": "edge"}), default_pools(), nodes=nodes, other_pods=busy)
+    assert err.value.reason == "NoCapacity" and not err.value.permanent
+
+
+def test_place_refuses_unknown_pools_and_requests_above_ceilings() -> None:
+    nodes = [node("c1", "cloud")]
+    with pytest.raises(PlacementError) as err:
+        place(spec(target={"pool": "gpu"}), default_pools(), nodes=nodes, other_pods=[])
+    assert err.value.reason == "UnknownPool" and err.value.permanent
+    assert "cloud, edge" in err.value.message
+    huge = spec(target={"pool": "edge"}, resources={"requests": {"memory": "4Gi"}})
+    with pytest.raises(PlacementError) as err:
+        place(huge, default_pools(), nodes=nodes, other_pods=[])
+    assert err.value.reason == "AboveCeiling" and "ceiling 1Gi" in err.value.message
+
+
+def test_place_counts_min_replicas_of_autoscaling() -> None:
+    pools = {"cloud": PoolProfile(name="cloud", node_selector={"onnxops.io/pool": "cloud"})}
+    nodes = [node("c1", "cloud", cpu="1", memory="4Gi")]
+    ok = spec(target={"pool": "cloud"}, autoscaling={"minReplicas": 4, "maxReplicas": 8})
+    assert place(ok, pools, nodes=nodes, other_pods=[]).pool.name == "cloud"  # 4 x 250m
+    too_many = spec(target={"pool": "cloud"}, autoscaling={"minReplicas": 5, "maxReplicas": 8})
+    with pytest.raises(PlacementError):
+        place(too_many, pools, nodes=nodes, other_pods=[])

@@ -1,0 +1,88 @@
+"""Status computation: phases from the Deployment's rollout, conditions per API conventions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onnxops import status
+from onnxops.api import ModelDeployment
+
+
+def md(conditions: list[dict[str, Any]] | None = None) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": "iris", "namespace": "ml", "generation": 4},
+            "spec": {"model": {"uri": "https://h/m.onnx", "name": "iris", "version": "3"}},
+            "status": {"conditions": conditions or []},
+        }
+    )
+
+
+def deployment(wanted: int, ready: int, updated: int, observed: int = 2) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": wanted},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": updated,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+        },
+    }
+
+
+def test_rollout() -> None:
+    assert status.rollout(None) == (0, 0, False)
+    assert status.rollout(deployment(2, 2, 2)) == (2, 2, True)
+    assert status.rollout(deployment(2, 1, 2)) == (2, 1, False)
+    assert status.rollout(deployment(2, 2, 2, observed=1)) == (2, 2, False)
+
+
+def test_set_condition_moves_transition_time_only_on_flip() -> None:
+    first = status.set_condition(
+        [], type_="Ready", status=False, reason="A", message="", generation=1, now="t1"
+    )
+    same = status.set_condition(
+        first, type_="Ready", status=False, reason="B", message="m", generation=2, now="t2"
+    )
+    flipped = status.set_condition(
+        same, type_="Ready", status=True, reason="C", message="", generation=2, now="t3"
+    )
+    assert [c["lastTransitionTime"] for c in (first[0], same[0], flipped[0])] == ["t1", "t1", "t3"]
+    assert same[0]["reason"] == "B" and same[0]["observedGeneration"] == 2
+    assert len(flipped) == 1 and flipped[0]["status"] == "True"
+
+
+def test_healthy_status_ready_and_progressing() -> None:
+    kwargs: dict[str, Any] = {
+        "pool": "edge",
+        "variant": "int8",
+        "endpoint": "http://e",
+        "placement": "p",
+        "now": "t",
+    }
+    ready = status.healthy_status(md(), deployment=deployment(2, 2, 2), **kwargs)
+    assert ready["phase"] == "Ready" and ready["ready"] == "2/2"
+    assert ready["observedGeneration"] == 4 and ready["model"] == "iris:3"
+    assert {c["type"]: c["status"] for c in ready["conditions"]} == {
+        "Placed": "True",
+        "Ready": "True",
+    }
+    rolling = status.healthy_status(md(), deployment=deployment(2, 1, 2), **kwargs)
+    assert rolling["phase"] == "Progressing" and rolling["readyReplicas"] == 1
+
+
+def test_failed_status_carries_reason_in_conditions() -> None:
+    failure = status.Failure("UnknownPool", "pool 'gpu' is not configured", permanent=True)
+    got = status.failed_status(md(), failure, now="t")
+    assert got["phase"] == "Failed" and got["observedGeneration"] == 4
+    assert {(c["type"], c["status"], c["reason"]) for c in got["conditions"]} == {
+        ("Ready", "False", "UnknownPool"),
+        ("Placed", "False", "UnknownPool"),
+    }
+    model_fail = status.failed_status(
+        md(), status.Failure("ModelUnreachable", "x", permanent=False), now="t"
+    )
+    assert [c["type"] for c in model_fail["conditions"]] == ["Ready"]
+    assert status.differs(got, {"phase": "Failed"}) is False
+    assert status.differs(got, {"phase": "Ready"}) is True

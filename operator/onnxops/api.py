@@ -149,6 +149,7 @@ class ResourceList(ApiModel):
 
 def _not_below(field: str) -> str:
     return (
+        "!has(self.limits) || !has(self.requests) || "
         f"!has(self.limits.{field}) || !has(self.requests.{field}) || "
         f"quantity(string(self.limits.{field})).compareTo("
         f"quantity(string(self.requests.{field}))) >= 0"

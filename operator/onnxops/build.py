@@ -133,7 +133,21 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def build_deployment(md: ModelDeployment, pool: PoolProfile, *, image: str) -> dict[str, Any]:
+def replica_count(md: ModelDeployment, current: int | None) -> int:
+    """spec.replicas; with autoscaling the HPA's current choice, clamped to its bounds.
+
+    Stating a count even under an HPA starts a new Deployment at minReplicas at once, and
+    echoing the current count keeps our apply from undoing the HPA's scaling."""
+    scaling = md.spec.autoscaling
+    if scaling is None:
+        return md.spec.replicas
+    wanted = current if current is not None else scaling.min_replicas
+    return max(scaling.min_replicas, min(wanted, scaling.max_replicas))
+
+
+def build_deployment(
+    md: ModelDeployment, pool: PoolProfile, *, image: str, current_replicas: int | None = None
+) -> dict[str, Any]:
     """The Deployment running the serving runtime on the pool's nodes."""
     spec = md.spec
     plan = plan_model(md, pool)
@@ -207,8 +221,7 @@ def build_deployment(md: ModelDeployment, pool: PoolProfile, *, image: str) -> d
             "spec": pod_spec,
         },
     }
-    if spec.autoscaling is None:  # otherwise the HPA owns the replica count
-        dep_spec["replicas"] = spec.replicas
+    dep_spec["replicas"] = replica_count(md, current_replicas)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -283,10 +296,11 @@ def build_hpa(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
 
 
 def desired_children(
-    md: ModelDeployment, pool: PoolProfile, *, image: str
+    md: ModelDeployment, pool: PoolProfile, *, image: str, current_replicas: int | None = None
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Objects to apply, and (apiVersion, kind) of optional children to delete if present."""
-    apply = [build_deployment(md, pool, image=image), build_service(md, pool)]
+    deployment = build_deployment(md, pool, image=image, current_replicas=current_replicas)
+    apply = [deployment, build_service(md, pool)]
     remove = []
     for wanted, builder, api_kind in (
         (wants_pdb(md), build_pdb, ("policy/v1", "PodDisruptionBudget")),

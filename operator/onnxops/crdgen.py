@@ -53,13 +53,14 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if types == {"integer", "string"}:
             # int | str is a Kubernetes quantity: int-or-string, the string form's pattern.
             string = next(o for o in non_null if o.get("type") == "string")
-            extra = {k: string[k] for k in ("pattern", "maxLength") if k in string}
+            limits: dict[str, Any] = {k: string[k] for k in ("pattern", "maxLength") if k in string}
             outer = {k: v for k, v in outer.items() if k != "default"}
-            return _convert({**outer, **extra, "type": "int-or-string"}, defs)
+            return _convert({**outer, **limits, "type": "int-or-string"}, defs)
         if len(non_null) != 1:
             raise ValueError(f"cannot express anyOf {options} structurally")
         # Optional[X]: absent means unset; the default (None) is not rendered.
-        merged = {**non_null[0], **{k: v for k, v in outer.items() if k != "default"}}
+        kept = {k: v for k, v in outer.items() if not (k == "default" and v is None)}
+        merged = {**non_null[0], **kept}
         return _convert(merged, defs)
 
     out: dict[str, Any] = {}

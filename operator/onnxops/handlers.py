@@ -30,9 +30,9 @@ def _backoff(retry: int) -> float:
     return float(min(_cfg.retry_base_s * 2**retry, _cfg.retry_max_s))
 
 
-def _run(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
+def _run(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool = False) -> None:
     try:
-        outcome = reconcile.reconcile(body, memo.pools, _cfg)
+        outcome = reconcile.reconcile(body, memo.pools, _cfg, drift=drift)
     except reconcile.Judged as judged:
         failure = judged.failure
         kopf.warn(body, reason=failure.reason, message=failure.message)
@@ -91,9 +91,10 @@ def deployment_changed(
     key = (body.meta.namespace or "", body.meta.name or "")
     generation = int(body.meta.get("generation", 0))
     if type == "DELETED" or generation > _applied_generation.get(key, generation):
-        logger.info("Deployment %s/%s drifted (%s); restoring", *key, type)
-        kopf.warn(owner, reason="DriftRestored", message=f"Deployment {key[1]} {type.lower()}")
-        _run(owner, memo, retry=0)
+        # A new generation is someone's edit (or the HPA scaling): re-applying is a no-op
+        # unless a field we own was changed, and then it is the restoration.
+        logger.debug("Deployment %s/%s %s at generation %s; re-applying", *key, type, generation)
+        _run(owner, memo, retry=0, drift=True)
         return
     _applied_generation[key] = generation
     reconcile.refresh(owner, None if type == "DELETED" else dict(body))
@@ -107,5 +108,4 @@ def service_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
     owner = _owner(body)
     if owner is None:
         return
-    kopf.warn(owner, reason="DriftRestored", message=f"Service {body.meta.name} deleted")
-    _run(owner, memo, retry=0)
+    _run(owner, memo, retry=0, drift=True)

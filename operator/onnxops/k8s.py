@@ -116,11 +116,27 @@ class Applied:
     outcome: Outcome
 
 
-def apply(obj: dict[str, Any]) -> Applied:
-    """Server-side apply; says whether the object was created, changed or already as wanted."""
+_UNSET: Any = object()
+
+
+def _desired_part(obj: dict[str, Any]) -> Any:
+    """What an apply can change: everything but status and server-kept metadata.
+
+    Comparing this (not resourceVersion) keeps status writes by controllers between our
+    GET and PATCH from reading as "updated"."""
+    meta = obj.get("metadata", {})
+    kept = {k: meta.get(k) for k in ("labels", "annotations", "ownerReferences")}
+    return kept, {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+def apply(obj: dict[str, Any], before: dict[str, Any] | None = _UNSET) -> Applied:
+    """Server-side apply; says whether the object was created, changed or already as wanted.
+
+    `before` is the current object when the caller already fetched it (None: absent)."""
     meta = obj["metadata"]
     path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    before = get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if before is _UNSET:
+        before = get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
     after = request(
         "PATCH",
         path,
@@ -130,7 +146,7 @@ def apply(obj: dict[str, Any]) -> Applied:
     )
     if before is None:
         outcome: Outcome = "created"
-    elif before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion"):
+    elif _desired_part(before) != _desired_part(after):
         outcome = "updated"
     else:
         outcome = "unchanged"

@@ -73,21 +73,32 @@ def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> tuple[PoolP
 
 
 def reconcile(
-    body: Mapping[str, Any], pools: dict[str, PoolProfile], cfg: OperatorConfig
+    body: Mapping[str, Any],
+    pools: dict[str, PoolProfile],
+    cfg: OperatorConfig,
+    *,
+    drift: bool = False,
 ) -> Outcome:
-    """Bring the children in line with the spec; raises Judged for operator-judged failures."""
+    """Bring the children in line with the spec; raises Judged for operator-judged failures.
+
+    `drift`: called because a child changed behind our back, so changes are restorations."""
     md = ModelDeployment.model_validate(dict(body))
     pool, why = placement(md, pools)
     plan = _check_model(md, pool, cfg)
     events: list[Event] = []
     if md.status.pool != pool.name or md.status.phase == "Failed":
         events.append(("Normal", "PoolChosen", f"{why}; variant {plan.variant}"))
-    to_apply, to_remove = build.desired_children(md, pool, image=cfg.serving_image)
-    deployment: dict[str, Any] | None = None
+    current = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
+    replicas = (current or {}).get("spec", {}).get("replicas")
+    to_apply, to_remove = build.desired_children(
+        md, pool, image=cfg.serving_image, current_replicas=replicas
+    )
     for obj in to_apply:
-        applied = k8s.apply(obj)
+        applied = k8s.apply(obj, current) if obj["kind"] == "Deployment" else k8s.apply(obj)
         if applied.outcome != "unchanged":
             reason = "Created" if applied.outcome == "created" else "Updated"
+            if drift:  # the object existed as we left it before someone changed it
+                reason = "DriftRestored"
             events.append(("Normal", reason, f"{applied.outcome} {applied.kind} {applied.name}"))
     for api_version, kind in to_remove:
         if k8s.delete(api_version, kind, md.namespace, md.name):

@@ -228,7 +228,22 @@ def test_hpa_owns_replicas_and_pdb_follows_replica_count() -> None:
         "HorizontalPodAutoscaler",
     ]
     assert remove == []
-    assert "replicas" not in children[0]["spec"]
+    # Under an HPA the Deployment starts at minReplicas and keeps the HPA's later choice.
+    assert children[0]["spec"]["replicas"] == 2
+    assert (
+        build.build_deployment(scaled, CLOUD, image=IMAGE, current_replicas=5)["spec"]["replicas"]
+        == 5
+    )
+    assert (
+        build.build_deployment(scaled, CLOUD, image=IMAGE, current_replicas=9)["spec"]["replicas"]
+        == 6
+    )
+    assert (
+        build.build_deployment(md(replicas=3), CLOUD, image=IMAGE, current_replicas=5)["spec"][
+            "replicas"
+        ]
+        == 3
+    )
     assert children[3]["spec"] == {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"},
         "minReplicas": 2,

@@ -27,6 +27,16 @@ system-deps:
 cluster-build:
 	@bash hack/devcluster/build.sh >/dev/null
 
+# A local control plane + KWOK nodes as processes; state in .devcluster/ (see hack/devcluster/README.md).
+cluster-up: install cluster-build
+	@PYTHONPATH=hack/devcluster $(BIN)/python -m devcluster up $(CLUSTER_ARGS)
+
+cluster-down:
+	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster down
+
+cluster-status:
+	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster status
+
 test: install system-deps cluster-build
 	$(BIN)/python -m pytest tests -m "not e2e"
 

@@ -35,4 +35,16 @@ LDFLAGS="-s -w"
 build etcd etcd .
 LDFLAGS="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
+
+# The kwok binary has no built-in stages (kwokctl passes them): take the upstream stage files of
+# the same kwok release from its module and concatenate them into one config next to the binary.
+if [[ ! -s "$bin/kwok-stages.yaml" ]]; then
+  src="$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"; cat "$src/$f"
+  done >"$bin/.tmp-kwok-stages.yaml"
+  mv "$bin/.tmp-kwok-stages.yaml" "$bin/kwok-stages.yaml"
+  log "kwok stages written"
+fi
 echo "$bin"

@@ -1,0 +1,130 @@
+"""``python -m devcluster up|down|status|prometheus|podrunner`` (PYTHONPATH=hack/devcluster).
+
+``make cluster-up`` / ``cluster-down`` / ``cluster-status`` call the first three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import controlplane, prometheus
+from .binaries import BinariesMissing
+from .nodes import default_pools
+from .podrunner import PodRunner, default_command, run_forever
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _size(text: str) -> tuple[str, str]:
+    cpu, _, memory = text.partition(":")
+    if not cpu or not memory:
+        raise argparse.ArgumentTypeError(f"expected CPU:MEMORY such as 8:32Gi, got {text!r}")
+    return cpu, memory
+
+
+def _cluster(state_dir: Path) -> controlplane.Cluster:
+    cluster = controlplane.load(state_dir)
+    if cluster is None or not any(cluster.running().values()):
+        raise SystemExit(f"no devcluster running from {state_dir} (start it: make cluster-up)")
+    return cluster
+
+
+def up(args: argparse.Namespace) -> int:
+    pools = default_pools(args.cloud, args.edge, args.cloud_size, args.edge_size)
+    cluster = controlplane.start(args.state_dir, pools=pools)
+    mib = cluster.rss_bytes() / 2**20
+    print(
+        f"devcluster ready in {cluster.started_in_s:.1f}s at {cluster.server} ({mib:.0f} MiB RSS)"
+    )
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    cluster = controlplane.load(args.state_dir)
+    if cluster is None:
+        print(f"no devcluster recorded in {args.state_dir}")
+        return 0
+    cluster.stop()
+    print("devcluster stopped")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    cluster = controlplane.load(args.state_dir)
+    if cluster is None:
+        print(f"no devcluster recorded in {args.state_dir}")
+        return 1
+    running = cluster.running()
+    for record in cluster.processes:
+        state = "running" if running[record.name] else "STOPPED"
+        print(f"{record.name:24} pid {record.pid:<8} {state}")
+    print(f"server {cluster.server}  kubeconfig {cluster.kubeconfig}")
+    print(f"RSS {cluster.rss_bytes() / 2**20:.0f} MiB; started in {cluster.started_in_s:.1f}s")
+    ok = all(running.values()) and cluster.api().ready()
+    print("ready" if ok else "NOT ready")
+    return 0 if ok else 1
+
+
+def prom(args: argparse.Namespace) -> int:
+    server = prometheus.start(args.work_dir.resolve(), scrape_interval=args.scrape_interval)
+    print(f"prometheus at {server.url}; targets in {server.targets.directory}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.stop()
+
+
+def podrunner(args: argparse.Namespace) -> int:
+    cluster = _cluster(args.state_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    runner = PodRunner(
+        cluster.api(),
+        prometheus.ScrapeTargets(args.targets_dir.resolve()),
+        args.state_dir / "logs" / "pods",
+        command=args.command or None,
+    )
+    run_forever(runner)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devcluster", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=REPO / ".devcluster")
+    sub = parser.add_subparsers(required=True)
+    p = sub.add_parser("up", help="start etcd, the control plane, KWOK and the node pools")
+    p.add_argument("--cloud", type=int, default=3, help="cloud nodes (default 3)")
+    p.add_argument("--edge", type=int, default=2, help="edge nodes (default 2)")
+    p.add_argument("--cloud-size", type=_size, default=("8", "32Gi"), metavar="CPU:MEM")
+    p.add_argument("--edge-size", type=_size, default=("2", "2Gi"), metavar="CPU:MEM")
+    p.set_defaults(func=up)
+    sub.add_parser("down", help="stop exactly the processes `up` recorded").set_defaults(func=down)
+    sub.add_parser("status", help="processes, RSS and /readyz").set_defaults(func=status)
+    p = sub.add_parser("prometheus", help="run Prometheus with file_sd until Ctrl-C")
+    p.add_argument("--work-dir", type=Path, default=REPO / ".devcluster" / "prometheus")
+    p.add_argument("--scrape-interval", default="1s")
+    p.set_defaults(func=prom)
+    p = sub.add_parser("podrunner", help="run serving processes for serving pods until Ctrl-C")
+    p.add_argument("--targets-dir", type=Path, default=REPO / ".devcluster/prometheus/targets")
+    p.add_argument(
+        "command", nargs="*", help=f"process per pod (default: {' '.join(default_command())})"
+    )
+    p.set_defaults(func=podrunner)
+    args = parser.parse_args(argv)
+    args.state_dir = args.state_dir.resolve()
+    try:
+        return int(args.func(args))
+    except (BinariesMissing, controlplane.ClusterError, TimeoutError) as error:
+        print(f"devcluster: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""The pod runner: it stands in for the kubelet and the container runtime of the devcluster's
+fake (KWOK) nodes, for the onnxops serving container only.
+
+KWOK marks pods Running but runs nothing. For every Running pod with a container named
+``server`` whose image contains ``onnxops-serving``, the runner starts the real serving runtime
+(``python -m onnxops_serving`` from the project's .venv, or any configured command) as a local
+process with that container's environment, ``ONNXOPS_HOST=127.0.0.1`` and a free
+``ONNXOPS_PORT``; registers it as a Prometheus file_sd target labelled with namespace, pod,
+container, node and the pod's labels; and stops it when the pod is deleted or stops Running.
+A process that exits on its own is not restarted (unlike a kubelet); its target is removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import processes
+from .apiclient import ApiClient
+from .podenv import EnvError, container_env
+from .processes import ProcessRecord
+from .prometheus import ScrapeTargets, label_name
+
+log = logging.getLogger("devcluster.podrunner")
+
+REPO = Path(__file__).resolve().parents[3]
+CONTAINER = "server"
+IMAGE_MARKER = "onnxops-serving"
+# How long one watch request lasts; a stop is noticed at the latest after this.
+WATCH_SECONDS = 10
+
+
+def default_command() -> list[str]:
+    """The serving runtime from the project's virtualenv (the image's entrypoint)."""
+    python = REPO / ".venv" / "bin" / "python"
+    return [str(python if python.exists() else "python3"), "-m", "onnxops_serving"]
+
+
+@dataclass
+class ServingProcess:
+    """One local process standing in for one pod's serving container."""
+
+    namespace: str
+    pod: str
+    uid: str
+    port: int
+    record: ProcessRecord
+    child: subprocess.Popen[bytes]
+
+    @property
+    def target(self) -> str:
+        return f"{self.namespace}.{self.pod}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def serving_container(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pod's onnxops serving container, if it has one."""
+    for container in pod.get("spec", {}).get("containers", []):
+        if container.get("name") == CONTAINER and IMAGE_MARKER in container.get("image", ""):
+            return dict(container)
+    return None
+
+
+def wants_process(pod: Mapping[str, Any]) -> bool:
+    """Should a serving process run for this pod right now?"""
+    return (
+        pod.get("status", {}).get("phase") == "Running"
+        and not pod["metadata"].get("deletionTimestamp")
+        and serving_container(pod) is not None
+    )
+
+
+def target_labels(pod: Mapping[str, Any]) -> dict[str, str]:
+    """Scrape-target labels: pod labels (sanitized like ``labelmap``) + namespace/pod/container."""
+    labels = {label_name(k): str(v) for k, v in pod["metadata"].get("labels", {}).items()}
+    labels.update(
+        namespace=pod["metadata"]["namespace"],
+        pod=pod["metadata"]["name"],
+        container=CONTAINER,
+        node=pod["spec"].get("nodeName", ""),
+    )
+    return labels
+
+
+class PodRunner:
+    """Watches pods and keeps one serving process per matching Running pod."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        targets: ScrapeTargets,
+        log_dir: Path,
+        *,
+        command: Sequence[str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        tie_to_parent: bool = True,
+    ) -> None:
+        self.api = api
+        self.targets = targets
+        self.log_dir = log_dir
+        self.command = list(command) if command else default_command()
+        self.extra_env = dict(extra_env or {})
+        self.tie_to_parent = tie_to_parent
+        self._lock = threading.Lock()
+        self._running: dict[str, ServingProcess] = {}  # by pod uid
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="podrunner", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> PodRunner:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching and stop every serving process; targets are removed."""
+        self._stopping.set()
+        with self._lock:
+            for proc in list(self._running.values()):
+                self._stop_process(proc)
+
+    def __enter__(self) -> PodRunner:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def serving(self) -> dict[str, ServingProcess]:
+        """Processes by target name (``namespace.pod``); ``child.poll()`` tells if one exited."""
+        with self._lock:
+            return {p.target: p for p in self._running.values()}
+
+    # -- the watch loop ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        # This thread also owns the children (PR_SET_PDEATHSIG fires when it exits), so it
+        # must not die on errors: it logs, waits a moment and lists again.
+        resource_version: str | None = None
+        while not self._stopping.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._resync()
+                resource_version = self._watch(resource_version)
+                self._reap_exited()
+            except Exception as error:
+                log.warning("pod watch failed, listing again: %s", error)
+                resource_version = None
+                self._stopping.wait(1)
+
+    def _resync(self) -> str:
+        listing = self.api.get("/api/v1/pods")
+        pods = {p["metadata"]["uid"]: p for p in listing["items"]}
+        with self._lock:
+            for uid in list(self._running):
+                if uid not in pods or not wants_process(pods[uid]):
+                    self._stop_process(self._running[uid])
+        for pod in pods.values():
+            self._handle(pod, deleted=False)
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _watch(self, resource_version: str) -> str | None:
+        for event in self.api.watch("/api/v1/pods", resource_version, WATCH_SECONDS):
+            if self._stopping.is_set():
+                return resource_version
+            kind, obj = event["type"], event["object"]
+            if kind == "ERROR":  # e.g. 410 Gone: our resourceVersion is too old
+                return None
+            resource_version = obj["metadata"]["resourceVersion"]
+            if kind != "BOOKMARK":
+                self._handle(obj, deleted=kind == "DELETED")
+        return resource_version
+
+    def _handle(self, pod: Mapping[str, Any], *, deleted: bool) -> None:
+        uid = pod["metadata"]["uid"]
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            current = self._running.get(uid)
+            if current is not None and (deleted or not wants_process(pod)):
+                self._stop_process(current)
+            elif current is None and not deleted and wants_process(pod):
+                self._start_process(pod)
+
+    # -- processes ---------------------------------------------------------------------------
+    def _lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
+        plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
+        obj = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+        if obj is None:
+            return None
+        data = obj.get("data") or {}
+        if kind == "Secret":
+            return {k: base64.b64decode(v).decode() for k, v in data.items()}
+        return dict(data)
+
+    def _start_process(self, pod: Mapping[str, Any]) -> None:
+        meta = pod["metadata"]
+        container = serving_container(pod)
+        assert container is not None
+        try:
+            pod_env = container_env(pod, container, self._lookup)
+        except (EnvError, urllib.error.URLError) as error:
+            log.warning("not starting %s/%s: %s", meta["namespace"], meta["name"], error)
+            return
+        port = processes.free_port()
+        # The host's own ONNXOPS_* settings must not leak into a "container".
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")}
+        env.update(pod_env)
+        env.update(self.extra_env)
+        env.update(ONNXOPS_HOST="127.0.0.1", ONNXOPS_PORT=str(port))
+        name = f"{meta['namespace']}.{meta['name']}"
+        child, record = processes.start(
+            name,
+            self.command,
+            self.log_dir / f"{name}.log",
+            env=env,
+            tie_to_parent=self.tie_to_parent,
+        )
+        proc = ServingProcess(meta["namespace"], meta["name"], meta["uid"], port, record, child)
+        self._running[meta["uid"]] = proc
+        self.targets.add(proc.target, f"127.0.0.1:{port}", target_labels(pod))
+        log.info("started %s on port %d (pid %d)", name, port, child.pid)
+
+    def _stop_process(self, proc: ServingProcess) -> None:
+        self.targets.remove(proc.target)
+        processes.stop([proc.record], grace_s=5)
+        proc.child.poll()
+        self._running.pop(proc.uid, None)
+        log.info("stopped %s", proc.target)
+
+    def _reap_exited(self) -> None:
+        # An exited process stays recorded (so it is not started again for the same pod);
+        # only its scrape target goes, as a dead container's endpoint would.
+        with self._lock:
+            for proc in self._running.values():
+                if proc.child.poll() is not None and proc.target in self.targets.names():
+                    log.warning("%s exited with %s", proc.target, proc.child.returncode)
+                    self.targets.remove(proc.target)
+
+
+def run_forever(runner: PodRunner) -> None:
+    """Run until interrupted (the CLI's ``podrunner`` command)."""
+    runner.start()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        runner.stop()

@@ -1,0 +1,202 @@
+"""The devcluster is a real Kubernetes: scheduling onto pools, garbage collection, CRD schema
+validation, and start/stop that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devcluster import controlplane, processes
+
+pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _deployment(name: str, replicas: int, *, tolerate_edge: bool) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {
+        "nodeSelector": {"onnxops.io/pool": "edge"},
+        "containers": [{"name": "app", "image": "registry.example/app:1"}],
+    }
+    if tolerate_edge:
+        pod_spec["tolerations"] = [
+            {"key": "node-role.kubernetes.io/edge", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+        },
+    }
+
+
+def _pods(cluster: controlplane.Cluster, ns: str, app: str) -> list[dict[str, Any]]:
+    return list(cluster.kubectl_json("get", "pods", "-n", ns, "-l", f"app={app}")["items"])
+
+
+def test_edge_deployment_runs_on_edge_nodes_and_is_garbage_collected(
+    devcluster: controlplane.Cluster, k8s_namespace: str
+) -> None:
+    ns = k8s_namespace
+    edgy = _deployment("edgy", 2, tolerate_edge=True)
+    devcluster.run_kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(edgy))
+
+    def running() -> list[dict[str, Any]] | None:
+        pods = _pods(devcluster, ns, "edgy")
+        ok = len(pods) == 2 and all(p["status"].get("phase") == "Running" for p in pods)
+        return pods if ok else None
+
+    pods = processes.wait_for(running, timeout_s=60, what="2 Running edge pods")
+    nodes = {p["spec"]["nodeName"] for p in pods}
+    for node in nodes:
+        labels = devcluster.kubectl_json("get", "node", node)["metadata"]["labels"]
+        assert labels["onnxops.io/pool"] == "edge"
+        assert "node-role.kubernetes.io/edge" in labels
+
+    devcluster.run_kubectl("delete", "deployment", "edgy", "-n", ns, "--wait=false")
+
+    def collected() -> bool:
+        rs = devcluster.kubectl_json("get", "replicasets", "-n", ns, "-l", "app=edgy")["items"]
+        return not rs and not _pods(devcluster, ns, "edgy")
+
+    processes.wait_for(collected, timeout_s=60, what="ReplicaSet and Pods garbage-collected")
+
+
+def test_edge_taint_keeps_intolerant_pods_pending(
+    devcluster: controlplane.Cluster, k8s_namespace: str
+) -> None:
+    ns = k8s_namespace
+    intolerant = _deployment("intolerant", 1, tolerate_edge=False)
+    devcluster.run_kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(intolerant))
+
+    def unschedulable() -> bool:
+        pods = _pods(devcluster, ns, "intolerant")
+        conditions = pods[0]["status"].get("conditions", []) if pods else []
+        return any(
+            c["type"] == "PodScheduled" and c["reason"] == "Unschedulable" for c in conditions
+        )
+
+    processes.wait_for(unschedulable, timeout_s=60, what="the scheduler to refuse the pod")
+    pod = _pods(devcluster, ns, "intolerant")[0]
+    assert pod["status"]["phase"] == "Pending"
+    assert not pod["spec"].get("nodeName")
+
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.test.onnxops.io"},
+    "spec": {
+        "group": "test.onnxops.io",
+        "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["pool"],
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self.minReplicas <= self.maxReplicas",
+                                        "message": "minReplicas must not exceed maxReplicas",
+                                    }
+                                ],
+                                "properties": {
+                                    "pool": {"type": "string", "enum": ["cloud", "edge"]},
+                                    "minReplicas": {"type": "integer", "minimum": 0},
+                                    "maxReplicas": {"type": "integer", "minimum": 1},
+                                },
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def _gadget(pool: str, low: int, high: int) -> str:
+    spec = {"pool": pool, "minReplicas": low, "maxReplicas": high}
+    return json.dumps(
+        {
+            "apiVersion": "test.onnxops.io/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "g"},
+            "spec": spec,
+        }
+    )
+
+
+def test_crd_schema_rejects_invalid_objects(
+    devcluster: controlplane.Cluster, k8s_namespace: str
+) -> None:
+    devcluster.apply(CRD)
+    devcluster.run_kubectl(
+        "wait", "--for=condition=Established", "crd/gadgets.test.onnxops.io", "--timeout=30s"
+    )
+    try:
+        bad_enum = devcluster.run_kubectl(
+            "apply", "-n", k8s_namespace, "-f", "-", input=_gadget("moon", 1, 2), check=False
+        )
+        assert bad_enum.returncode != 0
+        assert 'spec.pool: Unsupported value: "moon"' in bad_enum.stderr
+
+        bad_cel = devcluster.run_kubectl(
+            "apply", "-n", k8s_namespace, "-f", "-", input=_gadget("edge", 5, 2), check=False
+        )
+        assert bad_cel.returncode != 0
+        assert "minReplicas must not exceed maxReplicas" in bad_cel.stderr
+
+        good = devcluster.run_kubectl(
+            "apply", "-n", k8s_namespace, "-f", "-", input=_gadget("edge", 1, 2)
+        )
+        assert "gadget.test.onnxops.io/g created" in good.stdout
+    finally:
+        devcluster.run_kubectl("delete", "crd", "gadgets.test.onnxops.io", "--wait=false")
+
+
+def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devcluster", f"--state-dir={state_dir}", *args],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "hack" / "devcluster"), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
+    """``up`` outlives its command; ``down`` stops exactly what ``up`` recorded."""
+    up = _cli(tmp_path, "up", "--cloud=1", "--edge=1")
+    cluster = controlplane.load(tmp_path)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in up.stdout
+        assert cluster is not None
+        assert all(cluster.running().values()), cluster.running()
+        status = _cli(tmp_path, "status")
+        assert status.returncode == 0 and "ready" in status.stdout
+        nodes = cluster.kubectl_json("get", "nodes")["items"]
+        assert sorted(n["metadata"]["name"] for n in nodes) == ["cloud-0", "edge-0"]
+    finally:
+        down = _cli(tmp_path, "down")
+    assert down.returncode == 0, down.stderr
+    assert not any(processes.is_running(r) for r in cluster.processes)
+    assert _cli(tmp_path, "status").returncode == 1

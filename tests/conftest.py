@@ -1,0 +1,100 @@
+"""Session fixtures shared by every test suite: the local Kubernetes control plane
+(``devcluster``), Prometheus with file-based discovery (``prometheus``), a fresh namespace per
+test (``k8s_namespace``) and started pod runners (``make_pod_runner``).
+
+Everything a fixture starts runs in its own process group and is stopped in ``finally``; the
+kernel also kills it if the test process dies (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hack" / "devcluster"))
+
+from devcluster import controlplane  # noqa: E402
+from devcluster import prometheus as prom  # noqa: E402
+from devcluster.binaries import BinariesMissing, require  # noqa: E402
+from devcluster.podrunner import PodRunner  # noqa: E402
+
+MakePodRunner = Callable[..., PodRunner]
+
+
+@pytest.fixture(scope="session")
+def devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.Cluster]:
+    """A running devcluster (cloud pool: 3 nodes, edge pool: 2 tainted nodes).
+
+    Attributes: ``kubeconfig``, ``kubectl``, ``bin_dir``, ``server``; helpers ``run_kubectl``,
+    ``kubectl_json``, ``apply``, ``env()`` (KUBECONFIG set) and ``api()``.
+    """
+    try:
+        bin_dir = require()
+    except BinariesMissing as error:
+        # Fail, not skip: a cluster test that silently does not run proves nothing.
+        pytest.fail(str(error), pytrace=False)
+    state_dir = tmp_path_factory.mktemp("devcluster")
+    cluster = controlplane.start(state_dir, bin_dir=bin_dir, tie_to_parent=True)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.Prometheus]:
+    """Prometheus on a free port scraping every 1s; ``add_target``/``remove_target``,
+    ``query``/``wait_for`` (PromQL), ``url``, ``targets.directory`` (file_sd folder)."""
+    try:
+        server = prom.start(tmp_path_factory.mktemp("prometheus"), tie_to_parent=True)
+    except FileNotFoundError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def k8s_namespace(devcluster: controlplane.Cluster) -> Iterator[str]:
+    """A fresh namespace in the devcluster, deleted (without waiting) after the test."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    devcluster.run_kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        devcluster.run_kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def make_pod_runner(
+    devcluster: controlplane.Cluster,
+    prometheus: prom.Prometheus,
+    tmp_path: Path,
+) -> Iterator[MakePodRunner]:
+    """Start pod runners (default command: the real serving runtime); all stopped afterwards."""
+    runners: list[PodRunner] = []
+
+    def make(
+        command: Sequence[str] | None = None, extra_env: Mapping[str, str] | None = None
+    ) -> PodRunner:
+        runner = PodRunner(
+            devcluster.api(),
+            prometheus.targets,
+            tmp_path / "pods",
+            command=command,
+            extra_env=extra_env,
+        )
+        runners.append(runner.start())
+        return runner
+
+    try:
+        yield make
+    finally:
+        for runner in runners:
+            runner.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,10 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.draining = True
         super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutdown; a drained stop on SIGTERM is a
+        # success, so exit 0 instead of dying by the signal.
+        if sig == signal.SIGTERM:
+            self._captured_signals.remove(sig)
 
 
 def _model_dir(settings: ServingSettings) -> str:

@@ -69,7 +69,7 @@ class ServingMetrics:
         self.drift: Callable[[], dict[str, float]] = dict
         self.drift_rows: Callable[[], int] = int
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
         ProcessCollector(namespace="onnxops", registry=self.registry)
 
     def count(self, endpoint: str, status: int) -> None:

@@ -75,7 +75,7 @@ class LoadedModel:
     inference_ms: float = 0.0
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, feeds)  # type: ignore[no-any-return]
+        return self.session.run(None, feeds)
 
     @property
     def feature_stats(self) -> list[dict[str, Any]]:

@@ -50,7 +50,8 @@ class QualityWindow:
         self._true: deque[Any] = deque(maxlen=window)
 
     def add(self, predictions: np.ndarray, labels: list[Any]) -> int:
-        preds = predictions.ravel().tolist()
+        preds: list[Any] = predictions.ravel().tolist()
+        truth: list[Any]
         if len(labels) != len(preds):
             raise BadRequest(f"got {len(labels)} labels for {len(preds)} predictions")
         if self.task == "regression":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from . import codec
@@ -35,7 +35,10 @@ class RestApp:
     """ASGI entry point. ``plane`` is None until the model is loaded and warm."""
 
     def __init__(
-        self, metrics: ServingMetrics, max_body: int, on_startup: Callable[[], Awaitable[None]]
+        self,
+        metrics: ServingMetrics,
+        max_body: int,
+        on_startup: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         self.metrics = metrics
         self.plane: DataPlane | None = None

@@ -16,6 +16,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
 @pytest.fixture(scope="module")
 def iris_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running(
-        tmp_path_factory.mktemp("iris"), model_uri=str(models.iris), max_rows="500", max_body_bytes="65536"
+        tmp_path_factory.mktemp("iris"),
+        model_uri=str(models.iris),
+        max_rows="500",
+        max_body_bytes="65536",
     ) as server:
         yield server

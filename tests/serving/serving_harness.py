@@ -204,7 +204,12 @@ def _env(settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def spawn(tmp: Path, wait_ready: bool = True, **settings: str) -> Server:
+def spawn(tmp: Path, *, wait_ready: bool = True, **settings: str) -> Server:
+    """Start a server with ``ONNXOPS_*`` settings; by default wait until it is ready."""
+    return _start(tmp, settings, wait_ready)
+
+
+def _start(tmp: Path, settings: dict[str, str], wait_ready: bool) -> Server:
     port = free_port()
     settings = {"host": "127.0.0.1", "port": str(port), "log_level": "warning", **settings}
     settings.setdefault("model_cache_dir", str(tmp / "cache"))
@@ -244,14 +249,21 @@ def stop(server: Server) -> None:
 
 @contextlib.contextmanager
 def running(tmp: Path, **settings: str) -> Iterator[Server]:
-    server = spawn(tmp, **settings)
+    server = _start(tmp, settings, True)
     try:
         yield server
     finally:
         stop(server)
 
 
-def metric(text: str, name: str, **labels: str) -> float | None:
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition; it must be there."""
+    value = maybe_metric(text, name, **labels)
+    assert value is not None, f"no sample {name} {labels}"
+    return value
+
+
+def maybe_metric(text: str, name: str, **labels: str) -> float | None:
     """The value of one sample in a Prometheus text exposition, or None."""
     for line in text.splitlines():
         if line.startswith("#") or not line.startswith(name):

@@ -65,9 +65,17 @@ CORPUS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "path", "body", "headers", "status", "word"), CORPUS, ids=[c[0] for c in CORPUS])
+@pytest.mark.parametrize(
+    ("case", "path", "body", "headers", "status", "word"), CORPUS, ids=[c[0] for c in CORPUS]
+)
 def test_bad_input_gets_4xx_with_error(
-    iris_server: Server, case: str, path: str, body: bytes, headers: dict[str, str], status: int, word: str
+    iris_server: Server,
+    case: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    word: str,
 ) -> None:
     resp = httpx.post(iris_server.url + path, content=body, headers=headers)
     assert resp.status_code == status, resp.text

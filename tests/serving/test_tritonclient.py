@@ -36,7 +36,9 @@ def test_infer(client: triton.InferenceServerClient, models: Models, binary: boo
     ]
     result = client.infer("iris", [inp], outputs=outputs, request_id="t-1")
     np.testing.assert_array_equal(result.as_numpy("label"), models.iris_labels[40:60])
-    np.testing.assert_allclose(result.as_numpy("probabilities"), models.iris_proba[40:60], rtol=1e-6)
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities"), models.iris_proba[40:60], rtol=1e-6
+    )
     assert result.get_response()["id"] == "t-1"
 
 

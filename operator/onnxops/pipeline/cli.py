@@ -161,6 +161,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _train(args: argparse.Namespace, work: Path) -> train.TrainRun:
     ds = train.load_data(args.dataset, args.csv, args.target)
+    if hasattr(args, "min_accuracy"):  # build: a gate for the wrong task fails before training
+        _, task = train.plan(ds, args.algorithm, args.task)
+        validate.check_gates_fit(task, _gates(args))
     run = train.train(
         ds,
         args.algorithm,

@@ -89,6 +89,12 @@ def decide_task(ds: data.Dataset, algo: algorithms.Algorithm, task: Task | None)
     return "classification" if data.is_discrete(ds.y) else "regression"
 
 
+def plan(ds: data.Dataset, algorithm: str, task: Task | None) -> tuple[algorithms.Algorithm, Task]:
+    """The algorithm and the task it will do on this data; raises if they do not fit."""
+    algo, pinned = algorithms.resolve(algorithm, task)
+    return algo, decide_task(ds, algo, pinned)
+
+
 def train(
     ds: data.Dataset,
     algorithm: str,
@@ -101,8 +107,7 @@ def train(
     progress: Callable[[str], None] = lambda _: None,
 ) -> TrainRun:
     """Fit `algorithm` on a fixed-seed split of `ds`."""
-    algo, pinned = algorithms.resolve(algorithm, task)
-    chosen = decide_task(ds, algo, pinned)
+    algo, chosen = plan(ds, algorithm, task)
     data.check_features(ds)
     y = data.labels_for(chosen, ds.y)
     parts = data.split(ds, chosen, y, test_size=test_size, seed=seed)

@@ -66,22 +66,29 @@ class Gates:
     max_rmse: float | None = None
 
 
+def _checks(gates: Gates) -> list[tuple[str, float | None, str, Task]]:
+    return [
+        ("min-accuracy", gates.min_accuracy, "accuracy", "classification"),
+        ("min-f1", gates.min_f1, "f1_macro", "classification"),
+        ("min-r2", gates.min_r2, "r2", "regression"),
+        ("max-rmse", gates.max_rmse, "rmse", "regression"),
+    ]
+
+
+def check_gates_fit(task: Task, gates: Gates) -> None:
+    """Raise when a gate was given for the other task (before any work is done)."""
+    for flag, limit, _, gate_task in _checks(gates):
+        if limit is not None and gate_task != task:
+            raise UserInputError(f"--{flag} applies to {gate_task} models only")
+
+
 def gate_failures(metrics: Metrics, gates: Gates) -> list[str]:
     """One phrase per missed gate, naming the metric and the miss; empty when all pass."""
-    classification = isinstance(metrics, ClassificationMetrics)
-    checks: list[tuple[str, float | None, str, bool]] = [
-        ("min-accuracy", gates.min_accuracy, "accuracy", True),
-        ("min-f1", gates.min_f1, "f1_macro", True),
-        ("min-r2", gates.min_r2, "r2", False),
-        ("max-rmse", gates.max_rmse, "rmse", False),
-    ]
+    check_gates_fit(metrics.kind, gates)
     missed = []
-    for flag, limit, field, for_classification in checks:
+    for flag, limit, field, _ in _checks(gates):
         if limit is None:
             continue
-        if for_classification != classification:
-            task = "classification" if for_classification else "regression"
-            raise UserInputError(f"--{flag} applies to {task} models only")
         value = float(getattr(metrics, field))
         if flag.startswith("min") and value < limit:
             missed.append(f"{field} {value:.4f} < {limit} (short by {limit - value:.4f})")

@@ -6,8 +6,12 @@ poll would cost more than the polls themselves.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import socket
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +26,8 @@ class ApiClient:
     def __init__(self, server: str, token: str, ca_file: Path | None) -> None:
         self.server = server.rstrip("/")
         self.token = token
+        self._lock = threading.Lock()
+        self._watches: set[http.client.HTTPSConnection] = set()
         if ca_file is not None:
             self._ssl = ssl.create_default_context(cafile=str(ca_file))
         else:
@@ -68,7 +74,7 @@ class ApiClient:
 
     def watch(self, path: str, resource_version: str, timeout_s: int) -> Iterator[dict[str, Any]]:
         """Watch events (``{"type", "object"}``) from ``resource_version``; the server ends the
-        stream after ``timeout_s``, which bounds how long a caller waits to notice a stop."""
+        stream after ``timeout_s``. ``cancel_watches`` ends it at once from another thread."""
         query = urllib.parse.urlencode(
             {
                 "watch": "1",
@@ -77,9 +83,33 @@ class ApiClient:
                 "allowWatchBookmarks": "true",
             }
         )
-        req = urllib.request.Request(f"{self.server}{path}?{query}")
-        req.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(req, context=self._ssl, timeout=timeout_s + 10) as resp:
+        url = urllib.parse.urlsplit(self.server)
+        conn = http.client.HTTPSConnection(
+            url.hostname or "127.0.0.1", url.port, context=self._ssl, timeout=timeout_s + 10
+        )
+        with self._lock:
+            self._watches.add(conn)
+        try:
+            conn.request(
+                "GET", f"{path}?{query}", headers={"Authorization": f"Bearer {self.token}"}
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise urllib.error.HTTPError(
+                    self.server + path, resp.status, resp.reason, resp.headers, None
+                )
             for line in resp:
                 if line.strip():
                     yield json.loads(line)
+        finally:
+            with self._lock:
+                self._watches.discard(conn)
+            conn.close()
+
+    def cancel_watches(self) -> None:
+        """Drop open watch connections: an apiserver shutting down waits for open watches."""
+        with self._lock:
+            for conn in self._watches:
+                if conn.sock is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sock.shutdown(socket.SHUT_RDWR)

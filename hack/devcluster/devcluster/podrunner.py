@@ -126,9 +126,12 @@ class PodRunner:
     def stop(self) -> None:
         """Stop watching and stop every serving process; targets are removed."""
         self._stopping.set()
+        self.api.cancel_watches()
         with self._lock:
             for proc in list(self._running.values()):
                 self._stop_process(proc)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def __enter__(self) -> PodRunner:
         return self.start()
@@ -153,6 +156,8 @@ class PodRunner:
                 resource_version = self._watch(resource_version)
                 self._reap_exited()
             except Exception as error:
+                if self._stopping.is_set():
+                    break  # stop() cut the watch connection
                 log.warning("pod watch failed, listing again: %s", error)
                 resource_version = None
                 self._stopping.wait(1)

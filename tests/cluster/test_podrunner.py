@@ -1,0 +1,194 @@
+"""The pod runner (kubelet stand-in): env resolution, which pods it serves, and a process it
+starts being scraped by Prometheus with the pod's labels."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devcluster import controlplane, processes
+from devcluster import prometheus as prom
+from devcluster.podenv import EnvError, container_env, quantity
+from devcluster.podrunner import PodRunner, target_labels, wants_process
+
+FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
+IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
+
+
+def _pod(containers: list[dict[str, Any]], phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "iris-abc",
+            "namespace": "ml",
+            "uid": "u-1",
+            "labels": {"onnxops.io/model-deployment": "iris", "app": "x"},
+        },
+        "spec": {"nodeName": "edge-1", "containers": containers},
+        "status": {"phase": phase, "podIP": "10.244.0.9"},
+    }
+
+
+def test_container_env_resolves_values_refs_and_expansion() -> None:
+    container = {
+        "name": "server",
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+        "envFrom": [{"configMapRef": {"name": "base"}, "prefix": "CM_"}],
+        "env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "value": "$(A)-$(CM_X)-$$(A)-$(NOPE)"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "DEP",
+                "valueFrom": {
+                    "fieldRef": {"fieldPath": "metadata.labels['onnxops.io/model-deployment']"}
+                },
+            },
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {
+                "name": "MEM_MI",
+                "valueFrom": {
+                    "resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}
+                },
+            },
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu"}}},
+            {"name": "S", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "k"}}},
+            {
+                "name": "GONE",
+                "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": True}},
+            },
+        ],
+    }
+    data = {("ConfigMap", "ml", "base"): {"X": "x"}, ("Secret", "ml", "sec"): {"k": "v"}}
+    env = container_env(_pod([container]), container, lambda *key: data.get(key))
+    assert env == {
+        "CM_X": "x",
+        "A": "1",
+        "B": "1-x-$(A)-$(NOPE)",
+        "POD": "iris-abc",
+        "DEP": "iris",
+        "IP": "10.244.0.9",
+        "MEM_MI": "256",
+        "CPU": "1",  # the kubelet rounds cpu up to whole cores with the default divisor
+        "S": "v",
+    }
+
+
+def test_container_env_missing_required_configmap_is_an_error() -> None:
+    container = {
+        "name": "server",
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}],
+    }
+    with pytest.raises(EnvError, match="ConfigMap ml/nope not found"):
+        container_env(_pod([container]), container, lambda *_: None)
+
+
+def test_quantity_parses_binary_and_milli_suffixes() -> None:
+    assert quantity("1.5Gi") == 1.5 * 2**30
+    assert quantity("250m") == 0.25
+    with pytest.raises(EnvError):
+        quantity("12parsecs")
+
+
+def test_only_running_serving_containers_get_a_process() -> None:
+    server = {"name": "server", "image": IMAGE}
+    assert wants_process(_pod([server]))
+    assert not wants_process(_pod([server], phase="Pending"))
+    assert not wants_process(_pod([{"name": "server", "image": "nginx:1"}]))
+    assert not wants_process(_pod([{"name": "sidecar", "image": IMAGE}]))
+    deleting = _pod([server])
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not wants_process(deleting)
+
+
+def test_target_labels_carry_pod_identity_and_sanitized_labels() -> None:
+    labels = target_labels(_pod([{"name": "server", "image": IMAGE}]))
+    assert labels == {
+        "onnxops_io_model_deployment": "iris",
+        "app": "x",
+        "namespace": "ml",
+        "pod": "iris-abc",
+        "container": "server",
+        "node": "edge-1",
+    }
+
+
+def _serving_deployment(name: str, image: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "onnxops", "onnxops.io/model-deployment": name}
+    env = [
+        {"name": "ONNXOPS_MODEL_NAME", "value": name},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "ONNXOPS_THREADS", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "t"}}},
+        {"name": "FAKE_SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "s"}}},
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {"onnxops.io/pool": "cloud"},
+                    "containers": [{"name": "server", "image": image, "env": env}],
+                },
+            },
+        },
+    }
+
+
+@pytest.mark.cluster
+def test_prometheus_scrapes_a_runner_process_with_the_pods_labels(
+    devcluster: controlplane.Cluster,
+    prometheus: prom.Prometheus,
+    make_pod_runner: Callable[..., PodRunner],
+    k8s_namespace: str,
+) -> None:
+    ns = k8s_namespace
+    runner = make_pod_runner(command=[sys.executable, str(FAKE_SERVING)])
+    setup = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"t": "2"}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "sec"},
+            "stringData": {"s": "pw"},
+        },
+        _serving_deployment("iris", IMAGE),
+        _serving_deployment("not-ours", "nginx:1"),  # container "server", but not our image
+    ]
+    listing = {"apiVersion": "v1", "kind": "List", "items": setup}
+    devcluster.run_kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(listing))
+
+    series = prometheus.wait_for(f'onnxops_fake_info{{namespace="{ns}"}}', timeout_s=60)
+    pod = devcluster.kubectl_json("get", "pods", "-n", ns, "-l", "onnxops.io/model-deployment=iris")
+    pod = pod["items"][0]
+    labels = series[0]["metric"]
+    assert labels["pod"] == labels["pod_name_env"] == pod["metadata"]["name"]
+    assert labels["container"] == "server"
+    assert labels["node"] == pod["spec"]["nodeName"]
+    assert labels["onnxops_io_model_deployment"] == "iris"
+    assert labels["job"] == prom.JOB
+    # The container's env reached the process: value, configMapKeyRef and secretKeyRef.
+    assert (labels["model"], labels["threads"], labels["secret"]) == ("iris", "2", "pw")
+    ours = [name for name in runner.serving() if name.startswith(f"{ns}.")]
+    assert ours == [f"{ns}.{pod['metadata']['name']}"], "the nginx pod must not get a process"
+    proc = runner.serving()[ours[0]]
+
+    devcluster.run_kubectl("delete", "deployment", "iris", "-n", ns)
+    processes.wait_for(
+        lambda: ours[0] not in runner.serving() and not processes.is_running(proc.record),
+        timeout_s=60,
+        what="the serving process to stop with its pod",
+    )
+    assert ours[0] not in prometheus.targets.names()
+    processes.wait_for(
+        lambda: not prometheus.query(f'up{{namespace="{ns}"}}'),
+        timeout_s=30,
+        what="Prometheus to drop the target",
+    )

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from onnxops.errors import GateFailed, UserInputError
 from onnxops.pipeline import algorithms, bundle, export, optimize, report, train, validate
 from onnxops.pipeline.bundle import Metrics
+from onnxops.pipeline.staging import check_target
 
 BUNDLE_DIR = "bundle"  # default bundle location inside a work dir
 
@@ -160,6 +161,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _train(args: argparse.Namespace, work: Path) -> train.TrainRun:
+    # Where results go is checked first: a refusal after minutes of training helps no one.
+    check_target(work, train.RECORD)
+    if getattr(args, "out", None):
+        check_target(args.out, bundle.MANIFEST)
     ds = train.load_data(args.dataset, args.csv, args.target)
     if hasattr(args, "min_accuracy"):  # build: a gate for the wrong task fails before training
         _, task = train.plan(ds, args.algorithm, args.task)

@@ -21,8 +21,8 @@ def check_target(target: Path, marker: str) -> None:
         raise UserInputError(f"{target} exists and is not a directory")
     if target.is_dir() and any(target.iterdir()) and not (target / marker).exists():
         raise UserInputError(f"{target} is not empty and has no {marker}; refusing to replace it")
-    if not target.parent.exists():
-        raise UserInputError(f"parent directory of {target} does not exist")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise UserInputError(f"{target.parent} is not a directory")
 
 
 @contextmanager
@@ -30,6 +30,10 @@ def staged_dir(target: Path, marker: str, *, copy_existing: bool = False) -> Ite
     """Yield a fresh directory that replaces `target` when the block succeeds."""
     target = target.resolve()
     check_target(target, marker)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"cannot create {target.parent}: {exc}") from None
     # Same parent, so the final rename is atomic on one file system.
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     stage.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by servers

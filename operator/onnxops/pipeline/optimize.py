@@ -20,16 +20,6 @@ from typing import Literal
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnxconverter_common import float16
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_dynamic,
-    quantize_static,
-)
 
 from onnxops.errors import OnnxopsError, UserInputError
 from onnxops.pipeline import export, pruning, validate
@@ -43,103 +33,28 @@ from onnxops.pipeline.bundle import (
     write_manifest,
 )
 from onnxops.pipeline.staging import staged_dir
+from onnxops.pipeline.techniques import (
+    NotApplicable,
+    fp16,
+    graph_optimized,
+    int8_dynamic,
+    int8_static,
+    magnitude,
+)
 from onnxops.pipeline.train import TrainRun
 
-TECHNIQUES = ("optimized", "int8", "int8-static", "fp16", "pruned", "info-pruned")
+DESCRIPTIONS = {
+    "optimized": "offline graph optimization (onnxruntime, basic level)",
+    "int8": "dynamic int8 quantization of MatMul/Gemm weights",
+    "int8-static": "static int8 quantization (QDQ, MinMax calibration on training rows)",
+    "fp16": "float16 weights and compute, float32 inputs/outputs",
+    "pruned": "magnitude pruning to {sparsity:.0%} sparsity (zeros compress; gzip size compared)",
+    "info-pruned": "information-based pruning",
+}
+TECHNIQUES = tuple(DESCRIPTIONS)
 INFO_FRACTIONS = (0.5, 0.25, 0.125)  # tried largest first; the first within budget is kept
-CALIBRATION_ROWS = 256
 Progress = Callable[[str], None]
 SizeKey = Literal["bytes", "gzip_bytes"]
-
-
-class NotApplicable(Exception):
-    """This technique has nothing to work on in this model."""
-
-
-def _ml_ops(model: onnx.ModelProto) -> str:
-    return (
-        ", ".join(sorted({n.op_type for n in model.graph.node if n.domain == "ai.onnx.ml"}))
-        or "none"
-    )
-
-
-def _needs_weights(model: onnx.ModelProto, what: str) -> None:
-    if not pruning.weight_names(model):
-        raise NotApplicable(
-            f"no MatMul/Gemm weights; {what} does not touch ai.onnx.ml operators ({_ml_ops(model)})"
-        )
-
-
-class _Rows(CalibrationDataReader):
-    def __init__(self, name: str, X: np.ndarray) -> None:
-        self._batches = iter([{name: X[i : i + 32]} for i in range(0, len(X), 32)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
-
-
-def graph_optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
-    opts = ort.SessionOptions()
-    # BASIC only: its rewrites (constant folding, redundant nodes) stay runnable on any provider.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.optimized_model_filepath = str(tmp / "optimized.onnx")
-    ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    optimized = onnx.load(str(tmp / "optimized.onnx"))
-    if len(optimized.graph.node) >= len(model.graph.node):
-        raise NotApplicable("onnxruntime found nothing to fold or remove in this graph")
-    return optimized
-
-
-def int8_dynamic(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
-    _needs_weights(model, "onnxruntime quantization")
-    quantize_dynamic(model, tmp / "int8.onnx", weight_type=QuantType.QInt8, per_channel=False)
-    return onnx.load(str(tmp / "int8.onnx"))
-
-
-def int8_static(model: onnx.ModelProto, tmp: Path, X_train: np.ndarray) -> onnx.ModelProto:
-    _needs_weights(model, "onnxruntime quantization")
-    rows = X_train[:CALIBRATION_ROWS].astype(np.float32)
-    quantize_static(
-        model,
-        tmp / "int8-static.onnx",
-        _Rows(model.graph.input[0].name, rows),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        per_channel=False,
-    )
-    return onnx.load(str(tmp / "int8-static.onnx"))
-
-
-def fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    _needs_weights(model, "float16 conversion")
-    # keep_io_types: callers still send and receive float32.
-    half = float16.convert_float_to_float16(copy_model(model), keep_io_types=True)
-    # The converter retypes a Cast's output to float16 but leaves its `to` at float32
-    # (skl2onnx's MLP casts to float before the first MatMul); make the two agree.
-    half_values = {
-        v.name
-        for v in half.graph.value_info
-        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    }
-    for node in half.graph.node:
-        if node.op_type == "Cast" and node.output[0] in half_values:
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
-                    attr.i = onnx.TensorProto.FLOAT16
-    return half
-
-
-def magnitude(model: onnx.ModelProto, target: float) -> onnx.ModelProto:
-    _needs_weights(model, "magnitude pruning")
-    return pruning.magnitude_prune(model, target)
-
-
-def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    return out
 
 
 def latency_us(model: bytes, row: np.ndarray, runs: int = 200) -> float:
@@ -224,7 +139,7 @@ class Optimizer:
         return report, payload
 
     def info_pruned(self) -> tuple[VariantReport, bytes]:
-        technique = "information-based pruning"
+        technique = DESCRIPTIONS["info-pruned"]
         s = self.run.split
         last: tuple[VariantReport, bytes] | None = None
         for fraction in INFO_FRACTIONS:
@@ -288,63 +203,46 @@ def optimize(
         work_base, _ = export.checked_model(run, "standard", tolerance=1e-4, min_agreement=1.0)
     with tempfile.TemporaryDirectory(prefix="onnxops-opt-") as tmp_name, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        tmp = Path(tmp_name)
+        builders: dict[str, tuple[Callable[[], onnx.ModelProto], SizeKey | None]] = {
+            "optimized": (lambda: graph_optimized(work_base, tmp), None),
+            "int8": (lambda: int8_dynamic(work_base, tmp), "bytes"),
+            "int8-static": (lambda: int8_static(work_base, tmp, run.split.X_train), "bytes"),
+            "fp16": (lambda: fp16(work_base), "bytes"),
+            "pruned": (lambda: magnitude(work_base, target_sparsity), "gzip_bytes"),
+        }
         # onnxruntime.quantization logs advice on the root logger; the report says what matters.
         logging.disable(logging.WARNING)
-        tmp = Path(tmp_name)
-        builders: dict[str, tuple[str, Callable[[], onnx.ModelProto], SizeKey | None]] = {
-            "optimized": (
-                "offline graph optimization (onnxruntime, basic level)",
-                lambda: graph_optimized(work_base, tmp),
-                None,
-            ),
-            "int8": (
-                "dynamic int8 quantization of MatMul/Gemm weights",
-                lambda: int8_dynamic(work_base, tmp),
-                "bytes",
-            ),
-            "int8-static": (
-                "static int8 quantization (QDQ, MinMax calibration on training rows)",
-                lambda: int8_static(work_base, tmp, run.split.X_train),
-                "bytes",
-            ),
-            "fp16": (
-                "float16 weights and compute, float32 inputs/outputs",
-                lambda: fp16(work_base),
-                "bytes",
-            ),
-            "pruned": (
-                f"magnitude pruning to {target_sparsity:.0%} sparsity (zeros compress; gzip size compared)",
-                lambda: magnitude(work_base, target_sparsity),
-                "gzip_bytes",
-            ),
-        }
-        for name in techniques:
-            progress(f"variant {name}")
-            try:
-                if name == "info-pruned":
-                    report, payload = opt.info_pruned()
-                else:
-                    technique, build, smaller = builders[name]
-                    report, payload = opt.judge(name, technique, build(), smaller)
-            except NotApplicable as exc:
-                report, payload = (
-                    VariantReport(
-                        name=name, technique=name, status="not_applicable", reason=str(exc)
-                    ),
-                    b"",
-                )
-            except (OnnxopsError, RuntimeError, ValueError) as exc:
-                report, payload = (
-                    VariantReport(
-                        name=name, technique=name, status="failed", reason=str(exc).splitlines()[0]
-                    ),
-                    b"",
-                )
-            reports.append(report)
-            if report.status == "kept":
-                payloads[name] = payload
-        logging.disable(logging.NOTSET)
+        try:
+            for name in techniques:
+                progress(f"variant {name}")
+                report, payload = _attempt(opt, name, builders.get(name), target_sparsity)
+                reports.append(report)
+                if report.status == "kept":
+                    payloads[name] = payload
+        finally:
+            logging.disable(logging.NOTSET)
     return _write(bundle_dir, bundle, reports, payloads)
+
+
+def _attempt(
+    opt: Optimizer,
+    name: str,
+    builder: tuple[Callable[[], onnx.ModelProto], SizeKey | None] | None,
+    target_sparsity: float,
+) -> tuple[VariantReport, bytes]:
+    technique = DESCRIPTIONS[name].format(sparsity=target_sparsity)
+    status: Literal["not_applicable", "failed"]
+    try:
+        if builder is None:
+            return opt.info_pruned()
+        build, smaller = builder
+        return opt.judge(name, technique, build(), smaller)
+    except NotApplicable as exc:
+        status, reason = "not_applicable", str(exc)
+    except (OnnxopsError, RuntimeError, ValueError) as exc:
+        status, reason = "failed", str(exc).splitlines()[0]
+    return VariantReport(name=name, technique=technique, status=status, reason=reason), b""
 
 
 def _write(

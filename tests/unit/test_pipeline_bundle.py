@@ -47,7 +47,7 @@ def test_model_json_has_the_agreed_keys_and_shapes(iris_bundle: Path) -> None:
         assert stats["bin_edges"] == sorted(stats["bin_edges"])
 
 
-def test_model_json_validates_against_the_schema_requirements(iris_bundle: Path) -> None:
+def test_schema_required_keys_are_present_and_a_model_path_finds_its_bundle(iris_bundle: Path) -> None:
     schema = json.loads(bundle.SCHEMA_PATH.read_text())
     doc = json.loads((iris_bundle / "model.json").read_text())
 

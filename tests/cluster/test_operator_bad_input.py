@@ -1,0 +1,195 @@
+"""Bad input: what the schema can reject, `kubectl apply` rejects with a readable message;
+what only the operator can judge ends in phase Failed, a condition, a Warning Event, and a
+bounded retry — never a crash or a hot loop."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+from operator_kit import Kube, Operator, model_deployment, wait_for
+
+pytestmark = pytest.mark.cluster
+
+SHA = "a" * 64
+
+
+def with_spec(name: str, **changes: Any) -> dict[str, Any]:
+    body = model_deployment(name, target={"pool": "cloud"})
+    body["spec"].update(copy.deepcopy(changes))
+    return body
+
+
+# (name, manifest, a phrase the apiserver's message must contain)
+REJECTED: list[tuple[str, dict[str, Any], str]] = [
+    ("no-model", {**model_deployment("x"), "spec": {"replicas": 1}}, "spec.model: Required value"),
+    ("bad-scheme", with_spec("x", model={"uri": "s3://bucket/model.onnx"}), "spec.model.uri"),
+    (
+        "bad-sha",
+        with_spec("x", model={"uri": "https://h/m.onnx", "sha256": "abc"}),
+        "spec.model.sha256",
+    ),
+    ("negative-replicas", with_spec("x", replicas=-1), "should be greater than or equal to 0"),
+    ("too-many-replicas", with_spec("x", replicas=1000), "should be less than or equal to 100"),
+    (
+        "min-above-max",
+        with_spec("x", autoscaling={"minReplicas": 5, "maxReplicas": 2}),
+        "minReplicas must be <= maxReplicas",
+    ),
+    (
+        "bad-quantity",
+        with_spec("x", resources={"requests": {"cpu": "lots"}}),
+        "spec.resources.requests.cpu",
+    ),
+    (
+        "limit-below-request",
+        with_spec("x", resources={"requests": {"memory": "1Gi"}, "limits": {"memory": "256Mi"}}),
+        "limits.memory must be >= requests.memory",
+    ),
+    (
+        "bad-mode",
+        with_spec("x", remediation={"mode": "sometimes"}),
+        'supported values: "auto", "dryRun", "off"',
+    ),
+    ("pool-syntax", with_spec("x", target={"pool": "Edge Nodes"}), "spec.target.pool"),
+    (
+        "fallback-same",
+        with_spec("x", target={"pool": "edge", "fallbackPool": "edge"}),
+        "fallbackPool must differ from pool",
+    ),
+    (
+        "prefer-explicit",
+        with_spec("x", target={"pool": "cloud", "prefer": "edge"}),
+        "prefer is only meaningful",
+    ),
+    (
+        "unknown-variant",
+        with_spec("x", model={"uri": "https://h/m.onnx", "variant": "int4"}),
+        "variant must be auto, default or a key of variants",
+    ),
+    ("bad-port", with_spec("x", serving={"port": 80}), "spec.serving.port"),
+    (
+        "exists-with-value",
+        with_spec(
+            "x",
+            target={
+                "pool": "cloud",
+                "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}],
+            },
+        ),
+        "operator Exists takes no value",
+    ),
+    (
+        {"metadata": {"name": "Bad_Name"}} and "bad-name",
+        {**model_deployment("x"), "metadata": {"name": "x" * 70}},
+        "DNS-1035",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "manifest", "phrase"), REJECTED, ids=[c[0] for c in REJECTED])
+def test_schema_rejects_with_readable_message(
+    kube: Kube, case: str, manifest: dict[str, Any], phrase: str
+) -> None:
+    result = kube.apply(manifest)
+    assert result.returncode != 0, f"{case} was accepted"
+    assert phrase in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) <= 6, "one readable message, not a dump"
+
+
+def failed_with(kube: Kube, name: str, reason: str) -> dict[str, Any] | None:
+    status = kube.status(name)
+    conditions = {c["type"]: c for c in status.get("conditions", [])}
+    ready = conditions.get("Ready", {})
+    if (
+        status.get("phase") == "Failed"
+        and ready.get("reason") == reason
+        and ready.get("status") == "False"
+    ):
+        return status
+    return None
+
+
+JUDGED = [
+    (
+        "unknown-pool",
+        with_spec("unknown-pool", target={"pool": "gpu"}),
+        "UnknownPool",
+        "'gpu' is not configured",
+    ),
+    (
+        "above-ceiling",
+        with_spec("above-ceiling", target={"pool": "edge"}, resources={"requests": {"cpu": "4"}}),
+        "AboveCeiling",
+        "exceeds pool edge ceiling 1",
+    ),
+    (
+        "no-capacity",
+        with_spec("no-capacity", target={"pool": "edge"}, replicas=100),
+        "NoCapacity",
+        "no pool has room for 100 replica(s)",
+    ),
+    (
+        "missing-configmap",
+        with_spec("missing-configmap", model={"uri": "configmap://iris-model/model.onnx"}),
+        "ModelUnreachable",
+        "ConfigMap",
+    ),
+    (
+        "malformed-uri",
+        with_spec("malformed-uri", model={"uri": "pvc://claim-without-path"}),
+        "InvalidModelURI",
+        "expected pvc://NAME/PATH",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "manifest", "reason", "phrase"), JUDGED, ids=[j[0] for j in JUDGED]
+)
+def test_operator_judged_failures_are_reported(
+    kube: Kube, operator: Operator, name: str, manifest: dict[str, Any], reason: str, phrase: str
+) -> None:
+    assert kube.apply(manifest).returncode == 0
+    status = wait_for(lambda: failed_with(kube, name, reason), f"{name} Failed/{reason}")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert phrase in ready["message"]
+    warnings = [e for e in kube.events(name) if e["type"] == "Warning" and e["reason"] == reason]
+    assert warnings and phrase in warnings[0]["message"]
+    assert kube.get("deployment", name) is None  # nothing half-built
+    assert operator.proc is not None and operator.proc.poll() is None
+
+
+def test_failures_back_off_instead_of_looping(kube: Kube, operator: Operator) -> None:
+    # Retries of a temporary failure double from 2 s up to 8 s here; a permanent one is not
+    # retried until the spec changes. Over ~10 s that is a handful of attempts at most.
+    wait_for(lambda: failed_with(kube, "missing-configmap", "ModelUnreachable"), "still failing")
+    wait_for(lambda: failed_with(kube, "unknown-pool", "UnknownPool"), "still failing")
+
+    def attempts(name: str) -> int:
+        return sum(e.get("count", 1) for e in kube.events(name) if e["type"] == "Warning")
+
+    before = {n: attempts(n) for n in ("missing-configmap", "unknown-pool")}
+    time.sleep(10)
+    after = {n: attempts(n) for n in ("missing-configmap", "unknown-pool")}
+    assert after["unknown-pool"] == before["unknown-pool"]
+    assert 0 <= after["missing-configmap"] - before["missing-configmap"] <= 3
+
+
+def test_recovers_once_the_cause_is_fixed(kube: Kube, operator: Operator) -> None:
+    kube.run("create", "configmap", "iris-model", "--from-literal=model.onnx=not-really-onnx")
+    status = wait_for(
+        lambda: (s := kube.status("missing-configmap")).get("phase") == "Ready" and s,
+        "missing-configmap Ready after the ConfigMap appeared",
+        40,
+    )
+    assert status["pool"] == "cloud"
+    dep = kube.get("deployment", "missing-configmap")
+    assert dep is not None
+    volumes = dep["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "model", "configMap": {"name": "iris-model", "defaultMode": 420}} in volumes
+    fixed = with_spec("unknown-pool", target={"pool": "edge"})
+    assert kube.apply(fixed).returncode == 0
+    wait_for(lambda: kube.status("unknown-pool").get("phase") == "Ready", "unknown-pool fixed", 40)

@@ -28,8 +28,9 @@ cluster-build:
 	@bash hack/devcluster/build.sh >/dev/null
 
 # A local control plane + KWOK nodes as processes; state in .devcluster/ (see hack/devcluster/README.md).
-cluster-up: install cluster-build
-	@PYTHONPATH=hack/devcluster $(BIN)/python -m devcluster up $(CLUSTER_ARGS)
+# The tool needs only the Python standard library (and openssl): no venv required.
+cluster-up: cluster-build
+	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster up $(CLUSTER_ARGS)
 
 cluster-down:
 	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster down

@@ -15,10 +15,12 @@ export CGO_ENABLED=0
 export GOFLAGS=-mod=mod
 
 log() { echo "devcluster-build: $*" >&2; }
+built=()
 
 build() { # name module-dir packages...
   local name="$1" dir="$2"; shift 2
-  if [[ -x "$bin/$name" ]]; then log "$name cached"; return; fi
+  if [[ -x "$bin/$name" ]]; then return; fi
+  built+=("$name")
   log "building $name ($(date +%T)); the first build takes several minutes"
   local start=$SECONDS
   (cd "$here/$dir" && go build -trimpath -ldflags "$LDFLAGS" -o "$bin/.tmp-$name" "$@")
@@ -47,4 +49,5 @@ if [[ ! -s "$bin/kwok-stages.yaml" ]]; then
   mv "$bin/.tmp-kwok-stages.yaml" "$bin/kwok-stages.yaml"
   log "kwok stages written"
 fi
+((${#built[@]})) || log "all binaries cached in $bin"
 echo "$bin"

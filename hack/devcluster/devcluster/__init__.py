@@ -5,7 +5,8 @@ pytest session fixtures in ``tests/conftest.py``.
 """
 
 from .binaries import BinariesMissing, bin_dir, require
-from .controlplane import Cluster, ClusterError, load, start
+from .cluster import Cluster, ClusterError, load
+from .controlplane import start
 from .nodes import NodePool, default_pools
 
 __all__ = [

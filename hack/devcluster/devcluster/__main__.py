@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cluster as cluster_state
 from . import controlplane, prometheus
 from .binaries import BinariesMissing
 from .nodes import default_pools
@@ -26,8 +27,8 @@ def _size(text: str) -> tuple[str, str]:
     return cpu, memory
 
 
-def _cluster(state_dir: Path) -> controlplane.Cluster:
-    cluster = controlplane.load(state_dir)
+def _cluster(state_dir: Path) -> cluster_state.Cluster:
+    cluster = cluster_state.load(state_dir)
     if cluster is None or not any(cluster.running().values()):
         raise SystemExit(f"no devcluster running from {state_dir} (start it: make cluster-up)")
     return cluster
@@ -41,11 +42,12 @@ def up(args: argparse.Namespace) -> int:
         f"devcluster ready in {cluster.started_in_s:.1f}s at {cluster.server} ({mib:.0f} MiB RSS)"
     )
     print(f"export KUBECONFIG={cluster.kubeconfig}")
+    print(f"export PATH={cluster.bin_dir}:$PATH  # the built kubectl")
     return 0
 
 
 def down(args: argparse.Namespace) -> int:
-    cluster = controlplane.load(args.state_dir)
+    cluster = cluster_state.load(args.state_dir)
     if cluster is None:
         print(f"no devcluster recorded in {args.state_dir}")
         return 0
@@ -55,7 +57,7 @@ def down(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    cluster = controlplane.load(args.state_dir)
+    cluster = cluster_state.load(args.state_dir)
     if cluster is None:
         print(f"no devcluster recorded in {args.state_dir}")
         return 1
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args.state_dir = args.state_dir.resolve()
     try:
         return int(args.func(args))
-    except (BinariesMissing, controlplane.ClusterError, TimeoutError) as error:
+    except (BinariesMissing, cluster_state.ClusterError, TimeoutError) as error:
         print(f"devcluster: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,5 +1,5 @@
-"""Start, describe and stop the devcluster: etcd, kube-apiserver, controller-manager, scheduler
-and KWOK as local processes, plus the fake nodes of each pool.
+"""Start the devcluster: etcd, kube-apiserver, controller-manager, scheduler and KWOK as
+local processes, plus the fake nodes of each pool.
 
 State lives in one directory (``.devcluster/`` for ``make cluster-up``, a temp dir for tests):
 ``state.json`` records every started process, so ``stop`` kills exactly those.
@@ -7,138 +7,27 @@ State lives in one directory (``.devcluster/`` for ``make cluster-up``, a temp d
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import binaries, processes
 from .apiclient import ApiClient
+from .cluster import Cluster, ClusterError, load
 from .nodes import NodePool, default_pools, node_manifests
 from .processes import ProcessRecord
+
+__all__ = ["Cluster", "ClusterError", "load", "start"]  # Cluster/load re-exported for callers
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 # Identities in tokens.csv; all in system:masters (a dev cluster, not a security boundary).
 USERS = ("admin", "kube-controller-manager", "kube-scheduler", "kwok")
 _FRESH = ("etcd", "pki", "logs", "kubeconfigs", "state.json", "kubeconfig")
-
-
-class ClusterError(RuntimeError):
-    """The cluster could not be started or is not in the expected state."""
-
-
-@dataclass
-class Cluster:
-    """A running devcluster, as recorded in its state directory."""
-
-    state_dir: Path
-    bin_dir: Path
-    server: str
-    token: str
-    processes: list[ProcessRecord]
-    started_in_s: float = 0.0
-    _children: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.state_dir / "kubeconfig"
-
-    @property
-    def kubectl(self) -> Path:
-        return self.bin_dir / "kubectl"
-
-    @property
-    def ca_file(self) -> Path:
-        return self.state_dir / "pki" / "ca.crt"
-
-    def env(self) -> dict[str, str]:
-        """This process's environment with KUBECONFIG pointing at the cluster."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-
-    def api(self) -> ApiClient:
-        return ApiClient(self.server, self.token, self.ca_file)
-
-    def run_kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout_s: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against the cluster; with ``check`` a failure raises with its stderr."""
-        result = subprocess.run(
-            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result
-
-    def kubectl_json(self, *args: str) -> Any:
-        return json.loads(self.run_kubectl(*args, "-o", "json").stdout)
-
-    def apply(self, manifest: str | dict[str, Any] | list[dict[str, Any]]) -> str:
-        """``kubectl apply -f -`` of YAML text, one object, or a list of objects."""
-        if isinstance(manifest, list):
-            manifest = {"apiVersion": "v1", "kind": "List", "items": manifest}
-        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
-        return self.run_kubectl("apply", "-f", "-", input=text).stdout
-
-    def running(self) -> dict[str, bool]:
-        return {r.name: processes.is_running(r) for r in self.processes}
-
-    def rss_bytes(self) -> int:
-        """Resident memory summed over the cluster's processes."""
-        total = 0
-        for record in self.processes:
-            if processes.is_running(record):
-                for line in Path(f"/proc/{record.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        return total
-
-    def stop(self) -> None:
-        """Stop every recorded process (by process group) and forget them."""
-        # One at a time in reverse start order: the apiserver shuts down in about a second
-        # while etcd is up, but hangs for its whole grace period once etcd is gone.
-        for record in reversed(self.processes):
-            processes.stop([record])
-        for child in self._children:
-            child.poll()
-        (self.state_dir / "state.json").unlink(missing_ok=True)
-
-    def save(self) -> None:
-        state = {
-            "bin_dir": str(self.bin_dir),
-            "server": self.server,
-            "token": self.token,
-            "started_in_s": self.started_in_s,
-            "processes": [r.to_json() for r in self.processes],
-        }
-        (self.state_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-
-
-def load(state_dir: Path) -> Cluster | None:
-    """The cluster recorded in ``state_dir``, or None if there is none."""
-    try:
-        state = json.loads((state_dir / "state.json").read_text())
-    except FileNotFoundError:
-        return None
-    return Cluster(
-        state_dir=state_dir,
-        bin_dir=Path(state["bin_dir"]),
-        server=state["server"],
-        token=state["token"],
-        processes=[ProcessRecord.from_json(p) for p in state["processes"]],
-        started_in_s=state.get("started_in_s", 0.0),
-    )
 
 
 def _kubeconfig(server: str, ca_file: Path, user: str, token: str) -> str:
@@ -283,6 +172,9 @@ def start(
             _kubeconfig(server, ca_file, "admin", tokens["admin"])
         )
         api = ApiClient(server, tokens["admin"], ca_file)
+        # Clients start only after /readyz: started earlier (they could, being system:masters)
+        # they compete for the CPU with the apiserver's bootstrap, measured 0.3-0.7s slower
+        # on 2 cores.
         run.wait(api.ready, "kube-apiserver /readyz", timeout_s)
 
         kc = state_dir / "kubeconfigs"

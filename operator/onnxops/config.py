@@ -35,6 +35,11 @@ class OperatorConfig(BaseSettings):
     """Server-side watch timeout: watches are re-established before proxies drop them."""
     peering: str = "onnxops"
     """Name of the kopf peering object shared by the operator's replicas."""
+    peering_priority: int | None = None
+    """This replica's peering priority; random when unset, because kopf pauses *every*
+    operator when two of the same priority meet, and Deployment replicas share one env."""
+    peering_lifetime_s: int = 60
+    """How long a silent peer counts as alive; a standby takes over after at most this."""
     standalone: bool = False
     """Run without peering (tests, a single local process)."""
     liveness: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -38,6 +39,11 @@ def configure(
     settings.peering.name = cfg.peering
     settings.peering.standalone = cfg.standalone
     settings.peering.mandatory = not cfg.standalone
+    settings.peering.lifetime = cfg.peering_lifetime_s
+    if cfg.peering_priority is not None:
+        settings.peering.priority = cfg.peering_priority
+    else:
+        settings.peering.priority = random.randint(1, 1_000_000)
     # Handler retries without an explicit delay wait this long (errors we did not foresee).
     settings.execution.default_backoff = cfg.retry_base_s
     # Sync handlers run in threads; enough for a burst of resources without starving the API.

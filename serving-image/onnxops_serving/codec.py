@@ -5,6 +5,7 @@ Turns request bytes into numpy arrays and results back into bytes; knows nothing
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +58,9 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         if arr.size and arr.dtype.kind not in _NUMERIC_KINDS[target.kind]:
             raise BadRequest(f"input {name!r}: data does not match datatype {datatype}")
         arr = arr.astype(target, copy=False)
-    if arr.size != int(np.prod(shape)):
+    if arr.size != math.prod(shape):
         raise BadRequest(
-            f"input {name!r}: shape {list(shape)} needs {int(np.prod(shape))} values, got {arr.size}"
+            f"input {name!r}: shape {list(shape)} needs {math.prod(shape)} values, got {arr.size}"
         )
     return arr.reshape(shape)
 
@@ -79,7 +80,7 @@ def _bytes_tensor(buf: memoryview, count: int, name: str) -> np.ndarray:
 
 
 def _from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: memoryview) -> np.ndarray:
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_tensor(buf, count, name).reshape(shape)
     dtype = np.dtype(OIP_TO_NUMPY[datatype]).newbyteorder("<")
@@ -89,6 +90,11 @@ def _from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: memoryvi
             f"{datatype} needs {count * dtype.itemsize}"
         )
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _params(obj: dict[str, Any]) -> dict[str, Any]:
+    params = obj.get("parameters")
+    return params if isinstance(params, dict) else {}
 
 
 def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
@@ -109,7 +115,7 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
         if datatype not in OIP_TO_NUMPY:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
         shape = _shape(item.get("shape"), name)
-        size = (item.get("parameters") or {}).get("binary_data_size")
+        size = _params(item).get("binary_data_size")
         if size is not None:
             if header_length is None or type(size) is not int or offset + size > len(body):
                 raise BadRequest(f"input {name!r}: binary_data_size does not fit the body")
@@ -119,12 +125,13 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
             inputs[name] = _from_json(name, datatype, shape, item["data"])
         else:
             raise BadRequest(f"input {name!r} has no 'data'")
-    params = head.get("parameters") or {}
+    params = _params(head)
+    rid = head.get("id")
     request = InferRequest(
-        id=str(head["id"]) if head.get("id") not in (None, "") else None,
+        id=str(rid) if rid is not None and rid != "" else None,
         inputs=inputs,
-        parameters=params if isinstance(params, dict) else {},
-        binary_default=bool(isinstance(params, dict) and params.get("binary_data_output")),
+        parameters=params,
+        binary_default=bool(params.get("binary_data_output")),
     )
     wanted = head.get("outputs")
     if wanted:
@@ -133,7 +140,7 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
                 raise BadRequest("every requested output needs a 'name'")
             request.outputs.append(out["name"])
-            if (out.get("parameters") or {}).get("binary_data"):
+            if _params(out).get("binary_data"):
                 request.binary_outputs.add(out["name"])
         # Requested outputs choose their own form; the request-wide default is for the rest.
         request.binary_default = False

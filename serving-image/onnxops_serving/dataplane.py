@@ -32,6 +32,11 @@ class DataPlane:
         self._out_types = {spec.name: spec.datatype for spec in model.outputs}
         self._out_names = [spec.name for spec in model.outputs]
         self._dtypes = {spec.name: np.dtype(OIP_TO_NUMPY[spec.datatype]) for spec in model.inputs}
+        # Non-batch dims as a tuple when all are fixed: one tuple compare per request.
+        self._tails = {
+            spec.name: None if -1 in spec.shape[1:] else tuple(spec.shape[1:])
+            for spec in model.inputs
+        }
         inline = model.inference_ms < settings.inline_threshold_ms
         self._run: DirectRunner | Batcher
         if settings.max_batch_size > 1:
@@ -115,9 +120,13 @@ class DataPlane:
                 raise BadRequest(
                     f"input {name!r} has datatype {got}; the model expects {spec.datatype}"
                 )
-            if arr.ndim != len(spec.shape) or any(
-                want not in (-1, got)
-                for want, got in zip(spec.shape[1:], arr.shape[1:], strict=False)
+            tail = self._tails[name]
+            if arr.ndim != len(spec.shape) or (
+                arr.shape[1:] != tail
+                if tail is not None
+                else any(
+                    w not in (-1, g) for w, g in zip(spec.shape[1:], arr.shape[1:], strict=True)
+                )
             ):
                 raise BadRequest(
                     f"input {name!r} has shape {list(arr.shape)}; the model expects {spec.shape}"
@@ -148,9 +157,10 @@ class DataPlane:
         """OIP v2 infer; returns the body and, for binary outputs, the JSON header length."""
         request = codec.decode_infer(body, header_length)
         wanted = request.outputs or self._out_names
-        for name in wanted:
-            if name not in self._out_types:
-                raise BadRequest(f"unknown output {name!r}; the model has {self._out_names}")
+        if request.outputs:
+            for name in wanted:
+                if name not in self._out_types:
+                    raise BadRequest(f"unknown output {name!r}; the model has {self._out_names}")
         rid, outputs = await self._infer(request.inputs, request.id)
         by_name = dict(zip(self._out_names, outputs, strict=True))
         binary = set(self._out_names) if request.binary_default else request.binary_outputs

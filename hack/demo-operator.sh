@@ -36,7 +36,7 @@ step "2. the CRDs, rendered from the pydantic API (onnxops crd)"
 "$KUBECTL" wait --for=condition=Established crd/modeldeployments.onnxops.io --timeout=30s
 
 step "3. the operator (onnxops operator; log: $OUT/operator.log)"
-ONNXOPS_STANDALONE=true "$ROOT/.venv/bin/onnxops" operator >"$OUT/operator.log" 2>&1 &
+ONNXOPS_STANDALONE=true "$PY" -m onnxops.run >"$OUT/operator.log" 2>&1 &
 operator_pid=$!
 
 step "4. a cloud and an edge ModelDeployment (manifests/samples/)"
@@ -61,4 +61,4 @@ spec:
   autoscaling: {minReplicas: 5, maxReplicas: 2}
 YAML
 
-"$KUBECTL" -n "$NS" delete mdep --all --wait=true >/dev/null
+"$KUBECTL" delete namespace "$NS" --wait=true >/dev/null  # children go with it

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-ONNXOPS = Path(sys.executable).parent / "onnxops"
 
 # Short kopf timings so a module finishes in seconds; the defaults are sized for production.
 FAST_OPERATOR_ENV = {
@@ -115,7 +114,7 @@ class Operator:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(ONNXOPS), "operator"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "onnxops.run"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         wait_for(self._healthy, "the operator's liveness endpoint", timeout_s=30)

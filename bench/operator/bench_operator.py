@@ -1,0 +1,223 @@
+"""Operator benchmark on a fresh devcluster: apply -> Deployment created -> status Ready
+latency (one resource at a time), then a burst of many resources: time until all are Ready,
+and the operator's resident memory.
+
+    .venv/bin/python bench/operator/bench_operator.py [--latency 20] [--burst 200]
+
+Prints a Markdown table (paste into RESULTS.md) and writes JSON next to it with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from kubernetes import client, config, watch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
+
+from devcluster import controlplane  # noqa: E402
+from devcluster.nodes import default_pools  # noqa: E402
+
+SMALL = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
+
+
+class Timeline:
+    """Local monotonic times of first sightings, filled by watch threads."""
+
+    def __init__(self) -> None:
+        self.deployment: dict[str, float] = {}
+        self.ready: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def watch_deployments(self, namespace: str) -> None:
+        api = client.AppsV1Api()
+        while not self.stop.is_set():
+            for event in watch.Watch().stream(
+                api.list_namespaced_deployment, namespace, timeout_seconds=5
+            ):
+                name = event["object"].metadata.name
+                with self.lock:
+                    self.deployment.setdefault(name, time.monotonic())
+
+    def watch_models(self, namespace: str) -> None:
+        api = client.CustomObjectsApi()
+        while not self.stop.is_set():
+            for event in watch.Watch().stream(
+                api.list_namespaced_custom_object,
+                "onnxops.io",
+                "v1alpha1",
+                namespace,
+                "modeldeployments",
+                timeout_seconds=5,
+            ):
+                obj = event["object"]
+                if obj.get("status", {}).get("phase") == "Ready":
+                    with self.lock:
+                        self.ready.setdefault(obj["metadata"]["name"], time.monotonic())
+
+
+def model(name: str, pool: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "onnxops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": f"https://models.example.com/{name}/model.onnx", "version": "1"},
+            "target": {"pool": pool},
+            "resources": SMALL,
+        },
+    }
+
+
+def kubectl_apply(cluster: Any, namespace: str, objs: list[dict[str, Any]]) -> None:
+    body = {"apiVersion": "v1", "kind": "List", "items": objs}
+    cluster.run_kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(body))
+
+
+def wait_until(predicate: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step did not finish")
+        time.sleep(0.02)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=int, default=20, help="resources, one at a time")
+    parser.add_argument("--burst", type=int, default=200, help="resources applied at once")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="onnxops-bench-") as tmp:
+        cluster = controlplane.start(
+            Path(tmp) / "cluster", pools=default_pools(), tie_to_parent=True
+        )
+        operator: subprocess.Popen[bytes] | None = None
+        timeline = Timeline()
+        try:
+            cluster.run_kubectl("apply", "-f", str(ROOT / "crds"))
+            cluster.run_kubectl(
+                "wait", "--for=condition=Established", "crd/modeldeployments.onnxops.io"
+            )
+            config.load_kube_config(str(cluster.kubeconfig))
+            ns = "bench"
+            cluster.run_kubectl("create", "namespace", ns)
+            env = {
+                **os.environ,
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "ONNXOPS_STANDALONE": "true",
+            }
+            log = (Path(tmp) / "operator.log").open("wb")
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "onnxops.run"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            proc = psutil.Process(operator.pid)
+            for target in (timeline.watch_deployments, timeline.watch_models):
+                threading.Thread(target=target, args=(ns,), daemon=True).start()
+            time.sleep(3)  # operator start-up and watches established
+
+            # 1. Latency, one resource at a time (alternating pools).
+            to_deploy, to_ready = [], []
+            for i in range(args.latency):
+                name = f"lat-{i:03d}"
+                began = time.monotonic()
+                kubectl_apply(cluster, ns, [model(name, ("cloud", "edge")[i % 2])])
+                wait_until(lambda n=name: n in timeline.ready, 60)
+                to_deploy.append(timeline.deployment[name] - began)
+                to_ready.append(timeline.ready[name] - began)
+            rss_after_latency = proc.memory_info().rss
+
+            # 2. Burst: many resources in one kubectl apply.
+            names = [f"burst-{i:03d}" for i in range(args.burst)]
+            cpu_before = sum(proc.cpu_times()[:2])
+            began = time.monotonic()
+            kubectl_apply(
+                cluster, ns, [model(n, ("cloud", "edge")[i % 2]) for i, n in enumerate(names)]
+            )
+            applied = time.monotonic() - began
+            peak = 0
+
+            def all_ready() -> bool:
+                nonlocal peak
+                peak = max(peak, proc.memory_info().rss)
+                return all(n in timeline.ready for n in names)
+
+            wait_until(all_ready, 600)
+            burst_s = time.monotonic() - began
+            burst_deploy = max(timeline.deployment[n] for n in names) - began
+            cpu_s = sum(proc.cpu_times()[:2]) - cpu_before
+            time.sleep(5)
+            rss_settled = proc.memory_info().rss
+        finally:
+            timeline.stop.set()
+            if operator is not None:
+                operator.send_signal(signal.SIGTERM)
+                try:
+                    operator.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    operator.kill()
+            cluster.stop()
+
+    mib = 2**20
+    figures = {
+        "apply_to_deployment_p50_ms": 1000 * statistics.median(to_deploy),
+        "apply_to_deployment_p95_ms": 1000 * pct(to_deploy, 0.95),
+        "apply_to_ready_p50_ms": 1000 * statistics.median(to_ready),
+        "apply_to_ready_p95_ms": 1000 * pct(to_ready, 0.95),
+        "burst": args.burst,
+        "burst_kubectl_apply_s": applied,
+        "burst_all_deployments_s": burst_deploy,
+        "burst_all_ready_s": burst_s,
+        "burst_operator_cpu_s": cpu_s,
+        "rss_after_latency_mib": rss_after_latency / mib,
+        "rss_peak_burst_mib": peak / mib,
+        "rss_settled_mib": rss_settled / mib,
+    }
+    print(
+        f"| kubectl apply -> Deployment created, p50 / p95 ({args.latency} resources) | "
+        f"{figures['apply_to_deployment_p50_ms']:.0f} ms / {figures['apply_to_deployment_p95_ms']:.0f} ms |"
+    )
+    print(
+        f"| kubectl apply -> status Ready, p50 / p95 | "
+        f"{figures['apply_to_ready_p50_ms']:.0f} ms / {figures['apply_to_ready_p95_ms']:.0f} ms |"
+    )
+    print(
+        f"| {args.burst} at once: all Deployments created / all Ready | "
+        f"{burst_deploy:.1f} s / {burst_s:.1f} s (kubectl apply itself {applied:.1f} s) |"
+    )
+    print(f"| operator CPU during the burst | {cpu_s:.1f} s |")
+    print(
+        f"| operator RSS: after {args.latency} / peak during burst / {args.latency + args.burst} settled | "
+        f"{figures['rss_after_latency_mib']:.0f} / {figures['rss_peak_burst_mib']:.0f} / "
+        f"{figures['rss_settled_mib']:.0f} MiB |"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -77,11 +77,14 @@ def make_pod_runner(
     prometheus: prom.Prometheus,
     tmp_path: Path,
 ) -> Iterator[MakePodRunner]:
-    """Start pod runners (default command: the real serving runtime); all stopped afterwards."""
+    """Start pod runners: ``make(command=None, extra_env=None, namespace=None)``; the default
+    command is the real serving runtime. All are stopped (with their processes) afterwards."""
     runners: list[PodRunner] = []
 
     def make(
-        command: Sequence[str] | None = None, extra_env: Mapping[str, str] | None = None
+        command: Sequence[str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        namespace: str | None = None,
     ) -> PodRunner:
         runner = PodRunner(
             devcluster.api(),
@@ -89,6 +92,7 @@ def make_pod_runner(
             tmp_path / "pods",
             command=command,
             extra_env=extra_env,
+            namespace=namespace,
         )
         runners.append(runner.start())
         return runner

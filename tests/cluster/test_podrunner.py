@@ -3,17 +3,20 @@ starts being scraped by Prometheus with the pod's labels."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from devcluster import controlplane, processes
 from devcluster import prometheus as prom
 from devcluster.podenv import EnvError, container_env, quantity
 from devcluster.podrunner import PodRunner, target_labels, wants_process
+from onnx import TensorProto, helper
 
 FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
@@ -150,7 +153,7 @@ def test_prometheus_scrapes_a_runner_process_with_the_pods_labels(
     k8s_namespace: str,
 ) -> None:
     ns = k8s_namespace
-    runner = make_pod_runner(command=[sys.executable, str(FAKE_SERVING)])
+    runner = make_pod_runner(command=[sys.executable, str(FAKE_SERVING)], namespace=ns)
     setup = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"t": "2"}},
         {
@@ -191,4 +194,52 @@ def test_prometheus_scrapes_a_runner_process_with_the_pods_labels(
         lambda: not prometheus.query(f'up{{namespace="{ns}"}}'),
         timeout_s=30,
         what="Prometheus to drop the target",
+    )
+
+
+def _doubler(path: Path) -> str:
+    """A bare ONNX model ``y = 2x`` over float rows of 2; returns its sha256."""
+    two = helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "doubler",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [two],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path.write_bytes(model.SerializeToString())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.cluster
+def test_runner_serves_a_pod_with_the_real_serving_runtime(
+    devcluster: controlplane.Cluster,
+    prometheus: prom.Prometheus,
+    make_pod_runner: Callable[..., PodRunner],
+    k8s_namespace: str,
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "doubler.onnx"
+    sha = _doubler(model)
+    deployment = _serving_deployment("doubler", IMAGE)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [
+        {"name": "ONNXOPS_MODEL_URI", "value": str(model)},
+        {"name": "ONNXOPS_MODEL_SHA256", "value": sha},
+    ]
+    # Default command: python -m onnxops_serving from .venv.
+    runner = make_pod_runner(namespace=k8s_namespace)
+    devcluster.run_kubectl("apply", "-n", k8s_namespace, "-f", "-", input=json.dumps(deployment))
+
+    up = prometheus.wait_for(f'up{{namespace="{k8s_namespace}"}} == 1', timeout_s=90)
+    proc = runner.serving()[f"{k8s_namespace}.{up[0]['metric']['pod']}"]
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.5, 3]}]}
+    reply = httpx.post(f"{proc.url}/v2/models/doubler/infer", json=body, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["outputs"][0]["data"] == [3.0, 6.0]
+    prometheus.wait_for(
+        f'onnxops_inference_duration_seconds_count{{namespace="{k8s_namespace}",'
+        f'onnxops_io_model_deployment="doubler"}} >= 1',
+        timeout_s=30,
     )

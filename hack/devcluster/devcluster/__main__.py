@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -73,7 +74,9 @@ def status(args: argparse.Namespace) -> int:
 
 
 def prom(args: argparse.Namespace) -> int:
-    server = prometheus.start(args.work_dir.resolve(), scrape_interval=args.scrape_interval)
+    server = prometheus.start(
+        args.work_dir.resolve(), scrape_interval=args.scrape_interval, tie_to_parent=True
+    )
     print(f"prometheus at {server.url}; targets in {server.targets.directory}", flush=True)
     try:
         while True:
@@ -90,12 +93,19 @@ def podrunner(args: argparse.Namespace) -> int:
         prometheus.ScrapeTargets(args.targets_dir.resolve()),
         args.state_dir / "logs" / "pods",
         command=args.command or None,
+        namespace=args.namespace,
     )
     run_forever(runner)
     return 0
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the foreground commands stop what they started.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="devcluster", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=REPO / ".devcluster")
     sub = parser.add_subparsers(required=True)
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=prom)
     p = sub.add_parser("podrunner", help="run serving processes for serving pods until Ctrl-C")
     p.add_argument("--targets-dir", type=Path, default=REPO / ".devcluster/prometheus/targets")
+    p.add_argument("--namespace", help="only this namespace (default: all)")
     p.add_argument(
         "command", nargs="*", help=f"process per pod (default: {' '.join(default_command())})"
     )

@@ -105,6 +105,7 @@ class PodRunner:
         *,
         command: Sequence[str] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        namespace: str | None = None,
         tie_to_parent: bool = True,
     ) -> None:
         self.api = api
@@ -113,6 +114,8 @@ class PodRunner:
         self.command = list(command) if command else default_command()
         self.extra_env = dict(extra_env or {})
         self.tie_to_parent = tie_to_parent
+        # One namespace (tests sharing a cluster) or all of them (the demo).
+        self._pods_path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
         self._lock = threading.Lock()
         self._running: dict[str, ServingProcess] = {}  # by pod uid
         self._stopping = threading.Event()
@@ -163,7 +166,7 @@ class PodRunner:
                 self._stopping.wait(1)
 
     def _resync(self) -> str:
-        listing = self.api.get("/api/v1/pods")
+        listing = self.api.get(self._pods_path)
         pods = {p["metadata"]["uid"]: p for p in listing["items"]}
         with self._lock:
             for uid in list(self._running):
@@ -174,7 +177,7 @@ class PodRunner:
         return str(listing["metadata"]["resourceVersion"])
 
     def _watch(self, resource_version: str) -> str | None:
-        for event in self.api.watch("/api/v1/pods", resource_version, WATCH_SECONDS):
+        for event in self.api.watch(self._pods_path, resource_version, WATCH_SECONDS):
             if self._stopping.is_set():
                 return resource_version
             kind, obj = event["type"], event["object"]

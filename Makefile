@@ -52,7 +52,7 @@ lint: install
 crds: install
 	$(BIN)/onnxops crd > crds/modeldeployment.yaml
 
-demo: install system-deps
+demo: install system-deps cluster-build
 	@bash hack/demo.sh
 
 # Container images; needs a Docker engine (not needed for test or demo).

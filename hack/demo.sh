@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# `make demo`: the main job, end to end, on this machine with no Docker:
+#   build two model bundles (pipeline) -> start the local Kubernetes (devcluster) ->
+#   Prometheus + the pod runner (kubelet stand-in that runs the real serving runtime) ->
+#   the operator -> a cloud and an edge ModelDeployment of those bundles ->
+#   real inference through the pods' serving processes -> metrics back from Prometheus.
+# Everything it starts is stopped on exit; KEEP=1 keeps the cluster up to explore.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=$ROOT/.demo
+PY=$ROOT/.venv/bin/python
+DEVCLUSTER=(env PYTHONPATH="$ROOT/hack/devcluster" "$PY" -m devcluster)
+KUBECTL="$(bash "$ROOT/hack/devcluster/build.sh" | tail -1)/kubectl"
+export KUBECONFIG=$ROOT/.devcluster/kubeconfig
+NS=onnxops-demo
+mkdir -p "$OUT"
+
+step() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
+
+pids=()
+started_cluster=0
+cleanup() {
+  local rc=$?
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+  if [[ $started_cluster == 1 && ${KEEP:-0} != 1 ]]; then "${DEVCLUSTER[@]}" down >/dev/null || true; fi
+  if ((rc != 0)); then echo "demo failed (exit $rc); logs in $OUT/ and .devcluster/logs/" >&2; fi
+}
+trap cleanup EXIT
+
+step "1/7 model pipeline: train -> validate -> export (parity) -> optimize"
+rm -rf "$OUT/bundles"
+bash "$ROOT/hack/demo-pipeline.sh" "$OUT/bundles"
+
+step "2/7 local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes"
+if ! "${DEVCLUSTER[@]}" status >/dev/null 2>&1; then
+  "${DEVCLUSTER[@]}" up
+  started_cluster=1
+fi
+"$KUBECTL" get nodes -L onnxops.io/pool
+
+step "3/7 Prometheus and the pod runner (runs onnxops-serving for every Running serving pod)"
+rm -rf "$ROOT/.devcluster/prometheus"
+"${DEVCLUSTER[@]}" prometheus >"$OUT/prometheus.log" 2>&1 &
+pids+=($!)
+"${DEVCLUSTER[@]}" podrunner --namespace "$NS" >"$OUT/podrunner.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q "prometheus at" "$OUT/prometheus.log" && break; sleep 0.2; done
+PROM=$(sed -n 's/^prometheus at \([^;]*\);.*/\1/p' "$OUT/prometheus.log")
+echo "prometheus: $PROM"
+
+step "4/7 CRDs and the operator"
+"$KUBECTL" apply -f "$ROOT/crds/"
+"$KUBECTL" wait --for=condition=Established crd/modeldeployments.onnxops.io --timeout=30s
+ONNXOPS_STANDALONE=true "$PY" -m onnxops.run >"$OUT/operator.log" 2>&1 &
+pids+=($!)
+
+step "5/7 two ModelDeployments of the bundles just built: iris on cloud, breast-cancer (int8) on edge"
+"$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+"$PY" - "$OUT/bundles" <<'PY' | tee "$OUT/modeldeployments.yaml" | "$KUBECTL" -n "$NS" apply -f -
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+root = Path(sys.argv[1])
+
+
+def model(bundle: str) -> dict:
+    meta = json.loads((root / bundle / "model.json").read_text())
+    files = meta["files"]
+    spec = {
+        "uri": f"file://{root / bundle / 'model.onnx'}",
+        "sha256": files["model.onnx"]["sha256"],
+        "name": meta["name"],
+        "version": str(meta["version"]),
+    }
+    variants = {
+        info["variant"]: {"uri": f"file://{root / bundle / name}", "sha256": info["sha256"]}
+        for name, info in files.items()
+        if name != "model.onnx" and info["variant"] == "int8"
+    }
+    if variants:
+        spec["variants"] = variants
+    return spec
+
+
+docs = [
+    {"name": "iris", "model": model("iris"), "target": {"pool": "cloud"}, "replicas": 2},
+    {"name": "breast-cancer", "model": model("breast-cancer"),
+     "target": {"pool": "edge", "fallbackPool": "cloud"}, "replicas": 1,
+     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}},
+]
+out = [
+    {"apiVersion": "onnxops.io/v1alpha1", "kind": "ModelDeployment",
+     "metadata": {"name": d.pop("name")}, "spec": d}
+    for d in docs
+]
+print(yaml.safe_dump_all(out, sort_keys=False))
+PY
+"$KUBECTL" -n "$NS" wait --for=jsonpath='{.status.phase}'=Ready mdep --all --timeout=120s
+"$KUBECTL" -n "$NS" get mdep
+"$KUBECTL" -n "$NS" get pods -o wide
+"$KUBECTL" -n "$NS" get events --field-selector involvedObject.kind=ModelDeployment \
+  --sort-by=.metadata.creationTimestamp -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
+
+step "6/7 inference through the pods' serving processes, metrics back from Prometheus"
+"$PY" - "$ROOT/.devcluster/prometheus/targets" "$PROM" "$OUT/bundles" <<'PY'
+import json
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+targets_dir, prom, bundles = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+
+
+def http(url: str, body: object | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+deadline = time.monotonic() + 60
+served: dict[str, str] = {}
+while time.monotonic() < deadline and len(served) < 3:
+    for f in targets_dir.glob("*.json"):
+        for group in json.loads(f.read_text()):
+            addr = group["targets"][0]
+            try:
+                urllib.request.urlopen(f"http://{addr}/v2/health/ready", timeout=2)
+            except OSError:
+                continue
+            served[group["labels"]["pod"]] = addr
+    time.sleep(0.5)
+print(f"{len(served)} serving processes ready: {', '.join(sorted(served))}")
+
+for pod, addr in sorted(served.items()):
+    model = http(f"http://{addr}/v2")
+    meta = http(f"http://{addr}/v2/models/" + ("iris" if pod.startswith("iris") else "breast-cancer"))
+    n_features = meta["inputs"][0]["shape"][-1]
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]] if n_features == 4 else [[0.5] * n_features]
+    reply = http(f"http://{addr}/predict", {"features": rows})
+    print(f"{pod:<36} {model['name']} {meta['name']} v{meta.get('versions', ['?'])[0]}: /predict -> {json.dumps(reply)[:90]}")
+
+time.sleep(3)  # two scrape intervals
+query = "sum by (namespace, pod) (onnxops_requests_total)"
+url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+result = http(url)["data"]["result"]
+print(f"\nPrometheus: {query}")
+for series in sorted(result, key=lambda s: s["metric"]["pod"]):
+    print(f"  {series['metric']['namespace']}/{series['metric']['pod']}: {series['value'][1]}")
+if not result:
+    sys.exit("Prometheus has no onnxops_requests_total yet")
+PY
+
+step "7/7 a bad spec is refused by the apiserver, before the operator sees it"
+cat <<'YAML' | "$KUBECTL" -n "$NS" apply -f - 2>&1 || true
+apiVersion: onnxops.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: broken}
+spec:
+  model: {uri: "s3://bucket/model.onnx"}
+  autoscaling: {minReplicas: 5, maxReplicas: 2}
+YAML
+
+"$KUBECTL" delete namespace "$NS" --wait=false >/dev/null
+printf '\ndemo done. Logs: %s/{operator,podrunner,prometheus}.log. KEEP=1 make demo keeps the cluster.\n' "$OUT"

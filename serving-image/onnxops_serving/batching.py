@@ -95,12 +95,15 @@ class Batcher:
         batch, self._queue, self._rows = self._queue, [], 0
         if not batch:
             return
-        names = batch[0][0].keys()
-        feeds = (
-            batch[0][0]
-            if len(batch) == 1
-            else {n: np.concatenate([item[0][n] for item in batch]) for n in names}
-        )
+        try:
+            feeds = (
+                batch[0][0]
+                if len(batch) == 1
+                else {n: np.concatenate([item[0][n] for item in batch]) for n in batch[0][0]}
+            )
+        except ValueError as exc:  # variable non-batch dims that differ between requests
+            self._fail(batch, exc)
+            return
         if self._pool is None:
             try:
                 result = _timed(self._run, feeds)

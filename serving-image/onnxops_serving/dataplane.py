@@ -188,8 +188,10 @@ class DataPlane:
             raise BadRequest("features must be numbers")
         if arr.ndim == 1:
             arr = arr.reshape(1, -1)
+        given = payload.get("id")
         rid, outputs = await self._infer(
-            {name: arr.astype(self._dtypes[name], copy=False)}, payload.get("id")
+            {name: arr.astype(self._dtypes[name], copy=False)},
+            str(given) if given is not None and given != "" else None,
         )
         result: dict[str, Any] = {
             "id": rid,

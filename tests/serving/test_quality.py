@@ -55,6 +55,14 @@ def test_feedback_by_request_id_drives_accuracy(fresh_iris: Server, models: Mode
     assert again.status_code == 404 and "batch-7" in again.json()["error"]
 
 
+def test_feedback_for_a_numeric_caller_id(fresh_iris: Server, models: Models) -> None:
+    body = {"id": 42, "features": models.iris_x[:2].tolist()}
+    answer = httpx.post(fresh_iris.url + "/predict", json=body).json()
+    assert answer["id"] == "42"
+    fb = {"id": 42, "labels": answer["predictions"]}
+    assert httpx.post(fresh_iris.url + "/v2/models/iris/feedback", json=fb).status_code == 200
+
+
 def test_feedback_with_predictions_inline(fresh_iris: Server) -> None:
     resp = httpx.post(
         fresh_iris.url + "/v2/models/iris/feedback",

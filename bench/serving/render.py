@@ -57,6 +57,14 @@ def _verdict(model: str, entry: dict[str, Any], conc: list[str]) -> list[str]:
             f"peer ({best_label}, {best['rps']:,.0f}); p99 {mine['p99_ms']:.2f} ms vs the lowest "
             f"peer p99 {lowest_p99:.2f} ms ({'lower' if mine['p99_ms'] < lowest_p99 else 'NOT lower'})"
         )
+    floor = servers.get("uvicorn-floor")
+    if floor:
+        top = conc[-1]
+        share = ours["points"][top]["rps"] / floor["points"][top]["rps"]
+        out.append(
+            f"- {model}, c={top}: onnxops runs at {share:.0%} of the uvicorn floor "
+            f"({floor['points'][top]['rps']:,.0f} req/s answering without a model)"
+        )
     raw = entry["raw"]
     c1 = ours["points"]["1"]
     out.append(
@@ -93,7 +101,9 @@ def main() -> None:
         "(1 intra-op thread, no spinning). `onnxops+batch` = our batching at 32 / 2 ms; "
         "`onnxops` is the default (batching off) and the one the goals are checked against. "
         "Ours also runs drift monitoring and the feedback cache on every request (model.json "
-        "has feature_stats); the peers do neither.",
+        "has feature_stats); the peers do neither. `uvicorn-floor` is not a peer: a bare ASGI "
+        "app on the same uvicorn that answers a fixed body without running a model — the cost "
+        "of the transport alone.",
         "",
         "Reproduce: `.venv/bin/python bench/serving/run.py --seconds 4 --rounds 3 && "
         ".venv/bin/python bench/serving/render.py`.",

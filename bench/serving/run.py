@@ -159,12 +159,18 @@ def _mlserver(batch: bool) -> Callable[[str, Path, int], tuple[list[str], dict[s
     return start
 
 
+def _floor(model: str, folder: Path, port: int) -> tuple[list[str], dict[str, str], Path]:
+    return [str(OUR_PY), str(HERE / "peers" / "floor_server.py"), str(port), model], {}, REPO
+
+
 PEERS = [
     Peer("onnxops", _ours(False)),
     Peer("onnxops+batch", _ours(True)),
     Peer("kserve", _kserve),
     Peer("mlserver", _mlserver(False)),
     Peer("mlserver+batch", _mlserver(True)),
+    # Not a peer: uvicorn answering without a model, the cost of the transport alone.
+    Peer("uvicorn-floor", _floor),
 ]
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         access_log=False,
         server_header=False,
+        # No proxy in front needs X-Forwarded-* rewriting; it costs a wrapper per request.
+        proxy_headers=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.drain_seconds + 0.999),
         backlog=2048,

@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
 from devcluster import controlplane  # noqa: E402
 from devcluster.nodes import default_pools  # noqa: E402
 
-SMALL = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
+# Small requests: 2 x burst + latency pods must fit the edge pool (3 x 2 CPU / 2Gi).
+SMALL = {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}
 
 
 class Timeline:
@@ -110,7 +111,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="onnxops-bench-") as tmp:
         cluster = controlplane.start(
-            Path(tmp) / "cluster", pools=default_pools(), tie_to_parent=True
+            # Enough nodes for 2 x burst + latency pods (110 pods per node).
+            Path(tmp) / "cluster",
+            pools=default_pools(cloud_nodes=4, edge_nodes=3),
+            tie_to_parent=True,
         )
         operator: subprocess.Popen[bytes] | None = None
         timeline = Timeline()
@@ -150,7 +154,7 @@ def main() -> int:
                 to_ready.append(timeline.ready[name] - began)
             rss_after_latency = proc.memory_info().rss
 
-            # 2. Burst: many resources in one kubectl apply.
+            # 2. Burst: many resources in one kubectl apply, the operator running.
             names = [f"burst-{i:03d}" for i in range(args.burst)]
             cpu_before = sum(proc.cpu_times()[:2])
             began = time.monotonic()
@@ -160,17 +164,36 @@ def main() -> int:
             applied = time.monotonic() - began
             peak = 0
 
-            def all_ready() -> bool:
+            def all_ready(group: list[str], p: psutil.Process) -> bool:
                 nonlocal peak
-                peak = max(peak, proc.memory_info().rss)
-                return all(n in timeline.ready for n in names)
+                peak = max(peak, p.memory_info().rss)
+                return all(n in timeline.ready for n in group)
 
-            wait_until(all_ready, 600)
+            wait_until(lambda: all_ready(names, proc), 600)
             burst_s = time.monotonic() - began
             burst_deploy = max(timeline.deployment[n] for n in names) - began
             cpu_s = sum(proc.cpu_times()[:2]) - cpu_before
             time.sleep(5)
             rss_settled = proc.memory_info().rss
+
+            # 3. Catch-up: the operator is stopped, a second burst is applied, then the
+            # operator starts and works through it (and resumes the first one): its own pace.
+            operator.send_signal(signal.SIGTERM)
+            operator.wait(timeout=30)
+            later = [f"later-{i:03d}" for i in range(args.burst)]
+            kubectl_apply(
+                cluster, ns, [model(n, ("cloud", "edge")[i % 2]) for i, n in enumerate(later)]
+            )
+            began = time.monotonic()
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "onnxops.run"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            proc = psutil.Process(operator.pid)
+            wait_until(lambda: all_ready(later, proc), 600)
+            catchup_s = time.monotonic() - began
+            catchup_deploy = max(timeline.deployment[n] for n in later) - began
+            catchup_cpu = sum(proc.cpu_times()[:2])
+            rss_catchup = proc.memory_info().rss
         finally:
             timeline.stop.set()
             if operator is not None:
@@ -195,6 +218,10 @@ def main() -> int:
         "rss_after_latency_mib": rss_after_latency / mib,
         "rss_peak_burst_mib": peak / mib,
         "rss_settled_mib": rss_settled / mib,
+        "catchup_all_deployments_s": catchup_deploy,
+        "catchup_all_ready_s": catchup_s,
+        "catchup_operator_cpu_s": catchup_cpu,
+        "rss_after_catchup_mib": rss_catchup / mib,
     }
     print(
         f"| kubectl apply -> Deployment created, p50 / p95 ({args.latency} resources) | "
@@ -213,6 +240,11 @@ def main() -> int:
         f"| operator RSS: after {args.latency} / peak during burst / {args.latency + args.burst} settled | "
         f"{figures['rss_after_latency_mib']:.0f} / {figures['rss_peak_burst_mib']:.0f} / "
         f"{figures['rss_settled_mib']:.0f} MiB |"
+    )
+    print(
+        f"| operator started over {2 * args.burst + args.latency} resources ({args.burst} new): "
+        f"all new Deployments / all Ready | {catchup_deploy:.1f} s / {catchup_s:.1f} s "
+        f"(CPU {catchup_cpu:.1f} s, RSS {rss_catchup / mib:.0f} MiB) |"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

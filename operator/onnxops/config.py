@@ -27,7 +27,7 @@ class OperatorConfig(BaseSettings):
     """First retry delay after a failure that may heal (no capacity, model unreachable)."""
     retry_max_s: float = 300.0
     """Upper bound of the doubling retry delay, so a stuck spec never hot-loops."""
-    resync_s: float = 60.0
+    resync_s: float = 120.0
     """Timer period that re-applies children and refreshes status (drift the watches miss)."""
     resync_idle_s: float = 10.0
     """The timer only fires after the resource has been left alone this long."""

@@ -42,7 +42,7 @@ def _run(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool = False) -> N
             f"{failure.reason}: {failure.message}", delay=_backoff(retry)
         ) from judged
     _post(body, outcome.events)
-    dep = k8s.get("apps/v1", "Deployment", body.meta.namespace or "", body.meta.name or "")
+    dep = outcome.deployment
     if dep is not None:
         _applied_generation[(dep["metadata"]["namespace"], dep["metadata"]["name"])] = int(
             dep["metadata"].get("generation", 0)
@@ -87,6 +87,9 @@ def deployment_changed(
         return
     owner = _owner(body)
     if owner is None:
+        if type == "DELETED":  # cascaded with its owner: nothing to restore, nothing to recall
+            k8s.forget("Deployment", body.meta.namespace or "", body.meta.name or "")
+            _applied_generation.pop((body.meta.namespace or "", body.meta.name or ""), None)
         return
     key = (body.meta.namespace or "", body.meta.name or "")
     generation = int(body.meta.get("generation", 0))
@@ -107,5 +110,6 @@ def service_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
         return
     owner = _owner(body)
     if owner is None:
+        k8s.forget("Service", body.meta.namespace or "", body.meta.name or "")
         return
     _run(owner, memo, retry=0, drift=True)

@@ -114,6 +114,8 @@ class Applied:
     kind: str
     name: str
     outcome: Outcome
+    obj: dict[str, Any]
+    """The object as the apiserver answered the apply (with status)."""
 
 
 _UNSET: Any = object()
@@ -129,13 +131,31 @@ def _desired_part(obj: dict[str, Any]) -> Any:
     return kept, {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
+def _our_fields(obj: dict[str, Any]) -> Any:
+    """Our managedFields entry: its time moves whenever our apply changed a field."""
+    entries = obj.get("metadata", {}).get("managedFields") or []
+    return [
+        (e.get("time"), e.get("fieldsV1"))
+        for e in entries
+        if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply"
+    ]
+
+
+# (kind, namespace, name) -> (uid, our managedFields entry, desired part) after our last apply.
+# Lets a steady-state resync skip the GET before each apply; restarts simply start empty.
+_applied: dict[tuple[str, str, str], tuple[str, Any, Any]] = {}
+
+
 def apply(obj: dict[str, Any], before: dict[str, Any] | None = _UNSET) -> Applied:
     """Server-side apply; says whether the object was created, changed or already as wanted.
 
-    `before` is the current object when the caller already fetched it (None: absent)."""
+    `before` is the current object when the caller already fetched it (None: absent);
+    otherwise the memory of our previous apply stands in for it, or a GET when there is none."""
     meta = obj["metadata"]
+    key = (obj["kind"], meta["namespace"], meta["name"])
     path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    if before is _UNSET:
+    remembered = _applied.get(key) if before is _UNSET else None
+    if before is _UNSET and remembered is None:
         before = get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
     after = request(
         "PATCH",
@@ -144,17 +164,35 @@ def apply(obj: dict[str, Any], before: dict[str, Any] | None = _UNSET) -> Applie
         body=obj,
         content_type="application/apply-patch+yaml",
     )
-    if before is None:
-        outcome: Outcome = "created"
-    elif _desired_part(before) != _desired_part(after):
+    uid, ours, desired = after["metadata"].get("uid", ""), _our_fields(after), _desired_part(after)
+    outcome: Outcome
+    if remembered is not None:
+        if remembered[0] != uid:
+            outcome = "created"  # deleted behind our back, created again by this apply
+        elif remembered[1] != ours or remembered[2] != desired:
+            outcome = "updated"
+        else:
+            outcome = "unchanged"
+    elif before is None:
+        outcome = "created"
+    elif _desired_part(before) != desired:
         outcome = "updated"
     else:
         outcome = "unchanged"
-    return Applied(obj["kind"], meta["name"], outcome)
+    with _lock:
+        _applied[key] = (uid, ours, desired)
+    return Applied(obj["kind"], meta["name"], outcome, after)
+
+
+def forget(kind: str, namespace: str, name: str) -> None:
+    """Drop the memory of an object (it was deleted)."""
+    with _lock:
+        _applied.pop((kind, namespace, name), None)
 
 
 def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:
     """Delete; False when it was already gone (404 is "already done")."""
+    forget(kind, namespace, name)
     try:
         request("DELETE", object_path(api_version, kind, namespace, name))
         return True

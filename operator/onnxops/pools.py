@@ -21,6 +21,8 @@ from onnxops.errors import UserInputError
 
 POOL_LABEL = "onnxops.io/pool"
 RESOURCES = ("cpu", "memory")
+# What a node runs out of: requested cpu and memory, and its pod slots.
+SUPPLY = (*RESOURCES, "pods")
 
 
 class PoolProfile(BaseModel):
@@ -129,13 +131,15 @@ def _ready(node: dict[str, Any]) -> bool:
 def free_per_node(
     nodes: list[dict[str, Any]], pods: list[dict[str, Any]], selector: dict[str, str]
 ) -> list[dict[str, Decimal]]:
-    """For each Ready node matching the selector: allocatable minus requests of its pods."""
+    """For each Ready node matching the selector: allocatable minus requests of its pods
+    (and pod slots minus its pods)."""
     used: dict[str, dict[str, Decimal]] = {}
     for pod in pods:
         node_name = pod.get("spec", {}).get("nodeName")
         if not node_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             continue
-        bucket = used.setdefault(node_name, dict.fromkeys(RESOURCES, Decimal(0)))
+        bucket = used.setdefault(node_name, dict.fromkeys(SUPPLY, Decimal(0)))
+        bucket["pods"] += 1
         for container in pod.get("spec", {}).get("containers", []):
             requests = (container.get("resources") or {}).get("requests") or {}
             for name in RESOURCES:
@@ -149,7 +153,7 @@ def free_per_node(
         alloc = node.get("status", {}).get("allocatable") or {}
         taken = used.get(meta.get("name", ""), {})
         free.append(
-            {name: quantity(alloc.get(name, 0)) - taken.get(name, Decimal(0)) for name in RESOURCES}
+            {name: quantity(alloc.get(name, 0)) - taken.get(name, Decimal(0)) for name in SUPPLY}
         )
     return free
 
@@ -157,10 +161,13 @@ def free_per_node(
 def replicas_that_fit(free: list[dict[str, Decimal]], requests: dict[str, str]) -> int:
     """How many replicas with these requests the nodes can still hold (node by node)."""
     need = {name: quantity(requests.get(name, 0)) for name in RESOURCES}
+    need["pods"] = Decimal(1)
     total = 0
     for room in free:
         counts = [
-            int(room[name] // need[name]) if need[name] > 0 else 1_000_000 for name in RESOURCES
+            int(room[name] // need[name]) if need[name] > 0 else 1_000_000
+            for name in SUPPLY
+            if name in room
         ]
         total += max(0, min(counts))
     return total

@@ -13,7 +13,13 @@ from typing import Any
 from onnxops import build, k8s, status
 from onnxops.api import ModelDeployment
 from onnxops.config import OperatorConfig
-from onnxops.pools import PlacementError, PoolProfile, place
+from onnxops.pools import (
+    PlacementError,
+    PoolProfile,
+    ceiling_violations,
+    effective_resources,
+    place,
+)
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 
@@ -30,6 +36,7 @@ class Judged(Exception):
 class Outcome:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
+    deployment: dict[str, Any] | None = None
 
 
 def _fail(md: ModelDeployment, failure: status.Failure) -> Judged:
@@ -53,8 +60,27 @@ def _check_model(md: ModelDeployment, pool: PoolProfile, cfg: OperatorConfig) ->
     return plan
 
 
+def _settled_pool(md: ModelDeployment, pools: dict[str, PoolProfile]) -> PoolProfile | None:
+    """The pool already chosen for this very generation, if it still stands.
+
+    A resync or a child's event then costs no node and pod listing; a spec change (new
+    generation) or a failure re-judges supply."""
+    st = md.status
+    same_spec = st.observed_generation == md.metadata.get("generation")
+    if not same_spec or st.phase == "Failed" or st.pool not in pools:
+        return None
+    pool = pools[st.pool]
+    if ceiling_violations(effective_resources(md.spec, pool), pool):
+        return None  # the pool configuration changed under the model
+    return pool
+
+
 def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> tuple[PoolProfile, str]:
     """The pool for this model, judged from the cluster's current supply."""
+    settled = _settled_pool(md, pools)
+    if settled is not None:
+        placed = next((c.message for c in md.status.conditions if c.type == status.PLACED), "")
+        return settled, placed or f"pool {settled.name}"
     nodes, pods = k8s.nodes_and_pods()
     others = [
         p
@@ -88,13 +114,18 @@ def reconcile(
     events: list[Event] = []
     if md.status.pool != pool.name or md.status.phase == "Failed":
         events.append(("Normal", "PoolChosen", f"{why}; variant {plan.variant}"))
-    current = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
-    replicas = (current or {}).get("spec", {}).get("replicas")
+    replicas = None
+    if md.spec.autoscaling is not None:  # the HPA's current choice is kept, so read it
+        current = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
+        replicas = (current or {}).get("spec", {}).get("replicas")
     to_apply, to_remove = build.desired_children(
         md, pool, image=cfg.serving_image, current_replicas=replicas
     )
+    deployment: dict[str, Any] | None = None
     for obj in to_apply:
-        applied = k8s.apply(obj, current) if obj["kind"] == "Deployment" else k8s.apply(obj)
+        applied = k8s.apply(obj)
+        if applied.kind == "Deployment":
+            deployment = applied.obj
         if applied.outcome != "unchanged":
             reason = "Created" if applied.outcome == "created" else "Updated"
             if drift:  # the object existed as we left it before someone changed it
@@ -103,7 +134,6 @@ def reconcile(
     for api_version, kind in to_remove:
         if k8s.delete(api_version, kind, md.namespace, md.name):
             events.append(("Normal", "Deleted", f"deleted {kind} {md.name} (no longer wanted)"))
-    deployment = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
     new = status.healthy_status(
         md,
         pool=pool.name,
@@ -115,7 +145,7 @@ def reconcile(
     )
     if status.differs(md.status.wire(), new):
         k8s.patch_status(md.namespace, md.name, new)
-    return Outcome(new, events)
+    return Outcome(new, events, deployment)
 
 
 def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> dict[str, Any] | None:

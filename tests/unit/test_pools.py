@@ -92,7 +92,7 @@ def test_free_per_node_subtracts_bound_pods_and_skips_unready_nodes() -> None:
     nodes = [node("c1", "cloud"), node("c2", "cloud", ready=False), node("e1", "edge")]
     pods = [pod("c1", "500m", "1Gi"), pod("c1", "1", "1Gi", phase="Succeeded")]
     free = free_per_node(nodes, pods, {"onnxops.io/pool": "cloud"})
-    assert free == [{"cpu": Decimal("1.5"), "memory": Decimal(3 * 2**30)}]
+    assert free == [{"cpu": Decimal("1.5"), "memory": Decimal(3 * 2**30), "pods": Decimal(109)}]
 
 
 def test_replicas_that_fit_is_per_node() -> None:
@@ -102,6 +102,9 @@ def test_replicas_that_fit_is_per_node() -> None:
     ]
     assert replicas_that_fit(free, {"cpu": "500m", "memory": "256Mi"}) == 3
     assert replicas_that_fit(free, {"cpu": "2"}) == 0
+    # Pod slots run out too: a node with room for 10 by cpu but 2 free slots holds 2.
+    full = [{"cpu": Decimal(1), "memory": Decimal(2**33), "pods": Decimal(2)}]
+    assert replicas_that_fit(full, {"cpu": "100m"}) == 2
 
 
 def test_choose_pool_prefers_order_and_keeps_current() -> None:

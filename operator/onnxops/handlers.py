@@ -1,6 +1,7 @@
 """kopf handlers: thin wrappers that call `reconcile` and post Events.
 
-Run with `onnxops operator` (or `kopf run -m onnxops.handlers --all-namespaces`).
+Run with `python -m onnxops.run` or `onnxops operator` (settings: `config.py`); plain
+`kopf run -m onnxops.handlers --all-namespaces` works too.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def deployment_changed(
         _run(owner, memo, retry=0, drift=True)
         return
     _applied_generation[key] = generation
-    reconcile.refresh(owner, None if type == "DELETED" else dict(body))
+    reconcile.refresh(owner, dict(body))
 
 
 @kopf.on.event("", "v1", "services", labels=_MANAGED)

@@ -224,24 +224,29 @@ def list_children(namespace: str, name: str, api_version: str, kind: str) -> lis
 
 
 # Node and pod lists feed the pool choice; a short cache keeps a burst of reconciles
-# (operator start, 200 resources applied at once) from listing every pod 200 times.
+# (operator start, 200 resources applied at once) from listing every pod 200 times, and one
+# refresh at a time keeps eight worker threads from each parsing the same large list.
 _SUPPLY_TTL_S = 2.0
 _supply_cache: tuple[float, list[dict[str, Any]], list[dict[str, Any]]] | None = None
+_supply_lock = threading.Lock()
 
 
 def nodes_and_pods() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All nodes, and all pods bound to a node that are not finished."""
     global _supply_cache
-    with _lock:
+    with _supply_lock:
         cached = _supply_cache
-    if cached and time.monotonic() - cached[0] < _SUPPLY_TTL_S:
-        return cached[1], cached[2]
-    nodes = request("GET", "/api/v1/nodes").get("items", [])
-    selector = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
-    pods = request("GET", "/api/v1/pods", query=[("fieldSelector", selector)]).get("items", [])
-    with _lock:
+        if cached and time.monotonic() - cached[0] < _SUPPLY_TTL_S:
+            return cached[1], cached[2]
+        # resourceVersion=0: served from the apiserver's watch cache, not a quorum read of etcd.
+        fresh = [("resourceVersion", "0")]
+        nodes = request("GET", "/api/v1/nodes", query=fresh).get("items", [])
+        selector = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+        pods = request("GET", "/api/v1/pods", query=[*fresh, ("fieldSelector", selector)]).get(
+            "items", []
+        )
         _supply_cache = (time.monotonic(), nodes, pods)
-    return nodes, pods
+        return nodes, pods
 
 
 def model_source_missing(uri: str, namespace: str) -> str | None:

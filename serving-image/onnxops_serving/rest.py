@@ -111,10 +111,10 @@ class RestApp:
         metrics = self.metrics
         metrics.in_flight += 1
         start = time.perf_counter()
-        endpoint = "other"
+        endpoint = _endpoint(scope["path"])
         headers: list[tuple[bytes, bytes]] = []
         try:
-            endpoint, status, body, headers = await self._route(scope, receive)
+            status, body, headers = await self._route(scope, receive)
         except ServingError as exc:
             status, body = exc.status, codec.dumps({"error": str(exc)})
             if isinstance(exc, PayloadTooLarge):
@@ -147,30 +147,30 @@ class RestApp:
 
     async def _route(
         self, scope: Scope, receive: Receive
-    ) -> tuple[str, int, bytes, list[tuple[bytes, bytes]]]:
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         path: str = scope["path"]
         method: str = scope["method"]
         parts = path.strip("/").split("/")
         if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
             return await self._model_route(parts[2:], method, scope, receive)
         if path == "/v2/health/live":
-            return "health", 200, b'{"live":true}', []
+            return 200, b'{"live":true}', []
         if path == "/v2/health/ready":
             self._ready_plane()
-            return "health", 200, b'{"ready":true}', []
+            return 200, b'{"ready":true}', []
         if path == "/metrics":
-            return "metrics", 200, self.metrics.render(), []
+            return 200, self.metrics.render(), []
         if path == "/predict":
             _need(method, "POST")
             body, _ = await self._read_body(scope, receive)
-            return "predict", 200, await self._ready_plane().predict(body), []
+            return 200, await self._ready_plane().predict(body), []
         if path in ("/v2", "/v2/"):
-            return "metadata", 200, codec.dumps(DataPlane.server_metadata()), []
+            return 200, codec.dumps(DataPlane.server_metadata()), []
         raise NotFound(f"no route for {method} {path}")
 
     async def _model_route(
         self, parts: list[str], method: str, scope: Scope, receive: Receive
-    ) -> tuple[str, int, bytes, list[tuple[bytes, bytes]]]:
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         name, rest = parts[0], parts[1:]
         version = None
         if len(rest) >= 2 and rest[0] == "versions":
@@ -187,17 +187,32 @@ class RestApp:
             extra = (
                 [] if out_header_length is None else [(_HEADER_LENGTH, b"%d" % out_header_length)]
             )
-            return "infer", 200, out, extra
+            return 200, out, extra
         if action == "feedback":
             _need(method, "POST")
             body, _ = await self._read_body(scope, receive)
-            return "feedback", 200, plane.feedback(body), []
+            return 200, plane.feedback(body), []
         if action == "ready":
-            return "health", 200, codec.dumps({"name": name, "ready": True}), []
+            return 200, codec.dumps({"name": name, "ready": True}), []
         if action == "":
             _need(method, "GET")
-            return "metadata", 200, codec.dumps(plane.model_metadata()), []
+            return 200, codec.dumps(plane.model_metadata()), []
         raise NotFound(f"no route for {method} {scope['path']}")
+
+
+def _endpoint(path: str) -> str:
+    """The metrics label of a path; decided before routing so failures count where they hit."""
+    if path.endswith("/infer"):
+        return "infer"
+    if path == "/predict":
+        return "predict"
+    if path.endswith("/feedback"):
+        return "feedback"
+    if path.startswith("/v2/health") or path.endswith("/ready"):
+        return "health"
+    if path == "/metrics":
+        return "metrics"
+    return "metadata" if path.startswith("/v2") else "other"
 
 
 def _need(method: str, allowed: str) -> None:

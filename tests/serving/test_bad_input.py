@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from serving_harness import Models, Server
+from serving_harness import Models, Server, metric
 
 INFER = "/v2/models/iris/infer"
 
@@ -107,3 +107,8 @@ def test_burst_of_bad_among_good(iris_server: Server, models: Models) -> None:
             assert labels == [int(models.iris_labels[i % len(models.iris_x)])]
     assert iris_server.proc.poll() is None
     assert httpx.get(iris_server.url + "/v2/health/ready").status_code == 200
+    # Failures are counted under the endpoint they hit, for error-rate alerts per endpoint.
+    text = httpx.get(iris_server.url + "/metrics").text
+    labels = {"model": "iris", "version": "3"}
+    assert metric(text, "onnxops_requests_total", endpoint="infer", code="400", **labels) >= 1
+    assert metric(text, "onnxops_requests_total", endpoint="infer", code="200", **labels) >= 120

@@ -81,11 +81,8 @@ REJECTED: list[tuple[str, dict[str, Any], str]] = [
         ),
         "operator Exists takes no value",
     ),
-    (
-        {"metadata": {"name": "Bad_Name"}} and "bad-name",
-        {**model_deployment("x"), "metadata": {"name": "x" * 70}},
-        "DNS-1035",
-    ),
+    ("long-name", {**model_deployment("x"), "metadata": {"name": "x" * 70}}, "DNS-1035"),
+    ("digit-name", {**model_deployment("x"), "metadata": {"name": "1model"}}, "DNS-1035"),
 ]
 
 

@@ -3,6 +3,7 @@ readiness, spec changes roll out, optional children come and go, deletion cascad
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ def ready(kube: Kube, name: str, replicas: int | None = None) -> dict[str, Any] 
     return status
 
 
+def absent(kube: Kube, kind: str, name: str) -> bool:
+    return kube.get(kind, name) is None
+
+
 def nodes_by_name(kube: Kube) -> dict[str, dict[str, Any]]:
     return {n["metadata"]["name"]: n for n in kube.items("nodes")}
 
@@ -37,7 +42,7 @@ def test_samples_land_on_their_pools_and_become_ready(kube: Kube, operator: Oper
         result = kube.run("apply", "-f", str(SAMPLES / sample))
         assert "created" in result.stdout
     for name, pool, variant in (("iris-cloud", "cloud", "default"), ("iris-edge", "edge", "int8")):
-        status = wait_for(lambda n=name: ready(kube, n), f"{name} Ready", timeout_s=60)
+        status = wait_for(partial(ready, kube, name), f"{name} Ready", timeout_s=60)
         assert status["pool"] == pool and status["variant"] == variant
         assert status["endpoint"] == f"http://{name}.{kube.namespace}.svc.cluster.local:8080"
         conditions = {c["type"]: c for c in status["conditions"]}
@@ -143,5 +148,5 @@ def test_delete_cascades(kube: Kube, operator: Operator) -> None:
     # The garbage collector in kube-controller-manager deletes the children; it learns of a
     # new CRD's kind on its discovery resync (every 30 s), hence the generous wait.
     for kind in ("deployment", "service", "pdb"):
-        wait_for(lambda k=kind: kube.get(k, "gone") is None, f"{kind} garbage-collected", 90)
+        wait_for(partial(absent, kube, kind, "gone"), f"{kind} garbage-collected", 90)
     wait_for(lambda: not pods_of(kube, "gone"), "pods gone")

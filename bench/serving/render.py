@@ -123,7 +123,12 @@ def main() -> None:
         "(from /proc), which is far less sensitive to other work on the machine than req/s and p99.",
         "",
     ]
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    target = HERE / "RESULTS.md"
+    # A hand-written "Reading the figures" section at the end survives re-rendering.
+    old = target.read_text() if target.exists() else ""
+    marker = "## Reading the figures"
+    kept = old[old.index(marker) :] if marker in old else ""
+    target.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
     print(f"wrote {HERE / 'RESULTS.md'}")
 
 

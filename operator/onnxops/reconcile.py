@@ -98,6 +98,21 @@ def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> tuple[PoolP
     return chosen.pool, chosen.message
 
 
+def _apply(md: ModelDeployment, obj: dict[str, Any]) -> k8s.Applied:
+    """Apply one child; a child the apiserver refuses (say, a nodeSelector key that is not a
+    valid label) is the spec's fault and reported as such, not retried blindly."""
+    try:
+        return k8s.apply(obj)
+    except k8s.ApiError as exc:
+        if exc.status in (400, 422):
+            message = f"{obj['kind']} refused by the apiserver: {exc.message}"
+            raise _fail(md, status.Failure("ChildRejected", message, permanent=True)) from exc
+        if exc.status == 403:
+            message = f"not allowed to apply {obj['kind']}: {exc.message}"
+            raise _fail(md, status.Failure("Forbidden", message, permanent=False)) from exc
+        raise
+
+
 def reconcile(
     body: Mapping[str, Any],
     pools: dict[str, PoolProfile],
@@ -123,7 +138,7 @@ def reconcile(
     )
     deployment: dict[str, Any] | None = None
     for obj in to_apply:
-        applied = k8s.apply(obj)
+        applied = _apply(md, obj)
         if applied.kind == "Deployment":
             deployment = applied.obj
         if applied.outcome != "unchanged":

@@ -135,6 +135,15 @@ JUDGED = [
         "ConfigMap",
     ),
     (
+        "bad-toleration",
+        with_spec(
+            "bad-toleration",
+            target={"pool": "cloud", "tolerations": [{"key": "not a key", "operator": "Exists"}]},
+        ),
+        "ChildRejected",
+        "Deployment refused by the apiserver",
+    ),
+    (
         "malformed-uri",
         with_spec("malformed-uri", model={"uri": "pvc://claim-without-path"}),
         "InvalidModelURI",
@@ -162,6 +171,9 @@ def test_operator_judged_failures_are_reported(
 def test_failures_back_off_instead_of_looping(kube: Kube, operator: Operator) -> None:
     # Retries of a temporary failure double from 2 s up to 8 s here; a permanent one is not
     # retried until the spec changes. Over ~10 s that is a handful of attempts at most.
+    for name, manifest, _, _ in JUDGED:  # already there when the module runs in order
+        if name in ("missing-configmap", "unknown-pool"):
+            assert kube.apply(manifest).returncode == 0
     wait_for(lambda: failed_with(kube, "missing-configmap", "ModelUnreachable"), "still failing")
     wait_for(lambda: failed_with(kube, "unknown-pool", "UnknownPool"), "still failing")
 

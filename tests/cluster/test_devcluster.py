@@ -4,13 +4,16 @@ validation, and start/stop that leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from devcluster import controlplane, processes
+from devcluster.nodes import default_pools
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
@@ -200,3 +203,67 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert not any(processes.is_running(r) for r in cluster.processes)
     assert _cli(tmp_path, "status").returncode == 1
+
+
+def _ours(state_dir: Path) -> list[psutil.Process]:
+    """Live processes whose command line names ``state_dir`` (only this test's cluster does)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(state_dir) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def test_down_stops_what_a_killed_up_had_started(tmp_path: Path) -> None:
+    """``up`` killed mid-start (SIGKILL, a CI timeout) must not leave processes nobody knows."""
+    env = {"PYTHONPATH": str(REPO / "hack" / "devcluster"), "PATH": "/usr/bin:/bin"}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "devcluster", f"--state-dir={tmp_path}", "up", "--cloud=1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        processes.wait_for(
+            lambda: (tmp_path / "logs" / "kube-apiserver.log").exists(),
+            timeout_s=60,
+            what="up to start the apiserver",
+            interval_s=0.01,
+        )
+        up.kill()
+        up.wait()
+        assert _ours(tmp_path), "etcd and the apiserver outlive the killed `up`"
+        down = _cli(tmp_path, "down")
+        assert down.returncode == 0, down.stderr
+        assert "devcluster stopped" in down.stdout
+        assert not _ours(tmp_path)
+    finally:
+        up.kill()
+        for proc in _ours(tmp_path):  # only if the assertions above failed
+            proc.kill()
+
+
+def test_start_retries_when_a_probed_port_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port that was free when probed but bound by someone else before the apiserver binds it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        probes = iter([processes.free_port(), processes.free_port(), busy])
+        real_free_port = processes.free_port
+        monkeypatch.setattr(processes, "free_port", lambda: next(probes, None) or real_free_port())
+        cluster = controlplane.start(
+            tmp_path, pools=default_pools(1, 0), tie_to_parent=True, timeout_s=60
+        )
+        try:
+            assert cluster.server != f"https://127.0.0.1:{busy}"
+            assert cluster.api().ready()
+            assert (
+                "address already in use" in (tmp_path / "logs" / "kube-apiserver.log").read_text()
+            )
+        finally:
+            cluster.stop()
+    assert not _ours(tmp_path)

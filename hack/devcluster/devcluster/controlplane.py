@@ -27,7 +27,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 # Identities in tokens.csv; all in system:masters (a dev cluster, not a security boundary).
 USERS = ("admin", "kube-controller-manager", "kube-scheduler", "kwok")
-_FRESH = ("etcd", "pki", "logs", "kubeconfigs", "state.json", "kubeconfig")
+# Starts that hit a port taken between probe and bind are retried with fresh ports.
+_ATTEMPTS = 3
 
 
 def _kubeconfig(server: str, ca_file: Path, user: str, token: str) -> str:
@@ -63,12 +64,27 @@ def _write_ca(serving_dir: Path, ca_file: Path) -> bool:
 class _Starter:
     """The steps of one start; on any failure everything started so far is stopped."""
 
-    def __init__(self, state_dir: Path, bin_dir: Path, tie_to_parent: bool) -> None:
+    def __init__(
+        self, state_dir: Path, bin_dir: Path, tie_to_parent: bool, server: str, token: str
+    ) -> None:
         self.state_dir = state_dir
         self.bin = bin_dir
         self.tie = tie_to_parent
+        self.server = server
+        self.token = token
         self.records: list[ProcessRecord] = []
         self.children: list[subprocess.Popen[bytes]] = []
+
+    def cluster(self, started_in_s: float = 0.0) -> Cluster:
+        return Cluster(
+            state_dir=self.state_dir,
+            bin_dir=self.bin,
+            server=self.server,
+            token=self.token,
+            processes=self.records,
+            started_in_s=started_in_s,
+            _children=self.children,
+        )
 
     def spawn(self, name: str, *args: str) -> None:
         child, record = processes.start(
@@ -79,6 +95,14 @@ class _Starter:
         )
         self.children.append(child)
         self.records.append(record)
+        # Recorded at once, not when the start is complete: if this command is killed
+        # (SIGKILL, a test timeout) mid-start, `down` still finds and stops what it started.
+        self.cluster().save()
+
+    def stop(self) -> None:
+        for record in reversed(self.records):
+            processes.stop([record], grace_s=3)
+        (self.state_dir / "state.json").unlink(missing_ok=True)
 
     def check_alive(self) -> None:
         for child, record in zip(self.children, self.records, strict=True):
@@ -112,14 +136,40 @@ def start(
     state_dir = state_dir.resolve()
     existing = load(state_dir)
     if existing is not None and any(existing.running().values()):
-        raise ClusterError(f"a devcluster is already running from {state_dir}; stop it first")
-    for name in _FRESH:
+        raise ClusterError(
+            f"a devcluster is already running from {state_dir}; stop it first (make cluster-down)"
+        )
+    pools = list(pools) if pools is not None else default_pools()
+    for name in ("logs", "state.json", "kubeconfig"):
+        path = state_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            cluster = _start_once(state_dir, bin_dir, pools, tie_to_parent, timeout_s)
+        except processes.ProcessExited as error:
+            # A free port can be taken by someone else between our probe and the bind.
+            if "address already in use" not in str(error) or attempt == _ATTEMPTS:
+                raise
+            continue
+        cluster.started_in_s = round(time.monotonic() - began, 2)
+        cluster.save()
+        return cluster
+    raise AssertionError("unreachable")
+
+
+def _start_once(
+    state_dir: Path,
+    bin_dir: Path,
+    pools: Sequence[NodePool],
+    tie_to_parent: bool,
+    timeout_s: float,
+) -> Cluster:
+    for name in ("etcd", "pki", "kubeconfigs"):  # logs stay: they tell why an attempt failed
         path = state_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     pki = state_dir / "pki"
     (pki / "serving").mkdir(parents=True)
     (state_dir / "kubeconfigs").mkdir()
-    pools = list(pools) if pools is not None else default_pools()
 
     etcd_port, peer_port, api_port = (processes.free_port() for _ in range(3))
     tokens = {user: secrets.token_hex(16) for user in USERS}
@@ -129,7 +179,8 @@ def start(
     keygen = subprocess.Popen(
         ["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], stderr=subprocess.DEVNULL
     )
-    run = _Starter(state_dir, bin_dir, tie_to_parent)
+    server = f"https://127.0.0.1:{api_port}"
+    run = _Starter(state_dir, bin_dir, tie_to_parent, server, tokens["admin"])
     try:
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
         run.spawn(
@@ -162,7 +213,6 @@ def start(
             "--allow-privileged=true",
             "--profiling=false",
         )
-        server = f"https://127.0.0.1:{api_port}"
         ca_file = pki / "ca.crt"
         run.wait(lambda: _write_ca(pki / "serving", ca_file), "the apiserver's serving cert")
         for user, token in tokens.items():
@@ -218,20 +268,9 @@ def start(
             timeout_s,
         )
     except BaseException:
-        for record in reversed(run.records):
-            processes.stop([record], grace_s=3)
+        run.stop()
         raise
-    cluster = Cluster(
-        state_dir=state_dir,
-        bin_dir=bin_dir,
-        server=server,
-        token=tokens["admin"],
-        processes=run.records,
-        started_in_s=round(time.monotonic() - began, 2),
-        _children=run.children,
-    )
-    cluster.save()
-    return cluster
+    return run.cluster()
 
 
 def _ready_nodes(api: ApiClient) -> int:

@@ -19,7 +19,7 @@ POOL_LABEL = "onnxops.io/pool"
 CONTAINER = "server"
 MODEL_DIR = "/models"
 CACHE_DIR = "/var/cache/onnxops"
-RUN_AS = 65532  # the "nonroot" uid of distroless images; the serving image uses it too
+RUN_AS = 10001  # the serving image's USER (serving-image/Dockerfile)
 
 
 class ModelUriError(ValueError):

@@ -82,9 +82,9 @@ def test_deployment_for_the_cloud_pool() -> None:
                     "nodeSelector": {"onnxops.io/pool": "cloud"},
                     "securityContext": {
                         "runAsNonRoot": True,
-                        "runAsUser": 65532,
-                        "runAsGroup": 65532,
-                        "fsGroup": 65532,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [

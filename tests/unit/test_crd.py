@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from onnxops import api, crdgen
 
@@ -108,3 +109,10 @@ def test_patterns_accept_and_refuse() -> None:
     quantity = re.compile(api.QUANTITY_PATTERN)
     assert all(quantity.search(q) for q in ("250m", "1Gi", "2", "0.5", "1e3"))
     assert not any(quantity.search(q) for q in ("lots", "1 Gi", "-"))
+
+
+def test_cli_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    from onnxops.cli import main
+
+    assert main(["crd"]) == 0
+    assert capsys.readouterr().out == CRD_FILE.read_text()

@@ -29,14 +29,23 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="onnxops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    missing: dict[str, str] = {}
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # the command module itself is not there (yet)
-                continue
-            raise
+            if (exc.name or "").startswith("onnxops"):
+                raise
+            # An optional extra is not installed (the operator image has no pipeline
+            # extra): its commands are simply absent rather than crashing every command.
+            missing[name] = exc.name or "?"
+            continue
         module.register(sub)
+    if missing:
+        parser.epilog = "not available here (missing optional packages): " + ", ".join(
+            f"{mod.rsplit('.', 1)[0].rsplit('.', 1)[-1]} commands ({pkg})"
+            for mod, pkg in missing.items()
+        )
     return parser
 
 

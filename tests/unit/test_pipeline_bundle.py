@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnxops.errors import OnnxopsError
 from onnxops.pipeline import bundle, data, export, train, validate
 
 AGREED_KEYS = {
@@ -47,7 +48,9 @@ def test_model_json_has_the_agreed_keys_and_shapes(iris_bundle: Path) -> None:
         assert stats["bin_edges"] == sorted(stats["bin_edges"])
 
 
-def test_schema_required_keys_are_present_and_a_model_path_finds_its_bundle(iris_bundle: Path) -> None:
+def test_schema_required_keys_are_present_and_a_model_path_finds_its_bundle(
+    iris_bundle: Path,
+) -> None:
     schema = json.loads(bundle.SCHEMA_PATH.read_text())
     doc = json.loads((iris_bundle / "model.json").read_text())
 
@@ -73,3 +76,16 @@ def test_feature_stats_bins_hold_the_training_proportions() -> None:
     assert min(three.proportions) > 0  # no bin is empty by construction
     assert constant.bin_edges == [] and constant.proportions == [1.0]
     assert constant.std == 0.0 and constant.min == constant.max == 7.0
+
+
+def test_a_manifest_with_nan_is_not_written(iris_bundle: Path, tmp_path: Path) -> None:
+    # Strict JSON readers (orjson in the serving runtime, Go) reject NaN: no such model.json.
+    doc = bundle.read_bundle(iris_bundle)
+    broken = doc.model_copy(
+        update={"metrics": bundle.RegressionMetrics(rows=3, r2=float("nan"), mae=1.0, rmse=1.0)}
+    )
+
+    with pytest.raises(OnnxopsError, match="NaN or infinity"):
+        bundle.write_manifest(tmp_path, broken)
+
+    assert not (tmp_path / "model.json").exists()

@@ -56,7 +56,7 @@ BAD_INPUT = {
             "--target",
             "y",
         ],
-        "one class",
+        "one class only (1);",  # the label as written, not numpy's repr
     ),
     "missing values": (
         lambda t: [
@@ -80,6 +80,43 @@ BAD_INPUT = {
     "csv without target": (lambda t: ["--csv", _numeric(t)], "--target"),
     "bad param": (lambda t: ["--dataset", "iris", "--param", "no_such_setting=3"], "--param"),
     "bad test size": (lambda t: ["--dataset", "iris", "--test-size", "1.5"], "--test-size"),
+    "NaN in the target": (
+        lambda t: [
+            "--csv",
+            _csv(
+                t,
+                "nan.csv",
+                "a,y\n" + "".join(f"{i},{'nan' if i == 5 else i % 2}\n" for i in range(20)),
+            ),
+            "--target",
+            "y",
+        ],
+        "missing (NaN) or infinite values in 1 row",
+    ),
+    "feature beyond float32": (
+        lambda t: ["--csv", _numeric(t, "1e39,1,0\n"), "--target", "y"],
+        "float32 range",
+    ),
+    "regression target beyond float32": (
+        lambda t: [
+            "--csv",
+            _csv(
+                t,
+                "big.csv",
+                "a,y\n" + "".join(f"{i},{1e300 if i == 0 else i * 2.5}\n" for i in range(20)),
+            ),
+            "--target",
+            "y",
+            "--algorithm",
+            "linear_regression",
+        ],
+        "target values beyond the float32 range",
+    ),
+    "bad model name": (lambda t: ["--dataset", "iris", "--name", "my model"], "bad model name"),
+    "work dir inside the bundle": (
+        lambda t: ["--dataset", "iris", "--work", str(t / "bundle" / "work")],
+        "--work must be outside",
+    ),
 }
 WRONG_ALGORITHM = {
     "unknown algorithm": (["--dataset", "iris", "--algorithm", "xgboost"], "unknown algorithm"),
@@ -267,3 +304,78 @@ def test_export_refuses_to_replace_a_foreign_directory(
 
     _assert_one_clean_line(capsys, "refusing to replace")
     assert [p.name for p in foreign.iterdir()] == ["cat.jpg"]
+
+
+@pytest.mark.parametrize(
+    "option", ["--min-accuracy=nan", "--max-metric-drop=nan", "--parity-tolerance=inf"]
+)
+def test_a_non_finite_threshold_is_refused(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # NaN compares false with everything: as a gate it would pass any model.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", *IRIS_LR, option, "--out", str(tmp_path / "b")])
+
+    assert exit_info.value.code == 2
+    _assert_one_clean_line(capsys, "must be a finite number")
+
+
+def test_build_json_reports_the_metrics_when_a_gate_misses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bundle"
+
+    rc = main(["build", *IRIS_LR, "--min-accuracy", "0.99", "--out", str(out), "--json", "--quiet"])
+
+    assert rc == 1
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["gates_missed"] == ["accuracy 0.9333 < 0.99 (short by 0.0567)"]
+    assert doc["metrics"]["accuracy"] == pytest.approx(0.9333, abs=1e-4)
+    assert "quality gate missed" in captured.err
+    assert not out.exists()
+
+
+def test_a_damaged_work_dir_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "work"
+    assert main(["train", *IRIS_LR, "--work", str(work), "--quiet"]) == 0
+    (work / "train.json").write_text("{}")
+    capsys.readouterr()
+
+    assert main(["validate", str(work)]) == 2
+
+    _assert_one_clean_line(capsys, "train.json invalid at name: Field required")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_unwritable_work_dir_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # /proc refuses new entries even to root, so this holds wherever the tests run.
+    assert main(["train", *IRIS_LR, "--work", "/proc/onnxops-work", "--quiet"]) == 2
+
+    _assert_one_clean_line(capsys, "cannot write into /proc")
+
+
+def test_optimize_refuses_a_bundle_whose_model_was_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work, out = tmp_path / "work", tmp_path / "bundle"
+    assert main(["build", *IRIS_LR, "--work", str(work), "--out", str(out), "--quiet"]) == 0
+    (out / "model.onnx").write_bytes(b"not a model")
+    capsys.readouterr()
+
+    assert main(["optimize", str(work), "--bundle", str(out), "--quiet"]) == 2
+
+    _assert_one_clean_line(capsys, "model.onnx: sha256 differs")
+    assert (out / "model.onnx").read_bytes() == b"not a model"  # left for the user to look at
+
+
+def test_help_names_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--help"])
+
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "1 a quality gate or the parity check missed; 2 bad input" in " ".join(text.split())
+    assert "--min-accuracy X" in text

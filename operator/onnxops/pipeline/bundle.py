@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from onnxops.errors import UserInputError
+from onnxops.errors import OnnxopsError, UserInputError
 
 FORMAT_VERSION: Literal[1] = 1
 MANIFEST = "model.json"
@@ -173,7 +173,13 @@ def file_entry(path: Path, variant: str) -> FileEntry:
 
 
 def write_manifest(bundle_dir: Path, bundle: ModelBundle) -> None:
-    text = json.dumps(bundle.model_dump(mode="json"), indent=2)
+    try:
+        # Strict JSON: readers such as orjson and Go's encoding/json reject NaN and Infinity.
+        text = json.dumps(bundle.model_dump(mode="json"), indent=2, allow_nan=False)
+    except ValueError:
+        raise OnnxopsError(
+            f"{MANIFEST} would hold NaN or infinity (a metric or statistic overflowed); not written"
+        ) from None
     (bundle_dir / MANIFEST).write_text(text + "\n", encoding="utf-8")
 
 
@@ -187,7 +193,7 @@ def read_bundle(path: Path) -> ModelBundle:
         return ModelBundle.model_validate_json(manifest.read_text(encoding="utf-8"))
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
         raise UserInputError(f"{manifest}: invalid at {where}: {first['msg']}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError(f"cannot read {manifest}: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -41,6 +42,20 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
         print(text)
 
 
+EXIT_CODES = "exit codes: 0 done; 1 a quality gate or the parity check missed; 2 bad input"
+
+
+def finite(text: str) -> float:
+    """A float option; NaN would make every comparison false and silently pass a gate."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("data (one of)")
     src.add_argument(
@@ -58,7 +73,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=42, help="seed of the split and the estimator (default 42)"
     )
     p.add_argument(
-        "--test-size", type=float, default=0.2, help="share of rows held out (default 0.2)"
+        "--test-size", type=finite, default=0.2, help="share of rows held out (default 0.2)"
     )
     p.add_argument(
         "--param",
@@ -72,29 +87,29 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _gate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("quality gates (exit 1 when missed)")
-    g.add_argument("--min-accuracy", type=float)
-    g.add_argument("--min-f1", type=float, help="macro F1")
-    g.add_argument("--min-r2", type=float)
-    g.add_argument("--max-rmse", type=float)
+    g.add_argument("--min-accuracy", type=finite, metavar="X", help="accuracy >= X")
+    g.add_argument("--min-f1", type=finite, metavar="X", help="macro F1 >= X")
+    g.add_argument("--min-r2", type=finite, metavar="X", help="R² >= X")
+    g.add_argument("--max-rmse", type=finite, metavar="X", help="RMSE <= X")
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", default="1", help="model version (default 1)")
     p.add_argument(
         "--parity-tolerance",
-        type=float,
+        type=finite,
         default=1e-4,
         help="max |Δprob|, or relative |Δ| (default 1e-4)",
     )
-    p.add_argument("--min-label-agreement", type=float, default=1.0, help="default 1.0")
+    p.add_argument("--min-label-agreement", type=finite, default=1.0, help="default 1.0")
 
 
 def _optimize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--max-metric-drop", type=float, default=0.01, help="budget per variant (default 0.01)"
+        "--max-metric-drop", type=finite, default=0.01, help="budget per variant (default 0.01)"
     )
     p.add_argument(
-        "--sparsity", type=float, default=0.5, help="magnitude-pruning target (default 0.5)"
+        "--sparsity", type=finite, default=0.5, help="magnitude-pruning target (default 0.5)"
     )
     p.add_argument(
         "--only",
@@ -108,21 +123,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
+def _parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=summary, epilog=EXIT_CODES)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("train", help="train a model into a work dir")
+    p = _parser(sub, "train", "train a model into a work dir")
     _data_args(p)
     p.add_argument("--work", type=Path, required=True, metavar="DIR", help="work dir to write")
     _common(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("validate", help="metrics on the held-out rows, with gates")
-    p.add_argument("work", type=Path, metavar="WORK")
+    p = _parser(sub, "validate", "metrics on the held-out rows, with gates")
+    p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
     _gate_args(p)
     _common(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("export", help="export to ONNX with a parity check; writes a bundle")
-    p.add_argument("work", type=Path, metavar="WORK")
+    p = _parser(sub, "export", "export to ONNX with a parity check; writes a bundle")
+    p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
     p.add_argument("--out", type=Path, metavar="BUNDLE", help="bundle dir (default WORK/bundle)")
     p.add_argument("--name", help="model name (default: from training)")
     p.add_argument(
@@ -132,19 +153,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _common(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("optimize", help="quantize, prune, convert; keep variants within budget")
-    p.add_argument("work", type=Path, metavar="WORK")
+    p = _parser(sub, "optimize", "quantize, prune, convert; keep variants within budget")
+    p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
     p.add_argument("--bundle", type=Path, help="bundle dir (default WORK/bundle)")
     _optimize_args(p)
     _common(p)
     p.set_defaults(func=cmd_optimize)
 
-    p = sub.add_parser("inspect", help="show a model bundle")
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p = _parser(sub, "inspect", "show a model bundle")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle dir, or its model.onnx")
     p.add_argument("--json", action="store_true", help="print model.json")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("build", help="train, validate, export (and optimize) in one go")
+    p = _parser(sub, "build", "train, validate, export (and optimize) in one go")
     _data_args(p)
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="bundle dir to write")
     p.add_argument(
@@ -165,6 +186,8 @@ def _train(args: argparse.Namespace, work: Path) -> train.TrainRun:
     check_target(work, train.RECORD)
     if getattr(args, "out", None):
         check_target(args.out, bundle.MANIFEST)
+    if args.name:
+        export.check_name(args.name)
     ds = train.load_data(args.dataset, args.csv, args.target)
     if hasattr(args, "min_accuracy"):  # build: a gate for the wrong task fails before training
         _, task = train.plan(ds, args.algorithm, args.task)
@@ -200,6 +223,9 @@ def _gates(args: argparse.Namespace) -> validate.Gates:
 def _check_gates(args: argparse.Namespace, metrics: Metrics) -> None:
     missed = validate.gate_failures(metrics, _gates(args))
     if missed:
+        if args.json:  # a CI step parsing stdout gets the figures, not an empty document
+            payload = {"metrics": metrics.model_dump(mode="json"), "gates_missed": missed}
+            print(json.dumps(payload, indent=2))
         raise GateFailed("quality gate missed: " + "; ".join(missed))
 
 
@@ -213,7 +239,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         {"metrics": metrics.model_dump(mode="json"), "gates_missed": missed},
         report.metrics_report(metrics),
     )
-    _check_gates(args, metrics)
+    if missed:
+        raise GateFailed("quality gate missed: " + "; ".join(missed))
     return 0
 
 
@@ -301,6 +328,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     _techniques(args)
     if args.optimize and not 0.0 < args.sparsity < 1.0:
         raise UserInputError(f"--sparsity must be between 0 and 1, got {args.sparsity}")
+    if args.work and args.out.resolve() in (args.work.resolve(), *args.work.resolve().parents):
+        # Writing the bundle would replace the work dir it is built from.
+        raise UserInputError("--work must be outside the --out bundle dir")
     tmp = None if args.work else Path(tempfile.mkdtemp(prefix="onnxops-work-"))
     work = args.work or (tmp / "work")  # type: ignore[operator]
     try:

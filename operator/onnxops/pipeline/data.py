@@ -31,6 +31,7 @@ BUILTIN: dict[str, tuple[Callable[..., Any], Task]] = {
 # An integer target with at most this many distinct values reads as class labels.
 MAX_AUTO_CLASSES = 20
 DRIFT_BINS = 10
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -139,6 +140,18 @@ def check_features(ds: Dataset) -> None:
         raise UserInputError(
             f"missing or infinite values in column(s): {', '.join(map(repr, bad[:5]))}"
         )
+    # The ONNX model takes float32: a larger value would reach it as infinity.
+    huge = [ds.feature_names[j] for j in range(ds.X.shape[1]) if np.abs(ds.X[:, j]).max() > F32_MAX]
+    if huge:
+        raise UserInputError(
+            f"values beyond the float32 range (|x| > {F32_MAX:.3g}) in column(s): "
+            f"{', '.join(map(repr, huge[:5]))}; the ONNX model takes float32 (rescale them)"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value a person expects to read (1, not np.int64(1))."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def is_discrete(y: np.ndarray) -> bool:
@@ -154,9 +167,17 @@ def labels_for(task: Task, y: np.ndarray) -> np.ndarray:
     if task == "regression":
         if y.dtype.kind in "USO":
             raise UserInputError("the target is text; regression needs a numeric target")
-        return y.astype(np.float64)
+        y = y.astype(np.float64)
+        _check_numeric_target(y)
+        if np.abs(y).max() > F32_MAX:
+            raise UserInputError(
+                f"target values beyond the float32 range (|y| > {F32_MAX:.3g}); "
+                "the ONNX model computes in float32 (rescale the target)"
+            )
+        return y
     if y.dtype.kind in "USO":
         return y.astype(str)
+    _check_numeric_target(y)
     if not np.all(np.mod(y, 1) == 0):
         distinct = len(np.unique(y))
         raise UserInputError(
@@ -164,6 +185,12 @@ def labels_for(task: Task, y: np.ndarray) -> np.ndarray:
             f"({distinct} distinct values, not whole numbers); use a regression algorithm"
         )
     return y.astype(np.int64)
+
+
+def _check_numeric_target(y: np.ndarray) -> None:
+    bad = int(np.count_nonzero(~np.isfinite(y)))
+    if bad:
+        raise UserInputError(f"the target has missing (NaN) or infinite values in {bad} row(s)")
 
 
 def split(ds: Dataset, task: Task, y: np.ndarray, *, test_size: float, seed: int) -> Split:
@@ -176,10 +203,10 @@ def split(ds: Dataset, task: Task, y: np.ndarray, *, test_size: float, seed: int
         values, counts = np.unique(y, return_counts=True)
         if len(values) < 2:
             raise UserInputError(
-                f"the target has one class only ({values[0]!r}); classification needs two or more"
+                f"the target has one class only ({_plain(values[0])!r}); classification needs two or more"
             )
         if counts.min() < 2:
-            lonely = values[counts.argmin()]
+            lonely = _plain(values[counts.argmin()])
             raise UserInputError(f"class {lonely!r} has only 1 row; every class needs at least 2")
         stratify = y
     elif n < 5:

@@ -170,6 +170,12 @@ def checked_model(
     return model, p
 
 
+def check_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise UserInputError(f"bad model name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
 def export(
     run: TrainRun,
     out: Path,
@@ -182,11 +188,7 @@ def export(
     min_agreement: float = 1.0,
 ) -> ModelBundle:
     """Write the bundle dir `out` (model.onnx + model.json) atomically, parity first."""
-    bundle_name = name or run.record.name
-    if not NAME.fullmatch(bundle_name):
-        raise UserInputError(
-            f"bad model name {bundle_name!r}: use letters, digits, '.', '_' and '-'"
-        )
+    bundle_name = check_name(name or run.record.name)
     model, p = checked_model(run, form, tolerance=tolerance, min_agreement=min_agreement)
     r = run.record
     with staged_dir(out, MANIFEST) as stage:

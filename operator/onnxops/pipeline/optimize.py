@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 
 from onnxops.errors import OnnxopsError, UserInputError
 from onnxops.pipeline import export, pruning, validate
@@ -30,6 +31,7 @@ from onnxops.pipeline.bundle import (
     VariantReport,
     file_entry,
     read_bundle,
+    verify_files,
     write_manifest,
 )
 from onnxops.pipeline.staging import staged_dir
@@ -187,7 +189,17 @@ def optimize(
     bundle = read_bundle(bundle_dir)
     if bundle.feature_names != run.record.feature_names or bundle.task != run.record.task:
         raise UserInputError(f"bundle {bundle_dir} was not exported from this work dir")
-    base = onnx.load(str(bundle_dir / DEFAULT_FILE))
+    # Variants are derived from model.onnx: it must be the file model.json describes.
+    # (Variant files are replaced below, so only model.onnx has to be intact.)
+    problems = [p for p in verify_files(bundle_dir, bundle) if p.startswith(f"{DEFAULT_FILE}:")]
+    if problems:
+        raise UserInputError(
+            f"bundle {bundle_dir} does not match its {MANIFEST}: {'; '.join(problems)}"
+        )
+    try:
+        base = onnx.load(str(bundle_dir / DEFAULT_FILE))
+    except (OSError, DecodeError) as exc:
+        raise UserInputError(f"cannot read {bundle_dir / DEFAULT_FILE}: {exc}") from None
     opt = Optimizer(run, base, max_metric_drop=max_metric_drop, measure_latency=measure_latency)
     default_report, _ = opt.judge(
         "default", f"export ({bundle.hyperparameters.get('onnx_form', 'ml')} form)", base

@@ -32,10 +32,10 @@ def staged_dir(target: Path, marker: str, *, copy_existing: bool = False) -> Ite
     check_target(target, marker)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Same parent, so the final rename is atomic on one file system.
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     except OSError as exc:
-        raise UserInputError(f"cannot create {target.parent}: {exc}") from None
-    # Same parent, so the final rename is atomic on one file system.
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        raise UserInputError(f"cannot write into {target.parent}: {exc.strerror or exc}") from None
     stage.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by servers
     try:
         if copy_existing and target.is_dir():

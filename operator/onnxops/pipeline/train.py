@@ -17,7 +17,7 @@ from typing import Any
 
 import joblib
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
@@ -123,7 +123,8 @@ def train(
         try:
             estimator.fit(parts.X_train, parts.y_train)
         except ValueError as exc:
-            raise UserInputError(f"training {algo.name} failed: {exc}") from None
+            # scikit-learn's messages can run to a paragraph; the first line says what is wrong.
+            raise UserInputError(f"training {algo.name} failed: {first_line(exc)}") from None
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         notes.append("the optimizer did not fully converge (raise max_iter with --param)")
     classes = None
@@ -145,6 +146,11 @@ def train(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return TrainRun(record, estimator, parts)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def default_name(source: str) -> str:
@@ -181,6 +187,12 @@ def load(work: Path) -> TrainRun:
                 arrays["y_test"],
                 record.data,
             )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise UserInputError(
+            f"cannot read work dir {work}: {RECORD} invalid at {where}: {first['msg']}"
+        ) from None
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise UserInputError(f"cannot read work dir {work}: {exc}") from None
+        raise UserInputError(f"cannot read work dir {work}: {first_line(exc)}") from None
     return TrainRun(record, estimator, split)

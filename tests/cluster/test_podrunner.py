@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 from devcluster import controlplane, processes
 from devcluster import prometheus as prom
 from devcluster.podenv import EnvError, container_env, quantity
-from devcluster.podrunner import PodRunner, target_labels, wants_process
+from devcluster.podrunner import PodRunner, ServingProcess, target_labels, wants_process
 from onnx import TensorProto, helper
 
 FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
@@ -243,3 +246,81 @@ def test_runner_serves_a_pod_with_the_real_serving_runtime(
         f'onnxops_io_model_deployment="doubler"}} >= 1',
         timeout_s=30,
     )
+
+
+def _config_objects(*, configmap: bool = True) -> list[dict[str, Any]]:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}}
+    objects: list[dict[str, Any]] = [{**secret, "stringData": {"s": "pw"}}]
+    if configmap:
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}}
+        objects.append({**cm, "data": {"t": "2"}})
+    return objects
+
+
+def _apply(cluster: controlplane.Cluster, namespace: str, objects: list[dict[str, Any]]) -> None:
+    listing = {"apiVersion": "v1", "kind": "List", "items": objects}
+    cluster.run_kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(listing))
+
+
+def _ready(proc: ServingProcess) -> bool:
+    try:
+        return httpx.get(f"{proc.url}/v2/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.cluster
+def test_runner_restarts_a_process_that_exits_on_the_same_port(
+    devcluster: controlplane.Cluster,
+    prometheus: prom.Prometheus,
+    make_pod_runner: Callable[..., PodRunner],
+    k8s_namespace: str,
+) -> None:
+    """A crashed container is restarted by the kubelet; its target stays (``up`` reads 0)."""
+    runner = make_pod_runner(command=[sys.executable, str(FAKE_SERVING)], namespace=k8s_namespace)
+    _apply(devcluster, k8s_namespace, [*_config_objects(), _serving_deployment("crashy", IMAGE)])
+    proc = processes.wait_for(
+        lambda: next(iter(runner.serving().values()), None), timeout_s=60, what="a process"
+    )
+    processes.wait_for(lambda: _ready(proc), timeout_s=30, what="the first process to serve")
+    first_pid, port = proc.child.pid, proc.port
+
+    os.kill(first_pid, signal.SIGKILL)  # the test's own process, started through the runner
+    processes.wait_for(
+        lambda: proc.child.pid != first_pid and _ready(proc),
+        timeout_s=30,
+        what="the runner to restart the process",
+    )
+    assert (proc.restarts, proc.port) == (1, port)
+    assert runner.serving() == {proc.target: proc}
+    assert proc.target in prometheus.targets.names()
+
+
+@pytest.mark.cluster
+def test_runner_starts_a_pod_once_its_configmap_exists(
+    devcluster: controlplane.Cluster,
+    make_pod_runner: Callable[..., PodRunner],
+    k8s_namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The kubelet retries a container whose env source is missing (CreateContainerConfigError)."""
+    caplog.set_level(logging.WARNING, logger="devcluster.podrunner")
+    runner = make_pod_runner(command=[sys.executable, str(FAKE_SERVING)], namespace=k8s_namespace)
+    _apply(
+        devcluster,
+        k8s_namespace,
+        [*_config_objects(configmap=False), _serving_deployment("late", IMAGE)],
+    )
+    processes.wait_for(
+        lambda: f"ConfigMap {k8s_namespace}/cfg not found" in caplog.text,
+        timeout_s=60,
+        what="the runner to find the ConfigMap missing",
+    )
+    assert not runner.serving()
+
+    _apply(devcluster, k8s_namespace, _config_objects())
+    proc = processes.wait_for(
+        lambda: next(iter(runner.serving().values()), None), timeout_s=30, what="a process"
+    )
+    processes.wait_for(lambda: _ready(proc), timeout_s=30, what="the process to serve")
+    assert 'threads="2"' in httpx.get(f"{proc.url}/metrics", timeout=5).text

@@ -7,7 +7,13 @@ KWOK marks pods Running but runs nothing. For every Running pod with a container
 process with that container's environment, ``ONNXOPS_HOST=127.0.0.1`` and a free
 ``ONNXOPS_PORT``; registers it as a Prometheus file_sd target labelled with namespace, pod,
 container, node and the pod's labels; and stops it when the pod is deleted or stops Running.
-A process that exits on its own is not restarted (unlike a kubelet); its target is removed.
+
+Like a kubelet (``restartPolicy: Always``), it restarts a process that exits, with a back-off of
+1 s doubling to 30 s, on the same port; the scrape target stays, so Prometheus sees ``up == 0``
+meanwhile, as for a crashed container. A pod whose environment cannot be built yet (a missing
+ConfigMap or Secret: the kubelet's CreateContainerConfigError) is retried every few seconds.
+Restarted processes and retries are started by a supervisor thread that lives as long as the
+runner (PR_SET_PDEATHSIG is tied to the thread that forks).
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ CONTAINER = "server"
 IMAGE_MARKER = "onnxops-serving"
 # How long one watch request lasts; a stop is noticed at the latest after this.
 WATCH_SECONDS = 10
+# Restart back-off (the kubelet's is 10 s doubling to 5 min; shorter suits a dev loop), reset
+# once a process has run this long; and how often a pod with a missing env source is retried.
+BACKOFF_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 1.0, 30.0, 60.0
+ENV_RETRY_S = 2.0
+SUPERVISE_S = 0.2
 
 
 def default_command() -> list[str]:
@@ -55,6 +66,10 @@ class ServingProcess:
     port: int
     record: ProcessRecord
     child: subprocess.Popen[bytes]
+    env: dict[str, str]
+    started_at: float
+    restarts: int = 0
+    exited_at: float | None = None
 
     @property
     def target(self) -> str:
@@ -118,12 +133,17 @@ class PodRunner:
         self._pods_path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
         self._lock = threading.Lock()
         self._running: dict[str, ServingProcess] = {}  # by pod uid
+        self._waiting: dict[str, tuple[Mapping[str, Any], float]] = {}  # uid -> (pod, retry at)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="podrunner", daemon=True)
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="podrunner-supervisor", daemon=True
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> PodRunner:
         self._thread.start()
+        self._supervisor.start()
         return self
 
     def stop(self) -> None:
@@ -133,8 +153,10 @@ class PodRunner:
         with self._lock:
             for proc in list(self._running.values()):
                 self._stop_process(proc)
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._waiting.clear()
+        for thread in (self._thread, self._supervisor):
+            if thread.is_alive():
+                thread.join(timeout=5)
 
     def __enter__(self) -> PodRunner:
         return self.start()
@@ -157,7 +179,6 @@ class PodRunner:
                 if resource_version is None:
                     resource_version = self._resync()
                 resource_version = self._watch(resource_version)
-                self._reap_exited()
             except Exception as error:
                 if self._stopping.is_set():
                     break  # stop() cut the watch connection
@@ -172,6 +193,9 @@ class PodRunner:
             for uid in list(self._running):
                 if uid not in pods or not wants_process(pods[uid]):
                     self._stop_process(self._running[uid])
+            for uid in list(self._waiting):
+                if uid not in pods:
+                    del self._waiting[uid]
         for pod in pods.values():
             self._handle(pod, deleted=False)
         return str(listing["metadata"]["resourceVersion"])
@@ -194,6 +218,8 @@ class PodRunner:
             if self._stopping.is_set():
                 return
             current = self._running.get(uid)
+            if deleted or not wants_process(pod):
+                self._waiting.pop(uid, None)
             if current is not None and (deleted or not wants_process(pod)):
                 self._stop_process(current)
             elif current is None and not deleted and wants_process(pod):
@@ -217,8 +243,11 @@ class PodRunner:
         try:
             pod_env = container_env(pod, container, self._lookup)
         except (EnvError, urllib.error.URLError) as error:
-            log.warning("not starting %s/%s: %s", meta["namespace"], meta["name"], error)
+            if meta["uid"] not in self._waiting:
+                log.warning("not starting %s/%s yet: %s", meta["namespace"], meta["name"], error)
+            self._waiting[meta["uid"]] = (pod, time.monotonic() + ENV_RETRY_S)
             return
+        self._waiting.pop(meta["uid"], None)
         port = processes.free_port()
         # The host's own ONNXOPS_* settings must not leak into a "container".
         env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")}
@@ -226,17 +255,25 @@ class PodRunner:
         env.update(self.extra_env)
         env.update(ONNXOPS_HOST="127.0.0.1", ONNXOPS_PORT=str(port))
         name = f"{meta['namespace']}.{meta['name']}"
-        child, record = processes.start(
+        child, record = self._spawn(name, env)
+        proc = ServingProcess(
+            meta["namespace"], meta["name"], meta["uid"], port, record, child, env, time.monotonic()
+        )
+        self._running[meta["uid"]] = proc
+        self.targets.add(proc.target, f"127.0.0.1:{port}", target_labels(pod))
+        log.info("started %s on port %d (pid %d)", name, port, child.pid)
+
+    def _spawn(
+        self, name: str, env: Mapping[str, str]
+    ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+        # Output of every run of the pod's process is appended to one log file.
+        return processes.start(
             name,
             self.command,
             self.log_dir / f"{name}.log",
             env=env,
             tie_to_parent=self.tie_to_parent,
         )
-        proc = ServingProcess(meta["namespace"], meta["name"], meta["uid"], port, record, child)
-        self._running[meta["uid"]] = proc
-        self.targets.add(proc.target, f"127.0.0.1:{port}", target_labels(pod))
-        log.info("started %s on port %d (pid %d)", name, port, child.pid)
 
     def _stop_process(self, proc: ServingProcess) -> None:
         self.targets.remove(proc.target)
@@ -245,14 +282,43 @@ class PodRunner:
         self._running.pop(proc.uid, None)
         log.info("stopped %s", proc.target)
 
-    def _reap_exited(self) -> None:
-        # An exited process stays recorded (so it is not started again for the same pod);
-        # only its scrape target goes, as a dead container's endpoint would.
-        with self._lock:
-            for proc in self._running.values():
-                if proc.child.poll() is not None and proc.target in self.targets.names():
-                    log.warning("%s exited with %s", proc.target, proc.child.returncode)
-                    self.targets.remove(proc.target)
+    # -- the supervisor: restarts and retries ------------------------------------------------
+    def _supervise(self) -> None:
+        while not self._stopping.wait(SUPERVISE_S):
+            try:
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    now = time.monotonic()
+                    for proc in list(self._running.values()):
+                        self._restart_if_exited(proc, now)
+                    for pod, retry_at in list(self._waiting.values()):
+                        if now >= retry_at:
+                            self._start_process(pod)
+            except Exception:  # keep supervising: this thread owns the restarted processes
+                log.exception("pod runner supervisor")
+
+    def _restart_if_exited(self, proc: ServingProcess, now: float) -> None:
+        code = proc.child.poll()
+        if code is None:
+            return
+        if proc.exited_at is None:
+            proc.exited_at = now
+            if now - proc.started_at >= BACKOFF_RESET_S:
+                proc.restarts = 0
+            log.warning(
+                "%s exited with %s; restarting in %.0fs", proc.target, code, self._delay(proc)
+            )
+        if now < proc.exited_at + self._delay(proc):
+            return
+        proc.child, proc.record = self._spawn(proc.target, proc.env)
+        proc.restarts += 1
+        proc.started_at, proc.exited_at = now, None
+        log.info("restarted %s (restart %d, pid %d)", proc.target, proc.restarts, proc.child.pid)
+
+    @staticmethod
+    def _delay(proc: ServingProcess) -> float:
+        return float(min(BACKOFF_MAX_S, BACKOFF_S * 2**proc.restarts))
 
 
 def run_forever(runner: PodRunner) -> None:

@@ -231,6 +231,11 @@ def test_steps_one_by_one_with_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["inspect", str(bundle)]) == 0
     shown = capsys.readouterr().out
     assert "iris version 3" in shown and "confusion matrix" in shown
+    # The drift baseline is shown too: one row per feature, in input order.
+    stats = shown.split("training statistics per feature:")[1].split("\n\n")[0]
+    rows = [line.split("  ")[0] for line in stats.strip().splitlines()[2:]]
+    assert rows == [s["name"] for s in optimized["feature_stats"]]
+    assert "sepal length (cm)" in rows[0]
 
 
 def test_missed_gate_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -109,6 +109,21 @@ def variants_report(variants: Sequence[VariantReport]) -> str:
     return out + "\n" + "\n".join(notes)
 
 
+def _g(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def features_report(bundle: ModelBundle) -> str:
+    """The training statistics drift detection compares live inputs against."""
+    rows = [
+        [s.name, _g(s.mean), _g(s.std), _g(s.min), _g(s.max), len(s.proportions)]
+        for s in bundle.feature_stats
+    ]
+    return "training statistics per feature:\n" + table(
+        ["feature", "mean", "std", "min", "max", "bins"], rows
+    )
+
+
 def bundle_report(bundle: ModelBundle) -> str:
     shape = ", ".join("?" if d is None else str(d) for d in bundle.input.shape)
     lines = [
@@ -123,6 +138,8 @@ def bundle_report(bundle: ModelBundle) -> str:
         f"  data:    {d.source}, target {d.target}, {d.train_rows} train / {d.test_rows} test rows, seed {d.seed}",
         f"  created: {bundle.created}; "
         + ", ".join(f"{k} {v}" for k, v in bundle.libraries.items()),
+        "",
+        features_report(bundle),
         "",
         metrics_report(bundle.metrics),
         "",

@@ -11,22 +11,52 @@ cache="${ONNXOPS_CACHE:-$HOME/.cache/onnxops}/devcluster"
 bin="$cache/bin-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
 mkdir -p "$bin"
 export CGO_ENABLED=0
-# Go fetches the modules through the proxy; GOFLAGS keeps go.mod as committed.
-export GOFLAGS=-mod=mod
+# Go fetches the modules through the proxy (GOCACHE and the module cache are the user's own, so
+# they are reused). GOFLAGS replaces the caller's: -mod=readonly builds go.mod/go.sum as committed
+# (fails rather than edits them), -buildvcs=false keeps git state out of the binaries.
+export GOFLAGS="-mod=readonly -buildvcs=false"
 
 log() { echo "devcluster-build: $*" >&2; }
+die() { log "$*"; exit 1; }
+command -v go >/dev/null || die "go not found on PATH: install Go ${GO_VERSION:-1.26} (https://go.dev/dl/)"
+
+# The cache is keyed by versions.env: it must name the versions the go.mod files build.
+check_version() { # module-dir module version
+  grep -Eq "^[[:space:]]*(require[[:space:]]+)?$2 $3( |\$)" "$here/$1/go.mod" ||
+    die "versions.env says $2 $3 but $1/go.mod requires another version: update both together"
+}
+check_version k8s k8s.io/kubernetes "$K8S_VERSION"
+check_version etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+check_version kwok sigs.k8s.io/kwok "$KWOK_VERSION"
+
 built=()
+total=6
+heartbeat() { # name: a line every HEARTBEAT_S while a silent go build runs
+  local start=$SECONDS
+  while sleep "${HEARTBEAT_S:-30}"; do log "  ... $1 still building ($((SECONDS - start))s)"; done
+}
+hb=""
+trap '[[ -z $hb ]] || kill "$hb" 2>/dev/null' EXIT
 
 build() { # name module-dir packages...
   local name="$1" dir="$2"; shift 2
-  if [[ -x "$bin/$name" ]]; then return; fi
+  local step=$((${#built[@]} + 1))
   built+=("$name")
-  log "building $name ($(date +%T)); the first build takes several minutes"
+  if [[ -x "$bin/$name" ]]; then return; fi
+  log "[$step/$total] building $name ($(date +%T)); a first build takes minutes per binary"
   local start=$SECONDS
-  (cd "$here/$dir" && go build -trimpath -ldflags "$LDFLAGS" -o "$bin/.tmp-$name" "$@")
+  heartbeat "$name" &
+  hb=$!
+  if ! (cd "$here/$dir" && go build -trimpath -ldflags "$LDFLAGS" -o "$bin/.tmp-$name" "$@"); then
+    rm -f "$bin/.tmp-$name"
+    die "building $name failed (go's output above); fix it and run: make cluster-build"
+  fi
+  kill "$hb" 2>/dev/null; wait "$hb" 2>/dev/null || true; hb=""
   mv "$bin/.tmp-$name" "$bin/$name"
-  log "$name built in $((SECONDS - start))s"
+  log "[$step/$total] $name built in $((SECONDS - start))s"
+  fresh=1
 }
+fresh=0
 
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
@@ -49,5 +79,5 @@ if [[ ! -s "$bin/kwok-stages.yaml" ]]; then
   mv "$bin/.tmp-kwok-stages.yaml" "$bin/kwok-stages.yaml"
   log "kwok stages written"
 fi
-((${#built[@]})) || log "all binaries cached in $bin"
+((fresh)) || log "all binaries cached in $bin"
 echo "$bin"

@@ -113,6 +113,7 @@ BAD_INPUT = {
         "target values beyond the float32 range",
     ),
     "bad model name": (lambda t: ["--dataset", "iris", "--name", "my model"], "bad model name"),
+    "empty version": (lambda t: ["--dataset", "iris", "--version", ""], "bad --version ''"),
     "work dir inside the bundle": (
         lambda t: ["--dataset", "iris", "--work", str(t / "bundle" / "work")],
         "--work must be outside",

@@ -188,6 +188,8 @@ def _train(args: argparse.Namespace, work: Path) -> train.TrainRun:
         check_target(args.out, bundle.MANIFEST)
     if args.name:
         export.check_name(args.name)
+    if getattr(args, "version", None) is not None:  # build: refused before training
+        export.check_name(args.version, "--version")
     ds = train.load_data(args.dataset, args.csv, args.target)
     if hasattr(args, "min_accuracy"):  # build: a gate for the wrong task fails before training
         _, task = train.plan(ds, args.algorithm, args.task)

@@ -170,9 +170,12 @@ def checked_model(
     return model, p
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, what: str = "model name") -> str:
+    # Names and versions end up in URLs (/v2/models/NAME/versions/VERSION) and file names.
     if not NAME.fullmatch(name):
-        raise UserInputError(f"bad model name {name!r}: use letters, digits, '.', '_' and '-'")
+        raise UserInputError(
+            f"bad {what} {name!r}: use letters, digits, '.', '_' and '-' (a letter or digit first)"
+        )
     return name
 
 
@@ -189,6 +192,7 @@ def export(
 ) -> ModelBundle:
     """Write the bundle dir `out` (model.onnx + model.json) atomically, parity first."""
     bundle_name = check_name(name or run.record.name)
+    check_name(version, "--version")
     model, p = checked_model(run, form, tolerance=tolerance, min_agreement=min_agreement)
     r = run.record
     with staged_dir(out, MANIFEST) as stage:

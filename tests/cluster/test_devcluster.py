@@ -196,6 +196,11 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
         assert all(cluster.running().values()), cluster.running()
         status = _cli(tmp_path, "status")
         assert status.returncode == 0 and "ready" in status.stdout
+        again = _cli(tmp_path, "up")  # a second `make cluster-up` keeps the running cluster
+        assert again.returncode == 0, again.stderr
+        assert f"already running at {cluster.server}" in again.stdout
+        assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in again.stdout
+        assert all(cluster.running().values())
         nodes = cluster.kubectl_json("get", "nodes")["items"]
         assert sorted(n["metadata"]["name"] for n in nodes) == ["cloud-0", "edge-0"]
     finally:

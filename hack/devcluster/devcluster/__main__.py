@@ -36,12 +36,18 @@ def _cluster(state_dir: Path) -> cluster_state.Cluster:
 
 
 def up(args: argparse.Namespace) -> int:
-    pools = default_pools(args.cloud, args.edge, args.cloud_size, args.edge_size)
-    cluster = controlplane.start(args.state_dir, pools=pools)
-    mib = cluster.rss_bytes() / 2**20
-    print(
-        f"devcluster ready in {cluster.started_in_s:.1f}s at {cluster.server} ({mib:.0f} MiB RSS)"
-    )
+    cluster = cluster_state.load(args.state_dir)
+    if cluster is not None and all(cluster.running().values()) and cluster.api().ready():
+        # A second `make cluster-up` is a no-op, like `minikube start`; a partly running one
+        # still fails in controlplane.start and asks for `make cluster-down`.
+        print(f"devcluster already running at {cluster.server} (make cluster-down to restart it)")
+    else:
+        pools = default_pools(args.cloud, args.edge, args.cloud_size, args.edge_size)
+        cluster = controlplane.start(args.state_dir, pools=pools)
+        mib = cluster.rss_bytes() / 2**20
+        print(
+            f"devcluster ready in {cluster.started_in_s:.1f}s at {cluster.server} ({mib:.0f} MiB RSS)"
+        )
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     print(f"export PATH={cluster.bin_dir}:$PATH  # the built kubectl")
     return 0

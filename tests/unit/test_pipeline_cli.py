@@ -385,3 +385,21 @@ def test_help_names_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert "1 a quality gate or the parity check missed; 2 bad input" in " ".join(text.split())
     assert "--min-accuracy X" in text
+
+
+def test_export_json_reports_the_parity_figures_when_parity_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work, out = tmp_path / "work", tmp_path / "bundle"
+    assert main(["train", *IRIS_LR, "--work", str(work), "--quiet"]) == 0
+    capsys.readouterr()
+
+    rc = main(["export", str(work), "--out", str(out), "--parity-tolerance", "0", "--json"])
+
+    assert rc == 1
+    captured = capsys.readouterr()
+    parity = json.loads(captured.out)["parity"]
+    assert parity["passed"] is False and parity["tolerance"] == 0.0
+    assert parity["max_abs_diff"] > 0 and parity["label_agreement"] == 1.0
+    assert "parity check failed" in captured.err
+    assert not out.exists()

@@ -258,16 +258,21 @@ def _export(
     args: argparse.Namespace, run: train.TrainRun, metrics: Metrics, out: Path, form: export.Form
 ) -> bundle.ModelBundle:
     _progress(args)(f"exporting to ONNX ({form} form) and checking parity")
-    return export.export(
-        run,
-        out,
-        metrics,
-        form=form,
-        name=args.name,
-        version=args.version,
-        tolerance=args.parity_tolerance,
-        min_agreement=args.min_label_agreement,
-    )
+    try:
+        return export.export(
+            run,
+            out,
+            metrics,
+            form=form,
+            name=args.name,
+            version=args.version,
+            tolerance=args.parity_tolerance,
+            min_agreement=args.min_label_agreement,
+        )
+    except export.ParityFailed as exc:
+        if args.json:  # the figures for a CI step parsing stdout
+            print(json.dumps({"parity": exc.parity.model_dump(mode="json")}, indent=2))
+        raise
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -137,6 +137,14 @@ def parity(
     )
 
 
+class ParityFailed(GateFailed):
+    """The ONNX model does not match scikit-learn closely enough; carries the figures."""
+
+    def __init__(self, message: str, parity: Parity) -> None:
+        super().__init__(message)
+        self.parity = parity
+
+
 def parity_failure(p: Parity, task: str) -> str:
     what = "max |Δprob|" if task == "classification" else "max relative |Δ|"
     value = p.max_abs_diff if task == "classification" else p.max_rel_diff
@@ -166,7 +174,7 @@ def checked_model(
     model = convert(run, form)
     p = parity(run, session(model), tolerance=tolerance, min_agreement=min_agreement)
     if not p.passed:
-        raise GateFailed(parity_failure(p, run.record.task))
+        raise ParityFailed(parity_failure(p, run.record.task), p)
     return model, p
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import joblib
 import pytest
 from onnxops.cli import main
 
@@ -403,3 +404,21 @@ def test_export_json_reports_the_parity_figures_when_parity_fails(
     assert parity["max_abs_diff"] > 0 and parity["label_agreement"] == 1.0
     assert "parity check failed" in captured.err
     assert not out.exists()
+
+
+def test_an_unplanned_failure_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A work dir whose model.joblib holds something else than an estimator.
+    work = tmp_path / "work"
+    assert main(["train", *IRIS_LR, "--work", str(work), "--quiet"]) == 0
+    joblib.dump("not a model", work / "model.joblib")
+    capsys.readouterr()
+    monkeypatch.delenv("ONNXOPS_DEBUG", raising=False)
+
+    assert main(["validate", str(work)]) == 1
+
+    _assert_one_clean_line(capsys, "unexpected AttributeError")
+    monkeypatch.setenv("ONNXOPS_DEBUG", "1")
+    with pytest.raises(AttributeError):  # the traceback, for whoever debugs it
+        main(["validate", str(work)])

@@ -8,8 +8,10 @@ stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -19,7 +21,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from onnxops.errors import GateFailed, UserInputError
+from onnxops.errors import GateFailed, OnnxopsError, UserInputError
 from onnxops.pipeline import algorithms, bundle, export, optimize, report, train, validate
 from onnxops.pipeline.bundle import Metrics
 from onnxops.pipeline.staging import check_target
@@ -123,6 +125,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A failure nobody planned for is still one line (exit 1), not a traceback in a CI log."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (OnnxopsError, BrokenPipeError):
+            raise  # main() reports these
+        except Exception as exc:
+            if os.environ.get("ONNXOPS_DEBUG"):
+                raise
+            detail = train.first_line(exc)
+            raise OnnxopsError(
+                f"unexpected {type(exc).__name__}: {detail} (set ONNXOPS_DEBUG=1 for the traceback)"
+            ) from None
+
+    return run
+
+
 def _parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
 ) -> argparse.ArgumentParser:
@@ -134,13 +156,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _data_args(p)
     p.add_argument("--work", type=Path, required=True, metavar="DIR", help="work dir to write")
     _common(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_guarded(cmd_train))
 
     p = _parser(sub, "validate", "metrics on the held-out rows, with gates")
     p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
     _gate_args(p)
     _common(p)
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=_guarded(cmd_validate))
 
     p = _parser(sub, "export", "export to ONNX with a parity check; writes a bundle")
     p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
@@ -151,19 +173,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _export_args(p)
     _common(p)
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_guarded(cmd_export))
 
     p = _parser(sub, "optimize", "quantize, prune, convert; keep variants within budget")
     p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
     p.add_argument("--bundle", type=Path, help="bundle dir (default WORK/bundle)")
     _optimize_args(p)
     _common(p)
-    p.set_defaults(func=cmd_optimize)
+    p.set_defaults(func=_guarded(cmd_optimize))
 
     p = _parser(sub, "inspect", "show a model bundle")
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle dir, or its model.onnx")
     p.add_argument("--json", action="store_true", help="print model.json")
-    p.set_defaults(func=cmd_inspect)
+    p.set_defaults(func=_guarded(cmd_inspect))
 
     p = _parser(sub, "build", "train, validate, export (and optimize) in one go")
     _data_args(p)
@@ -178,7 +200,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _export_args(p)
     _optimize_args(p)
     _common(p)
-    p.set_defaults(func=cmd_build)
+    p.set_defaults(func=_guarded(cmd_build))
 
 
 def _train(args: argparse.Namespace, work: Path) -> train.TrainRun:

@@ -32,6 +32,10 @@ def _numeric(tmp_path: Path, extra: str = "") -> str:
 BAD_INPUT = {
     "missing file": (lambda t: ["--csv", str(t / "nope.csv"), "--target", "y"], "no such file"),
     "no target column": (lambda t: ["--csv", _numeric(t), "--target", "label"], "not in"),
+    "semicolon-separated": (
+        lambda t: ["--csv", _csv(t, "semi.csv", "a;y\n1;0\n2;1\n"), "--target", "y"],
+        "read as comma-separated, not ';'-separated",
+    ),
     "non-numeric column": (
         lambda t: [
             "--csv",

@@ -95,8 +95,10 @@ def load_csv(path: Path, target: str) -> Dataset:
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
     if target not in header:
+        other = next((d for d in (";", "\t", "|") if len(header) == 1 and d in header[0]), None)
+        hint = f"; the file is read as comma-separated, not {other!r}-separated" if other else ""
         raise UserInputError(
-            f"target column {target!r} is not in {path} (columns: {', '.join(header)})"
+            f"target column {target!r} is not in {path} (columns: {', '.join(header)}){hint}"
         )
     if len(set(header)) != len(header):
         raise UserInputError(f"{path} has duplicate column names")

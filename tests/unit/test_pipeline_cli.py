@@ -426,3 +426,18 @@ def test_an_unplanned_failure_is_one_line_exit_1(
     monkeypatch.setenv("ONNXOPS_DEBUG", "1")
     with pytest.raises(AttributeError):  # the traceback, for whoever debugs it
         main(["validate", str(work)])
+
+
+def test_a_training_warning_travels_into_the_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bundle"
+    argv = ["--dataset", "iris", "--algorithm", "mlp", "--param", "max_iter=2"]
+    assert main(["build", *argv, "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+
+    notes = json.loads((out / "model.json").read_text())["notes"]
+
+    assert any("did not fully converge" in n for n in notes)
+    assert main(["inspect", str(out)]) == 0
+    assert "note:    the optimizer did not fully converge" in capsys.readouterr().out

@@ -156,6 +156,9 @@ class ModelBundle(_Model):
     data: DataInfo
     variants: list[VariantReport] = []
     hyperparameters: dict[str, Any] = {}
+    notes: list[str] = Field(
+        default=[], description="warnings from training, e.g. the optimizer did not converge"
+    )
     libraries: dict[str, str] = {}
     created: str = Field(description="ISO 8601 UTC time the bundle was exported")
 

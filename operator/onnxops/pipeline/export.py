@@ -221,6 +221,7 @@ def export(
             parity=p,
             data=r.data,
             hyperparameters={**r.hyperparameters, "onnx_form": form},
+            notes=r.notes,
             libraries=r.libraries,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )

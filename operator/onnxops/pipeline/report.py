@@ -133,6 +133,7 @@ def bundle_report(bundle: ModelBundle) -> str:
     ]
     if bundle.classes is not None:
         lines.append(f"  classes: {', '.join(map(str, bundle.classes))}")
+    lines += [f"  note:    {n}" for n in bundle.notes]
     d = bundle.data
     lines += [
         f"  data:    {d.source}, target {d.target}, {d.train_rows} train / {d.test_rows} test rows, seed {d.seed}",

@@ -187,9 +187,9 @@ def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     """``up`` outlives its command; ``down`` stops exactly what ``up`` recorded."""
-    up = _cli(tmp_path, "up", "--cloud=1", "--edge=1")
-    cluster = controlplane.load(tmp_path)
-    try:
+    try:  # `up` inside: interrupted mid-start, `down` still stops what it recorded
+        up = _cli(tmp_path, "up", "--cloud=1", "--edge=1")
+        cluster = controlplane.load(tmp_path)
         assert up.returncode == 0, up.stderr
         assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in up.stdout
         assert cluster is not None

@@ -140,6 +140,7 @@ WRONG_ALGORITHM = {
     ),
     "gate of the other task": ([*IRIS_LR, "--min-r2", "0.5"], "regression models only"),
     "unknown technique": ([*IRIS_LR, "--optimize", "--only", "int4"], "unknown technique"),
+    "techniques without --optimize": ([*IRIS_LR, "--only", "int8"], "add --optimize"),
 }
 
 

@@ -355,6 +355,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     # Option mistakes fail before minutes of work, and before a bundle exists.
     _techniques(args)
+    if args.only and not args.optimize:
+        raise UserInputError("--only chooses optimization techniques; add --optimize")
     if args.optimize and not 0.0 < args.sparsity < 1.0:
         raise UserInputError(f"--sparsity must be between 0 and 1, got {args.sparsity}")
     if args.work and args.out.resolve() in (args.work.resolve(), *args.work.resolve().parents):

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args.state_dir = args.state_dir.resolve()
     try:
         return int(args.func(args))
-    except (BinariesMissing, cluster_state.ClusterError, TimeoutError) as error:
+    except (BinariesMissing, cluster_state.ClusterError, TimeoutError, FileNotFoundError) as error:
         print(f"devcluster: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

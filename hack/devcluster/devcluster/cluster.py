@@ -107,7 +107,10 @@ class Cluster:
             "started_in_s": self.started_in_s,
             "processes": [r.to_json() for r in self.processes],
         }
-        (self.state_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        # Written while processes start: a command killed mid-write must not leave half a file.
+        tmp = self.state_dir / ".state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, self.state_dir / "state.json")
 
 
 def load(state_dir: Path) -> Cluster | None:

@@ -117,6 +117,17 @@ BAD_INPUT = {
         ],
         "target values beyond the float32 range",
     ),
+    "class label beyond int64": (
+        lambda t: [
+            "--csv",
+            _csv(
+                t, "ids.csv", "a,y\n" + "".join(f"{i},{1e19 if i % 2 else 0}\n" for i in range(20))
+            ),
+            "--target",
+            "y",
+        ],
+        "beyond the int64 range",
+    ),
     "bad model name": (lambda t: ["--dataset", "iris", "--name", "my model"], "bad model name"),
     "empty version": (lambda t: ["--dataset", "iris", "--version", ""], "bad --version ''"),
     "work dir inside the bundle": (

@@ -186,6 +186,8 @@ def labels_for(task: Task, y: np.ndarray) -> np.ndarray:
             f"classification needs class labels, but the target is continuous "
             f"({distinct} distinct values, not whole numbers); use a regression algorithm"
         )
+    if np.abs(y).max() >= 2.0**63:  # would wrap around to a wrong label in int64
+        raise UserInputError("class labels beyond the int64 range; use smaller numbers or text")
     return y.astype(np.int64)
 
 

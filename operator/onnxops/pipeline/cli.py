@@ -8,10 +8,7 @@ stderr.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
-import os
 import shutil
 import sys
 import tempfile
@@ -21,8 +18,17 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from onnxops.errors import GateFailed, OnnxopsError, UserInputError
-from onnxops.pipeline import algorithms, bundle, export, optimize, report, train, validate
+from onnxops.errors import GateFailed, UserInputError
+from onnxops.pipeline import (
+    algorithms,
+    bundle,
+    export,
+    optimize,
+    options,
+    report,
+    train,
+    validate,
+)
 from onnxops.pipeline.bundle import Metrics
 from onnxops.pipeline.staging import check_target
 
@@ -44,151 +50,44 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
         print(text)
 
 
-EXIT_CODES = "exit codes: 0 done; 1 a quality gate or the parity check missed; 2 bad input"
-
-
-def finite(text: str) -> float:
-    """A float option; NaN would make every comparison false and silently pass a gate."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    src = p.add_argument_group("data (one of)")
-    src.add_argument(
-        "--dataset",
-        metavar="NAME",
-        help=f"built-in data set: {', '.join(sorted(train.data.BUILTIN))}",
-    )
-    src.add_argument("--csv", type=Path, metavar="PATH", help="CSV file with a header row")
-    src.add_argument("--target", metavar="COLUMN", help="target column of the CSV")
-    p.add_argument("--algorithm", required=True, metavar="NAME", help=", ".join(algorithms.CHOICES))
-    p.add_argument(
-        "--task", choices=algorithms.TASKS, help="default: from the algorithm and the data"
-    )
-    p.add_argument(
-        "--seed", type=int, default=42, help="seed of the split and the estimator (default 42)"
-    )
-    p.add_argument(
-        "--test-size", type=finite, default=0.2, help="share of rows held out (default 0.2)"
-    )
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="estimator setting, repeatable",
-    )
-    p.add_argument("--name", help="model name (default: the data set's)")
-
-
-def _gate_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("quality gates (exit 1 when missed)")
-    g.add_argument("--min-accuracy", type=finite, metavar="X", help="accuracy >= X")
-    g.add_argument("--min-f1", type=finite, metavar="X", help="macro F1 >= X")
-    g.add_argument("--min-r2", type=finite, metavar="X", help="R² >= X")
-    g.add_argument("--max-rmse", type=finite, metavar="X", help="RMSE <= X")
-
-
-def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--version", default="1", help="model version (default 1)")
-    p.add_argument(
-        "--parity-tolerance",
-        type=finite,
-        default=1e-4,
-        help="max |Δprob|, or relative |Δ| (default 1e-4)",
-    )
-    p.add_argument("--min-label-agreement", type=finite, default=1.0, help="default 1.0")
-
-
-def _optimize_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--max-metric-drop", type=finite, default=0.01, help="budget per variant (default 0.01)"
-    )
-    p.add_argument(
-        "--sparsity", type=finite, default=0.5, help="magnitude-pruning target (default 0.5)"
-    )
-    p.add_argument(
-        "--only",
-        metavar="LIST",
-        help=f"comma-separated subset of: {', '.join(optimize.TECHNIQUES)}",
-    )
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print a JSON document instead of a report")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A failure nobody planned for is still one line (exit 1), not a traceback in a CI log."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except (OnnxopsError, BrokenPipeError):
-            raise  # main() reports these
-        except Exception as exc:
-            if os.environ.get("ONNXOPS_DEBUG"):
-                raise
-            detail = train.first_line(exc)
-            raise OnnxopsError(
-                f"unexpected {type(exc).__name__}: {detail} (set ONNXOPS_DEBUG=1 for the traceback)"
-            ) from None
-
-    return run
-
-
-def _parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
-) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=summary, description=summary, epilog=EXIT_CODES)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _parser(sub, "train", "train a model into a work dir")
-    _data_args(p)
+    p = options.parser(sub, "train", "train a model into a work dir")
+    options.data_args(p)
     p.add_argument("--work", type=Path, required=True, metavar="DIR", help="work dir to write")
-    _common(p)
-    p.set_defaults(func=_guarded(cmd_train))
+    options.common(p)
+    p.set_defaults(func=options.guarded(cmd_train))
 
-    p = _parser(sub, "validate", "metrics on the held-out rows, with gates")
+    p = options.parser(sub, "validate", "metrics on the held-out rows, with gates")
     p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
-    _gate_args(p)
-    _common(p)
-    p.set_defaults(func=_guarded(cmd_validate))
+    options.gate_args(p)
+    options.common(p)
+    p.set_defaults(func=options.guarded(cmd_validate))
 
-    p = _parser(sub, "export", "export to ONNX with a parity check; writes a bundle")
+    p = options.parser(sub, "export", "export to ONNX with a parity check; writes a bundle")
     p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
     p.add_argument("--out", type=Path, metavar="BUNDLE", help="bundle dir (default WORK/bundle)")
     p.add_argument("--name", help="model name (default: from training)")
     p.add_argument(
         "--standard-ops", action="store_true", help="MatMul form instead of ai.onnx.ml operators"
     )
-    _export_args(p)
-    _common(p)
-    p.set_defaults(func=_guarded(cmd_export))
+    options.export_args(p)
+    options.common(p)
+    p.set_defaults(func=options.guarded(cmd_export))
 
-    p = _parser(sub, "optimize", "quantize, prune, convert; keep variants within budget")
+    p = options.parser(sub, "optimize", "quantize, prune, convert; keep variants within budget")
     p.add_argument("work", type=Path, metavar="WORK", help="work dir written by `onnxops train`")
     p.add_argument("--bundle", type=Path, help="bundle dir (default WORK/bundle)")
-    _optimize_args(p)
-    _common(p)
-    p.set_defaults(func=_guarded(cmd_optimize))
+    options.optimize_args(p)
+    options.common(p)
+    p.set_defaults(func=options.guarded(cmd_optimize))
 
-    p = _parser(sub, "inspect", "show a model bundle")
+    p = options.parser(sub, "inspect", "show a model bundle")
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle dir, or its model.onnx")
     p.add_argument("--json", action="store_true", help="print model.json")
-    p.set_defaults(func=_guarded(cmd_inspect))
+    p.set_defaults(func=options.guarded(cmd_inspect))
 
-    p = _parser(sub, "build", "train, validate, export (and optimize) in one go")
-    _data_args(p)
+    p = options.parser(sub, "build", "train, validate, export (and optimize) in one go")
+    options.data_args(p)
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="bundle dir to write")
     p.add_argument(
         "--work", type=Path, metavar="DIR", help="keep the work dir here (default: temporary)"
@@ -196,11 +95,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--optimize", action="store_true", help="also optimize (exports linear models as MatMul)"
     )
-    _gate_args(p)
-    _export_args(p)
-    _optimize_args(p)
-    _common(p)
-    p.set_defaults(func=_guarded(cmd_build))
+    options.gate_args(p)
+    options.export_args(p)
+    options.optimize_args(p)
+    options.common(p)
+    p.set_defaults(func=options.guarded(cmd_build))
 
 
 def _train(args: argparse.Namespace, work: Path) -> train.TrainRun:

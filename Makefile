@@ -68,5 +68,6 @@ e2e-kind: install
 bench: install system-deps
 	@echo "see bench/*/README or RESULTS.md for each benchmark's command"
 
-clean:
+# cluster-down first: removing .devcluster/ under a running cluster would orphan its processes.
+clean: cluster-down
 	rm -rf .devcluster .demo .pytest_cache .mypy_cache .ruff_cache

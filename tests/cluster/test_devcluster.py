@@ -4,6 +4,7 @@ validation, and start/stop that leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -220,32 +221,42 @@ def _ours(state_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_down_stops_what_a_killed_up_had_started(tmp_path: Path) -> None:
-    """``up`` killed mid-start (SIGKILL, a CI timeout) must not leave processes nobody knows."""
+def test_make_clean_stops_what_a_killed_up_had_started(tmp_path: Path) -> None:
+    """``up`` killed mid-start (SIGKILL, a CI timeout), then ``make clean``: its ``cluster-down``
+    must find and stop what ``up`` had started before the state folder is removed."""
+    root = tmp_path / "repo"  # a copy of the Makefile and the tool: `make clean` runs there
+    shutil.copytree(
+        REPO / "hack" / "devcluster" / "devcluster", root / "hack/devcluster/devcluster"
+    )
+    shutil.copy(REPO / "Makefile", root)
+    state_dir = root / ".devcluster"
     env = {"PYTHONPATH": str(REPO / "hack" / "devcluster"), "PATH": "/usr/bin:/bin"}
     up = subprocess.Popen(
-        [sys.executable, "-m", "devcluster", f"--state-dir={tmp_path}", "up", "--cloud=1"],
+        [sys.executable, "-m", "devcluster", f"--state-dir={state_dir}", "up", "--cloud=1"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         processes.wait_for(
-            lambda: (tmp_path / "logs" / "kube-apiserver.log").exists(),
+            lambda: (state_dir / "logs" / "kube-apiserver.log").exists(),
             timeout_s=60,
             what="up to start the apiserver",
             interval_s=0.01,
         )
         up.kill()
         up.wait()
-        assert _ours(tmp_path), "etcd and the apiserver outlive the killed `up`"
-        down = _cli(tmp_path, "down")
-        assert down.returncode == 0, down.stderr
-        assert "devcluster stopped" in down.stdout
-        assert not _ours(tmp_path)
+        assert _ours(state_dir), "etcd and the apiserver outlive the killed `up`"
+        clean = subprocess.run(
+            ["make", "-C", str(root), "clean"], capture_output=True, text=True, timeout=60
+        )
+        assert clean.returncode == 0, clean.stderr
+        assert "devcluster stopped" in clean.stdout
+        assert not state_dir.exists()
+        assert not _ours(state_dir)
     finally:
         up.kill()
-        for proc in _ours(tmp_path):  # only if the assertions above failed
+        for proc in _ours(state_dir):  # only if the assertions above failed
             proc.kill()
 
 

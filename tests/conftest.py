@@ -8,10 +8,12 @@ kernel also kills it if the test process dies (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -24,6 +26,17 @@ from devcluster.binaries import BinariesMissing, require  # noqa: E402
 from devcluster.podrunner import PodRunner  # noqa: E402
 
 MakePodRunner = Callable[..., PodRunner]
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`, a cancelled CI job or a plain `kill` send SIGTERM, which by default ends Python
+    # without running finalizers: unwind like Ctrl-C instead, so every fixture stops what it
+    # started (PR_SET_PDEATHSIG covers only processes tied to a thread that dies).
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 @pytest.fixture(scope="session")

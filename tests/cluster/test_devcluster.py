@@ -4,6 +4,7 @@ validation, and start/stop that leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -283,3 +284,48 @@ def test_start_retries_when_a_probed_port_is_taken(
         finally:
             cluster.stop()
     assert not _ours(tmp_path)
+
+
+SLOW_TEST = """
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def stopped_in_finally(tmp_path_factory):
+    try:
+        yield
+    finally:
+        Path({mark!r}).write_text("finalized")
+
+
+def test_slow(stopped_in_finally):
+    Path({started!r}).write_text("started")
+    time.sleep(60)
+"""
+
+
+def test_sigterm_to_pytest_still_runs_fixture_finalizers(tmp_path: Path) -> None:
+    """``timeout``/CI cancel send SIGTERM: the session must unwind and stop what it started."""
+    started, mark = tmp_path / "started", tmp_path / "finalized"
+    test_file = tmp_path / "test_slow.py"
+    test_file.write_text(SLOW_TEST.format(started=str(started), mark=str(mark)))
+    # Our conftest as a plugin (the file lies outside tests/), no ini file, no cache.
+    options = ["-q", "-p", "no:cacheprovider", "-p", "conftest", "-c", "/dev/null"]
+    inner = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *options, f"--rootdir={tmp_path}", str(test_file)],
+        env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        processes.wait_for(started.exists, timeout_s=60, what="the inner test to start")
+        inner.terminate()
+        output, _ = inner.communicate(timeout=30)
+    finally:
+        inner.kill()
+    assert mark.read_text() == "finalized", output
+    assert inner.returncode != 0

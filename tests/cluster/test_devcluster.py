@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import pytest
 from devcluster import controlplane, processes
+from devcluster import prometheus as prom
 from devcluster.nodes import default_pools
 
 pytestmark = pytest.mark.cluster
@@ -284,6 +285,26 @@ def test_start_retries_when_a_probed_port_is_taken(
         finally:
             cluster.stop()
     assert not _ours(tmp_path)
+
+
+def test_prometheus_start_retries_when_its_probed_port_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        probes = iter([busy])
+        real_free_port = processes.free_port
+        monkeypatch.setattr(processes, "free_port", lambda: next(probes, None) or real_free_port())
+        server = prom.start(tmp_path, tie_to_parent=True)
+        try:
+            assert not server.url.endswith(f":{busy}")
+            assert server.query("vector(1)")[0]["value"][1] == "1"
+            assert "address already in use" in (tmp_path / "prometheus.log").read_text()
+        finally:
+            server.stop()
+    assert not processes.is_running(server.record)
 
 
 SLOW_TEST = """

@@ -22,6 +22,8 @@ from . import processes
 from .processes import ProcessRecord
 
 JOB = "onnxops-serving"
+# Starts whose probed port was taken before Prometheus bound it are retried with a fresh port.
+_ATTEMPTS = 3
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -138,7 +140,26 @@ def start(
     targets = ScrapeTargets(work_dir / "targets")
     config = work_dir / "prometheus.yml"
     config.write_text(_config(targets.directory, scrape_interval, rule_files))
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return _start_once(exe, work_dir, config, targets, tie_to_parent, timeout_s)
+        except processes.ProcessExited as error:
+            # A free port can be taken by someone else between our probe and the bind.
+            if "address already in use" not in str(error) or attempt == _ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(
+    exe: str,
+    work_dir: Path,
+    config: Path,
+    targets: ScrapeTargets,
+    tie_to_parent: bool,
+    timeout_s: float,
+) -> Prometheus:
     port = processes.free_port()
+    log_path = work_dir / "prometheus.log"
     child, record = processes.start(
         "prometheus",
         [
@@ -149,14 +170,14 @@ def start(
             "--web.enable-lifecycle",  # lets a test reload rules with POST /-/reload
             "--log.level=warn",
         ],
-        work_dir / "prometheus.log",
+        log_path,
         tie_to_parent=tie_to_parent,
     )
     prom = Prometheus(f"http://127.0.0.1:{port}", targets, work_dir, record, child)
 
     def ready() -> bool:
         if child.poll() is not None:
-            log = (work_dir / "prometheus.log").read_text(errors="replace")[-2000:]
+            log = log_path.read_text(errors="replace")[-2000:]
             raise processes.ProcessExited(f"prometheus exited ({child.returncode}):\n{log}")
         with urllib.request.urlopen(f"{prom.url}/-/ready", timeout=2) as resp:
             return bool(resp.status == 200)

@@ -68,8 +68,9 @@ class ServingProcess:
     child: subprocess.Popen[bytes]
     env: dict[str, str]
     started_at: float
-    restarts: int = 0
+    restarts: int = 0  # like the pod's restartCount: never reset
     exited_at: float | None = None
+    next_delay_s: float = BACKOFF_S
 
     @property
     def target(self) -> str:
@@ -305,20 +306,15 @@ class PodRunner:
         if proc.exited_at is None:
             proc.exited_at = now
             if now - proc.started_at >= BACKOFF_RESET_S:
-                proc.restarts = 0
-            log.warning(
-                "%s exited with %s; restarting in %.0fs", proc.target, code, self._delay(proc)
-            )
-        if now < proc.exited_at + self._delay(proc):
+                proc.next_delay_s = BACKOFF_S
+            log.warning("%s exited with %s; restart in %.0fs", proc.target, code, proc.next_delay_s)
+        if now < proc.exited_at + proc.next_delay_s:
             return
         proc.child, proc.record = self._spawn(proc.target, proc.env)
         proc.restarts += 1
         proc.started_at, proc.exited_at = now, None
+        proc.next_delay_s = min(BACKOFF_MAX_S, proc.next_delay_s * 2)
         log.info("restarted %s (restart %d, pid %d)", proc.target, proc.restarts, proc.child.pid)
-
-    @staticmethod
-    def _delay(proc: ServingProcess) -> float:
-        return float(min(BACKOFF_MAX_S, BACKOFF_S * 2**proc.restarts))
 
 
 def run_forever(runner: PodRunner) -> None:

@@ -17,6 +17,16 @@ from onnxops.errors import GateFailed, OnnxopsError, UserInputError
 
 # Modules that contribute subcommands; each defines register(subparsers).
 COMMAND_MODULES = ("onnxops.pipeline.cli", "onnxops.crdgen", "onnxops.run")
+# Which module defines each command, so that running one imports only its module:
+# the pipeline pulls in scikit-learn and ONNX Runtime (~2 s), which `onnxops crd` or
+# `onnxops operator` must not pay. A unit test keeps this in step with the modules.
+COMMAND_INDEX = {
+    **dict.fromkeys(
+        ("train", "validate", "export", "optimize", "inspect", "build"), "onnxops.pipeline.cli"
+    ),
+    "crd": "onnxops.crdgen",
+    "operator": "onnxops.run",
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -26,11 +36,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="onnxops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     missing: dict[str, str] = {}
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -50,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    module = COMMAND_INDEX.get(argv[0]) if argv else None
+    parser = build_parser((module,) if module else COMMAND_MODULES)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -154,6 +154,12 @@ def crd() -> dict[str, Any]:
         ("Model", "string", ".status.model"),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
+    # `kubectl get -o wide` adds why it is not Ready, the variant served and where.
+    wide = [
+        ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason'),
+        ("Variant", "string", ".status.variant"),
+        ("Endpoint", "string", ".status.endpoint"),
+    ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -179,7 +185,8 @@ def crd() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
-                        {"name": n, "type": t, "jsonPath": p} for n, t, p in columns
+                        *({"name": n, "type": t, "jsonPath": p} for n, t, p in columns),
+                        *({"name": n, "type": t, "jsonPath": p, "priority": 1} for n, t, p in wide),
                     ],
                     "schema": {"openAPIV3Schema": root},
                 }

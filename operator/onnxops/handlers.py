@@ -36,7 +36,8 @@ def _run(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool = False) -> N
         outcome = reconcile.reconcile(body, memo.pools, _cfg, drift=drift)
     except reconcile.Judged as judged:
         failure = judged.failure
-        kopf.warn(body, reason=failure.reason, message=failure.message)
+        if judged.news:  # one Warning per failure, not one per retry
+            kopf.warn(body, reason=failure.reason, message=failure.message)
         if failure.permanent:
             raise kopf.PermanentError(f"{failure.reason}: {failure.message}") from judged
         raise kopf.TemporaryError(
@@ -59,7 +60,14 @@ def reconcile_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> N
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=_cfg.resync_s, idle=_cfg.resync_idle_s)
 def resync_model(body: kopf.Body, memo: kopf.Memo, status: kopf.Status, **_: Any) -> None:
-    """Re-apply periodically: restores children whose edits or deletions no watch reported."""
+    """Re-apply periodically: restores children whose edits or deletions no watch reported.
+
+    The finalizer `onnxops.io/finalizer` exists only because of this timer: kopf always adds
+    one to resources with a timer, so it can stop the timer before the object goes (no
+    cleanup of ours needs it; children go by their owner references). While no operator
+    runs, `kubectl delete mdep NAME` therefore waits; remove the finalizer to let it go:
+    `kubectl patch mdep NAME --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'`.
+    """
     failed_now = status.get("phase") == "Failed" and status.get(
         "observedGeneration"
     ) == body.meta.get("generation")

@@ -121,14 +121,29 @@ class Applied:
 _UNSET: Any = object()
 
 
-def _desired_part(obj: dict[str, Any]) -> Any:
-    """What an apply can change: everything but status and server-kept metadata.
+def _project(value: Any, shape: Any) -> Any:
+    """`value` cut down to the keys `shape` has (recursively, lists item by item)."""
+    if isinstance(shape, dict) and isinstance(value, dict):
+        return {k: _project(value.get(k), v) for k, v in shape.items()}
+    if isinstance(shape, list) and isinstance(value, list) and len(shape) == len(value):
+        return [_project(v, s) for v, s in zip(value, shape, strict=True)]
+    return value
 
-    Comparing this (not resourceVersion) keeps status writes by controllers between our
-    GET and PATCH from reading as "updated"."""
+
+def _desired_part(obj: dict[str, Any], desired: dict[str, Any]) -> Any:
+    """What our apply sets: the fields of `desired` as `obj` has them.
+
+    Comparing this (not resourceVersion) keeps writes by others between our GET and PATCH
+    (status, the revision annotation the Deployment controller adds, server defaults) from
+    reading as "updated"."""
     meta = obj.get("metadata", {})
-    kept = {k: meta.get(k) for k in ("labels", "annotations", "ownerReferences")}
-    return kept, {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    shape = {k: v for k, v in desired.items() if k not in ("metadata", "status")}
+    shape["metadata"] = {
+        k: v
+        for k, v in desired.get("metadata", {}).items()
+        if k in ("labels", "annotations", "ownerReferences")
+    }
+    return _project({**obj, "metadata": meta}, shape)
 
 
 def _our_fields(obj: dict[str, Any]) -> Any:
@@ -164,7 +179,8 @@ def apply(obj: dict[str, Any], before: dict[str, Any] | None = _UNSET) -> Applie
         body=obj,
         content_type="application/apply-patch+yaml",
     )
-    uid, ours, desired = after["metadata"].get("uid", ""), _our_fields(after), _desired_part(after)
+    uid, ours = after["metadata"].get("uid", ""), _our_fields(after)
+    desired = _desired_part(after, obj)
     outcome: Outcome
     if remembered is not None:
         if remembered[0] != uid:
@@ -175,7 +191,7 @@ def apply(obj: dict[str, Any], before: dict[str, Any] | None = _UNSET) -> Applie
             outcome = "unchanged"
     elif before is None:
         outcome = "created"
-    elif _desired_part(before) != desired:
+    elif _desired_part(before, obj) != desired:
         outcome = "updated"
     else:
         outcome = "unchanged"

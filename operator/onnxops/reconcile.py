@@ -25,11 +25,15 @@ Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 
 
 class Judged(Exception):
-    """The operator judged the spec unworkable; status already says so."""
+    """The operator judged the spec unworkable; status already says so.
 
-    def __init__(self, failure: status.Failure) -> None:
+    `news`: whether status did not say so already; a retry that finds the same failure is no
+    news, and posting its Warning again would only repeat the first Event."""
+
+    def __init__(self, failure: status.Failure, news: bool = True) -> None:
         super().__init__(failure.message)
         self.failure = failure
+        self.news = news
 
 
 @dataclass
@@ -41,9 +45,10 @@ class Outcome:
 
 def _fail(md: ModelDeployment, failure: status.Failure) -> Judged:
     new = status.failed_status(md, failure, now=status.now_iso())
-    if status.differs(md.status.wire(), new):
+    news = status.differs(md.status.wire(), new)
+    if news:
         k8s.patch_status(md.namespace, md.name, new)
-    return Judged(failure)
+    return Judged(failure, news)
 
 
 def _check_model(md: ModelDeployment, pool: PoolProfile, cfg: OperatorConfig) -> build.ModelPlan:

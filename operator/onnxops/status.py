@@ -12,6 +12,11 @@ from onnxops.api import ModelDeployment
 
 READY = "Ready"
 PLACED = "Placed"
+MODEL_AVAILABLE = "ModelAvailable"
+"""Whether the spec's model can be served: False when the operator judged its URI malformed
+or its source missing, True once serving pods that loaded it pass readiness (the runtime is
+only ready with a loaded model), Unknown while that is not yet known. Healthy,
+MonitoringAvailable and Remediating belong to the monitor and are not set here."""
 
 
 def now_iso() -> str:
@@ -31,14 +36,14 @@ def set_condition(
     conditions: list[dict[str, Any]],
     *,
     type_: str,
-    status: bool,
+    status: bool | str,
     reason: str,
     message: str,
     generation: int | None,
     now: str,
 ) -> list[dict[str, Any]]:
     """Conditions with one replaced; lastTransitionTime only moves when status flips."""
-    value = "True" if status else "False"
+    value = status if isinstance(status, str) else ("True" if status else "False")
     previous = next((c for c in conditions if c.get("type") == type_), None)
     changed = previous is None or previous.get("status") != value
     since = now if previous is None or changed else previous.get("lastTransitionTime", now)
@@ -105,6 +110,12 @@ def healthy_status(
         generation=generation,
         now=now,
     )
+    conditions = set_condition(
+        conditions,
+        **_model_available(conditions, wanted, ready, done),
+        generation=generation,
+        now=now,
+    )
     return {
         "phase": "Ready" if done else "Progressing",
         "observedGeneration": generation,
@@ -116,6 +127,39 @@ def healthy_status(
         "readyReplicas": ready,
         "ready": f"{ready}/{wanted}",
         "conditions": conditions,
+    }
+
+
+def _model_available(
+    conditions: list[dict[str, Any]], wanted: int, ready: int, done: bool
+) -> dict[str, Any]:
+    """ModelAvailable from the serving pods' readiness (they are only ready once loaded)."""
+    if done and ready > 0:
+        return {
+            "type_": MODEL_AVAILABLE,
+            "status": True,
+            "reason": "ModelLoaded",
+            "message": f"{ready}/{wanted} serving pods loaded the model and are ready",
+        }
+    previous = next((c for c in conditions if c.get("type") == MODEL_AVAILABLE), None)
+    if ready > 0 and previous is not None and previous.get("status") == "True":
+        return {
+            **_as_args(previous),
+            "type_": MODEL_AVAILABLE,
+        }  # a rollout or scaling: still served
+    return {
+        "type_": MODEL_AVAILABLE,
+        "status": "Unknown",
+        "reason": "ModelLoading",
+        "message": "waiting for a serving pod to load the model and pass readiness",
+    }
+
+
+def _as_args(condition: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": condition.get("status", "Unknown"),
+        "reason": condition.get("reason", ""),
+        "message": condition.get("message", ""),
     }
 
 
@@ -133,6 +177,16 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
             generation=generation,
             now=now,
         )
+    if failure.reason in MODEL_REASONS:
+        conditions = set_condition(
+            conditions,
+            type_=MODEL_AVAILABLE,
+            status=False,
+            reason=failure.reason,
+            message=failure.message,
+            generation=generation,
+            now=now,
+        )
     return {
         "phase": "Failed",
         "observedGeneration": generation,
@@ -142,6 +196,7 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
 
 
 PLACEMENT_REASONS = {"UnknownPool", "AboveCeiling", "NoCapacity"}
+MODEL_REASONS = {"InvalidModelURI", "ModelUnreachable"}
 
 
 def differs(current: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -48,6 +48,7 @@ def test_samples_land_on_their_pools_and_become_ready(kube: Kube, operator: Oper
         conditions = {c["type"]: c for c in status["conditions"]}
         assert conditions["Ready"]["status"] == "True"
         assert conditions["Ready"]["observedGeneration"] == status["observedGeneration"]
+        assert conditions["ModelAvailable"]["status"] == "True"  # the ready pods loaded it
         nodes = nodes_by_name(kube)
         pods = pods_of(kube, name)
         assert pods, f"{name} has no pods"
@@ -66,6 +67,9 @@ def test_samples_land_on_their_pools_and_become_ready(kube: Kube, operator: Oper
     assert any(
         line.split()[:5] == ["iris-edge", "edge", "Ready", "1/1", "iris:1"] for line in printed
     )
+    wide = kube.run("get", "mdep", "iris-edge", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-3:] == ["REASON", "VARIANT", "ENDPOINT"]
+    assert wide[1].split()[-3:-1] == ["RolloutComplete", "int8"]
 
 
 def test_children_are_owned_and_events_recorded(kube: Kube, operator: Operator) -> None:
@@ -82,8 +86,18 @@ def test_children_are_owned_and_events_recorded(kube: Kube, operator: Operator) 
             True,
         )
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "onnxops"
-    reasons = {e["reason"] for e in kube.events("iris-edge")}
-    assert {"PoolChosen", "Created"} <= reasons
+    # Resyncs re-apply the children; as nothing changed, they post no Event (the revision
+    # annotation the Deployment controller adds is not our change).
+    resyncs = operator.log_path.read_text().count("Timer 'resync_model' succeeded")
+    wait_for(
+        lambda: (
+            operator.log_path.read_text().count("Timer 'resync_model' succeeded") >= resyncs + 4
+        ),
+        "two resync rounds",
+    )
+    reasons = [e["reason"] for e in kube.events("iris-edge")]
+    assert {"PoolChosen", "Created"} <= set(reasons)
+    assert "Updated" not in reasons and reasons.count("PoolChosen") == 1
     pod_spec = kube.get("deployment", "iris-edge")["spec"]["template"]["spec"]  # type: ignore[index]
     container = pod_spec["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -62,8 +62,11 @@ def test_names_scope_and_subresources() -> None:
 
 
 def test_printer_columns() -> None:
-    columns = {c["name"]: c["jsonPath"] for c in _version()["additionalPrinterColumns"]}
-    assert list(columns) == ["Pool", "Phase", "Ready", "Model", "Age"]
+    printed = _version()["additionalPrinterColumns"]
+    columns = {c["name"]: c["jsonPath"] for c in printed}
+    default = [c["name"] for c in printed if not c.get("priority")]
+    assert default == ["Pool", "Phase", "Ready", "Model", "Age"]
+    assert list(columns)[len(default) :] == ["Reason", "Variant", "Endpoint"]  # -o wide
     assert columns["Phase"] == ".status.phase"
     assert columns["Age"] == ".metadata.creationTimestamp"
 

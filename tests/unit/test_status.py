@@ -67,9 +67,38 @@ def test_healthy_status_ready_and_progressing() -> None:
     assert {c["type"]: c["status"] for c in ready["conditions"]} == {
         "Placed": "True",
         "Ready": "True",
+        "ModelAvailable": "True",
     }
     rolling = status.healthy_status(md(), deployment=deployment(2, 1, 2), **kwargs)
     assert rolling["phase"] == "Progressing" and rolling["readyReplicas"] == 1
+
+
+def _model_available(st: dict[str, Any]) -> tuple[str, str]:
+    cond = next(c for c in st["conditions"] if c["type"] == "ModelAvailable")
+    return cond["status"], cond["reason"]
+
+
+def test_model_available_follows_the_serving_pods() -> None:
+    kwargs: dict[str, Any] = {
+        "pool": "cloud",
+        "variant": "default",
+        "endpoint": "http://e",
+        "placement": "p",
+        "now": "t",
+    }
+    # No pod has loaded the model yet: not known, neither available nor failed.
+    loading = status.healthy_status(md(), deployment=deployment(2, 0, 2), **kwargs)
+    assert _model_available(loading) == ("Unknown", "ModelLoading")
+    half = status.healthy_status(md(), deployment=deployment(2, 1, 2), **kwargs)
+    assert _model_available(half) == ("Unknown", "ModelLoading")
+    loaded = status.healthy_status(md(), deployment=deployment(2, 2, 2), **kwargs)
+    assert _model_available(loaded) == ("True", "ModelLoaded")
+    # A later rollout (scaling, a new model) with pods still serving keeps it available.
+    served = md(loaded["conditions"])
+    rolling = status.healthy_status(served, deployment=deployment(3, 2, 3), **kwargs)
+    assert _model_available(rolling) == ("True", "ModelLoaded")
+    gone = status.healthy_status(served, deployment=deployment(2, 0, 2), **kwargs)
+    assert _model_available(gone) == ("Unknown", "ModelLoading")
 
 
 def test_failed_status_carries_reason_in_conditions() -> None:
@@ -83,6 +112,9 @@ def test_failed_status_carries_reason_in_conditions() -> None:
     model_fail = status.failed_status(
         md(), status.Failure("ModelUnreachable", "x", permanent=False), now="t"
     )
-    assert [c["type"] for c in model_fail["conditions"]] == ["Ready"]
+    assert {(c["type"], c["status"], c["reason"]) for c in model_fail["conditions"]} == {
+        ("Ready", "False", "ModelUnreachable"),
+        ("ModelAvailable", "False", "ModelUnreachable"),
+    }
     assert status.differs(got, {"phase": "Failed"}) is False
     assert status.differs(got, {"phase": "Ready"}) is True

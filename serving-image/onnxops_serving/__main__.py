@@ -17,6 +17,7 @@ from .errors import ModelUnavailable
 from .fetch import fetch_model
 from .metrics import ServingMetrics
 from .model import LoadedModel, load_model
+from .protocol import protocol_class
 from .rest import RestApp
 from .settings import ServingSettings, parse_settings
 
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with bounds on slow and oversized requests uvicorn lacks.
+        http=protocol_class(settings.request_timeout_s, settings.max_header_bytes),
         lifespan="on",
         access_log=False,
         server_header=False,

@@ -31,6 +31,13 @@ class MethodNotAllowed(ServingError):
     status = 405
 
 
+class ClientGone(ServingError):
+    """The connection closed before the body arrived (it never gets this answer; the
+    status only counts the request in the metrics)."""
+
+    status = 408
+
+
 class RestApp:
     """ASGI entry point. ``plane`` is None until the model is loaded and warm."""
 
@@ -92,11 +99,15 @@ class RestApp:
                     ) from None
         message = await receive()
         body = message.get("body", b"")
+        if not body and message["type"] == "http.disconnect":
+            raise ClientGone("the client went away (or was cut off) before sending its body")
         if message.get("more_body"):
             chunks = [body]
             size = len(body)
             while message.get("more_body"):
                 message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone("the client went away (or was cut off) mid-body")
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self._max_body:
@@ -154,17 +165,21 @@ class RestApp:
         if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
             return await self._model_route(parts[2:], method, scope, receive)
         if path == "/v2/health/live":
+            _need(method, "GET")
             return 200, b'{"live":true}', []
         if path == "/v2/health/ready":
+            _need(method, "GET")
             self._ready_plane()
             return 200, b'{"ready":true}', []
         if path == "/metrics":
+            _need(method, "GET")
             return 200, self.metrics.render(), []
         if path == "/predict":
             _need(method, "POST")
             body, _ = await self._read_body(scope, receive)
             return 200, await self._ready_plane().predict(body), []
         if path in ("/v2", "/v2/"):
+            _need(method, "GET")
             return 200, codec.dumps(DataPlane.server_metadata()), []
         raise NotFound(f"no route for {method} {path}")
 
@@ -193,6 +208,7 @@ class RestApp:
             body, _ = await self._read_body(scope, receive)
             return 200, plane.feedback(body), []
         if action == "ready":
+            _need(method, "GET")
             return 200, codec.dumps({"name": name, "ready": True}), []
         if action == "":
             _need(method, "GET")

@@ -49,6 +49,12 @@ class ServingSettings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger ones get 413."""
 
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    """A request must arrive in full (head and body) within this many seconds, else 408."""
+
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request head (request line and headers) accepted; larger ones get 431."""
+
     max_rows: int = Field(default=4096, ge=1)
     """Most rows (first dimension) one request may carry."""
 

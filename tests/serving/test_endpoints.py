@@ -84,6 +84,17 @@ def test_unknown_model_and_version_and_route(iris_server: Server, models: Models
     assert httpx.get(iris_server.url + "/v2/models/iris/infer").status_code == 405
 
 
+@pytest.mark.parametrize(
+    "path", ["/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/iris/ready", "/metrics"]
+)
+def test_read_only_endpoints_refuse_other_methods(iris_server: Server, path: str) -> None:
+    assert httpx.get(iris_server.url + path).status_code == 200
+    for method in ("POST", "DELETE"):
+        reply = httpx.request(method, iris_server.url + path)
+        assert reply.status_code == 405, (method, path)
+        assert "GET" in reply.json()["error"]
+
+
 def test_metrics_exposition(iris_server: Server, models: Models) -> None:
     httpx.post(iris_server.url + "/v2/models/iris/infer", json=_infer_body(models.iris_x[:3]))
     text = httpx.get(iris_server.url + "/metrics").text

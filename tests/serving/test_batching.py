@@ -41,7 +41,10 @@ def test_each_caller_gets_its_own_rows(models: Models, tmp_path: Path) -> None:
                     np.testing.assert_allclose(
                         np.reshape(proba["data"], proba["shape"]),
                         models.iris_proba[start : start + size],
-                        rtol=1e-6,
+                        # ORT takes other kernel paths for other batch sizes: float32 rounding
+                        # differs (seen: 2e-6 relative); another row's answer differs far more.
+                        rtol=1e-5,
+                        atol=1e-7,
                     )
                     rows_sent += size
             return rows_sent

@@ -70,6 +70,7 @@ class DataPlane:
             drift = self.drift
             metrics.drift = drift.psi
             metrics.drift_rows = lambda: drift.rows
+            metrics.drift_window = settings.drift_window
 
     # ---- metadata -------------------------------------------------------------------------
 

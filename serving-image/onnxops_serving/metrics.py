@@ -67,7 +67,8 @@ class ServingMetrics:
         self.quality: Callable[[], dict[str, float]] = dict
         self.quality_rows: Callable[[], int] = int
         self.drift: Callable[[], dict[str, float]] = dict
-        self.drift_rows: Callable[[], int] = int
+        self.drift_rows: Callable[[], int] = int  # all rows seen; the window keeps the latest
+        self.drift_window = 0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         ProcessCollector(namespace="onnxops", registry=self.registry)
@@ -131,9 +132,15 @@ class ServingMetrics:
                 f"onnxops_online_{key}", f"Online {key} over the feedback window", value
             )
         psi = self.drift()
+        seen, window = self.drift_rows(), self.drift_window
         yield self._gauge(
-            "onnxops_drift_window_rows", "Input rows seen for drift", self.drift_rows()
+            "onnxops_drift_window_rows", "Input rows in the drift window", min(seen, window)
         )
+        seen_fam = CounterMetricFamily(
+            "onnxops_drift_rows", "Input rows seen for drift", labels=list(self.model)
+        )
+        seen_fam.add_metric(list(self.model.values()), seen)
+        yield seen_fam
         if psi:
             fam = GaugeMetricFamily(
                 "onnxops_drift_psi", "Population stability index per input feature",

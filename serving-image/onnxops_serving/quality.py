@@ -18,21 +18,38 @@ from .errors import BadRequest, NotFound
 _PSI_EPS = 1e-4
 
 
+def _rows(predictions: np.ndarray) -> int:
+    return predictions.shape[0] if predictions.ndim else 1
+
+
 class PredictionCache:
-    """The latest predictions by request id, bounded; feedback consumes an entry once."""
+    """The latest predictions by request id, at most ``size`` rows in all (not requests: at
+    4096 rows a request, 10 000 requests would hold 300 MB); oldest requests go first, the
+    newest always stays. Feedback consumes an entry once."""
 
     def __init__(self, size: int) -> None:
         self._size = size
+        self._rows = 0
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def put(self, request_id: str, predictions: np.ndarray) -> None:
+        old = self._items.pop(request_id, None)  # a reused id replaces its entry
+        if old is not None:
+            self._rows -= _rows(old)
         self._items[request_id] = predictions
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
+        self._rows += _rows(predictions)
+        while self._rows > self._size and len(self._items) > 1:
+            self._rows -= _rows(self._items.popitem(last=False)[1])
+
+    @property
+    def rows(self) -> int:
+        return self._rows
 
     def take(self, request_id: str) -> np.ndarray:
         try:
-            return self._items.pop(request_id)
+            predictions = self._items.pop(request_id)
+            self._rows -= _rows(predictions)
+            return predictions
         except KeyError:
             raise NotFound(
                 f"no stored predictions for request id {request_id!r} "

@@ -63,7 +63,8 @@ class ServingSettings(BaseSettings):
     slower ones run in a worker thread so health checks stay responsive. 0 = always a thread."""
 
     feedback_cache_size: int = Field(default=10_000, ge=1)
-    """How many recent predictions are kept, by request id, for feedback to refer to."""
+    """How many rows of recent predictions are kept, by request id, for feedback to refer to
+    (oldest requests evicted first)."""
 
     quality_window: int = Field(default=1000, ge=1)
     """Online accuracy/F1 (or MAE/RMSE) are computed over this many latest labelled rows."""

@@ -86,7 +86,22 @@ def test_drift_psi_rises_for_shifted_inputs(fresh_iris: Server, models: Models) 
     assert metric(text, "onnxops_drift_psi", feature="sepal length (cm)", **IRIS) > 1.0
     assert metric(text, "onnxops_drift_psi", feature="sepal width (cm)", **IRIS) < 0.1
     assert metric(text, "onnxops_drift_psi_max", **IRIS) > 1.0
-    assert metric(text, "onnxops_drift_window_rows", **IRIS) >= 1050
+    assert metric(text, "onnxops_drift_window_rows", **IRIS) == 1000  # the window, not all rows
+    assert metric(text, "onnxops_drift_rows_total", **IRIS) >= 1050
+
+
+def test_the_feedback_cache_is_bounded_by_rows_not_requests() -> None:
+    from onnxops_serving.quality import PredictionCache
+
+    cache = PredictionCache(100)
+    for rid in ("a", "b", "c"):
+        cache.put(rid, np.zeros(60, dtype=np.int64))
+    assert cache.rows <= 100
+    with pytest.raises(Exception, match="evicted"):
+        cache.take("a")
+    assert len(cache.take("c")) == 60 and cache.rows == 0
+    cache.put("big", np.zeros(500))  # one request over the bound is still kept
+    assert len(cache.take("big")) == 500
 
 
 def test_regression_feedback_gives_mae_and_rmse(

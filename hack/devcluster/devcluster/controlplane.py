@@ -212,6 +212,9 @@ def _start_once(
             f"--service-account-signing-key-file={sa_key}",
             "--allow-privileged=true",
             "--profiling=false",
+            # The `kubernetes` Service cannot point at a loopback address: without this the
+            # endpoint reconciler logs an error every 10 s (nothing in the cluster uses it).
+            "--endpoint-reconciler-type=none",
         )
         ca_file = pki / "ca.crt"
         run.wait(lambda: _write_ca(pki / "serving", ca_file), "the apiserver's serving cert")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
@@ -16,10 +15,9 @@ def _run(args: argparse.Namespace) -> int:
     import onnxops.handlers  # noqa: F401  (registers the handlers)
 
     cfg = config()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # kopf's formatter prefixes each line about a resource with [namespace/name]: without it
+    # "Handler 'reconcile_model' failed temporarily" does not say which of 200 resources.
+    kopf.configure(verbose=args.verbose, log_prefix=True)
     namespaces = [n for n in cfg.namespaces.split(",") if n]
     kopf.run(
         clusterwide=not namespaces,

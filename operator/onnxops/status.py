@@ -112,7 +112,7 @@ def healthy_status(
     )
     conditions = set_condition(
         conditions,
-        **_model_available(conditions, wanted, ready, done),
+        **_model_available(conditions, wanted, ready, done, stalled=stalled(deployment)),
         generation=generation,
         now=now,
     )
@@ -130,8 +130,17 @@ def healthy_status(
     }
 
 
+def stalled(deployment: dict[str, Any] | None) -> bool:
+    """The Deployment controller gave up waiting for progress (progressDeadlineSeconds)."""
+    conditions = ((deployment or {}).get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in conditions
+    )
+
+
 def _model_available(
-    conditions: list[dict[str, Any]], wanted: int, ready: int, done: bool
+    conditions: list[dict[str, Any]], wanted: int, ready: int, done: bool, *, stalled: bool
 ) -> dict[str, Any]:
     """ModelAvailable from the serving pods' readiness (they are only ready once loaded)."""
     if done and ready > 0:
@@ -147,6 +156,14 @@ def _model_available(
             **_as_args(previous),
             "type_": MODEL_AVAILABLE,
         }  # a rollout or scaling: still served
+    if stalled and ready == 0:  # say, the runtime cannot fetch or load the model
+        return {
+            "type_": MODEL_AVAILABLE,
+            "status": False,
+            "reason": "ProgressDeadlineExceeded",
+            "message": "no serving pod became ready within the Deployment's progress deadline;"
+            " see the pods' logs",
+        }
     return {
         "type_": MODEL_AVAILABLE,
         "status": "Unknown",

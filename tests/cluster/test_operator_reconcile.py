@@ -98,6 +98,9 @@ def test_children_are_owned_and_events_recorded(kube: Kube, operator: Operator) 
     reasons = [e["reason"] for e in kube.events("iris-edge")]
     assert {"PoolChosen", "Created"} <= set(reasons)
     assert "Updated" not in reasons and reasons.count("PoolChosen") == 1
+    # Each log line about a resource names it.
+    log = operator.log_path.read_text()
+    assert f"[{kube.namespace}/iris-edge] Timer 'resync_model' succeeded" in log
     pod_spec = kube.get("deployment", "iris-edge")["spec"]["template"]["spec"]  # type: ignore[index]
     container = pod_spec["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -99,6 +99,13 @@ def test_model_available_follows_the_serving_pods() -> None:
     assert _model_available(rolling) == ("True", "ModelLoaded")
     gone = status.healthy_status(served, deployment=deployment(2, 0, 2), **kwargs)
     assert _model_available(gone) == ("Unknown", "ModelLoading")
+    # The Deployment controller gave up with no pod ready: the model is not being served.
+    stuck = deployment(2, 0, 2)
+    stuck["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ]
+    failed = status.healthy_status(md(), deployment=stuck, **kwargs)
+    assert _model_available(failed) == ("False", "ProgressDeadlineExceeded")
 
 
 def test_failed_status_carries_reason_in_conditions() -> None:

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from devcluster import controlplane, processes
 from devcluster import prometheus as prom
+from devcluster.apiclient import ApiClient
 from devcluster.nodes import default_pools
 
 pytestmark = pytest.mark.cluster
@@ -249,6 +250,15 @@ def test_make_clean_stops_what_a_killed_up_had_started(tmp_path: Path) -> None:
         up.kill()
         up.wait()
         assert _ours(state_dir), "etcd and the apiserver outlive the killed `up`"
+        status = _cli(state_dir, "status")
+        assert status.returncode == 1 and "start did not finish" in status.stdout
+        partial = controlplane.load(state_dir)
+        assert partial is not None
+        # No CA file yet perhaps (`up` was killed before extracting it): skip verification.
+        orphan = ApiClient(partial.server, partial.token, None)
+        processes.wait_for(orphan.ready, timeout_s=60, what="the orphaned apiserver")
+        again = _cli(state_dir, "up")  # a ready apiserver is not a whole cluster
+        assert again.returncode == 1 and "make cluster-down" in again.stderr
         clean = subprocess.run(
             ["make", "-C", str(root), "clean"], capture_output=True, text=True, timeout=60
         )

@@ -37,7 +37,7 @@ def _cluster(state_dir: Path) -> cluster_state.Cluster:
 
 def up(args: argparse.Namespace) -> int:
     cluster = cluster_state.load(args.state_dir)
-    if cluster is not None and all(cluster.running().values()) and cluster.api().ready():
+    if cluster is not None and cluster.complete and cluster.api().ready():
         # A second `make cluster-up` is a no-op, like `minikube start`; a partly running one
         # still fails in controlplane.start and asks for `make cluster-down`.
         print(f"devcluster already running at {cluster.server} (make cluster-down to restart it)")
@@ -74,8 +74,10 @@ def status(args: argparse.Namespace) -> int:
         print(f"{record.name:24} pid {record.pid:<8} {state}")
     print(f"server {cluster.server}  kubeconfig {cluster.kubeconfig}")
     print(f"RSS {cluster.rss_bytes() / 2**20:.0f} MiB; started in {cluster.started_in_s:.1f}s")
-    ok = all(running.values()) and cluster.api().ready()
-    print("ready" if ok else "NOT ready")
+    ok = cluster.complete and cluster.api().ready()
+    print(
+        "ready" if ok else "NOT ready" + ("" if cluster.started_in_s else " (start did not finish)")
+    )
     return 0 if ok else 1
 
 

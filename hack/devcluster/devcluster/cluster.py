@@ -28,7 +28,7 @@ class Cluster:
     server: str
     token: str
     processes: list[ProcessRecord]
-    started_in_s: float = 0.0
+    started_in_s: float = 0.0  # 0 while (or if) the start has not finished
     _children: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @property
@@ -75,6 +75,11 @@ class Cluster:
             manifest = {"apiVersion": "v1", "kind": "List", "items": manifest}
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         return self.run_kubectl("apply", "-f", "-", input=text).stdout
+
+    @property
+    def complete(self) -> bool:
+        """The start finished and every recorded process still runs."""
+        return bool(self.started_in_s) and all(self.running().values())
 
     def running(self) -> dict[str, bool]:
         return {r.name: processes.is_running(r) for r in self.processes}

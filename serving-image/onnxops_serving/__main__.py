@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -27,12 +28,29 @@ log = logging.getLogger("onnxops_serving")
 class _Server(uvicorn.Server):
     """uvicorn's server, but readiness turns false the moment a stop signal arrives."""
 
-    def __init__(self, config: uvicorn.Config, app: RestApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: RestApp, shutdown_delay_s: float) -> None:
         super().__init__(config)
         self._app = app
+        self._delay = shutdown_delay_s
+        self._delayed = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.draining = True
+        if sig == signal.SIGTERM and self._delay > 0 and not self._delayed:
+            # Kubernetes goes on routing new connections to a terminating pod until every
+            # node has seen its endpoint removed; keep accepting (not ready) until then.
+            # A second SIGTERM stops at once.
+            self._delayed = True
+            timer = threading.Timer(self._delay, self._stop, (sig, frame))
+            timer.daemon = True
+            timer.start()
+            return
+        self._stop(sig, frame)
+
+    def _stop(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGTERM:
+            return  # stopping already (the delay's timer after a second SIGTERM)
+        # Sets should_exit, which uvicorn's main loop polls: safe from the timer thread.
         super().handle_exit(sig, frame)
         # uvicorn re-raises the signal after shutdown; a drained stop on SIGTERM is a
         # success, so exit 0 instead of dying by the signal.
@@ -96,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=int(settings.drain_seconds + 0.999),
         backlog=2048,
     )
-    server = _Server(config, app)
+    server = _Server(config, app, settings.shutdown_delay_s)
     server.run()
     if failure:
         print(f"onnxops-serve: error: {failure[0]}", file=sys.stderr)

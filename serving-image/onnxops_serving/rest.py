@@ -76,11 +76,16 @@ class RestApp:
                 return
 
     def _ready_plane(self) -> DataPlane:
+        # Draining only turns the readiness answers false: a request that still reaches
+        # the server (on an open connection, or during the shutdown delay) is served.
         if self.plane is None:
             raise NotReady("the model is not loaded yet")
+        return self.plane
+
+    def _check_ready(self) -> None:
+        self._ready_plane()
         if self.draining:
             raise NotReady("the server is shutting down")
-        return self.plane
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
         header_length = None
@@ -169,7 +174,7 @@ class RestApp:
             return 200, b'{"live":true}', []
         if path == "/v2/health/ready":
             _need(method, "GET")
-            self._ready_plane()
+            self._check_ready()
             return 200, b'{"ready":true}', []
         if path == "/metrics":
             _need(method, "GET")
@@ -209,6 +214,7 @@ class RestApp:
             return 200, plane.feedback(body), []
         if action == "ready":
             _need(method, "GET")
+            self._check_ready()
             return 200, codec.dumps({"name": name, "ready": True}), []
         if action == "":
             _need(method, "GET")

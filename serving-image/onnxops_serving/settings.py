@@ -78,6 +78,10 @@ class ServingSettings(BaseSettings):
     drain_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight requests may take to finish before the process exits."""
 
+    shutdown_delay_s: float = Field(default=0.0, ge=0)
+    """On SIGTERM: keep accepting new requests (readiness already false) this long before the
+    drain starts, while Kubernetes removes the pod from the Service endpoints."""
+
     fetch_retries: int = Field(default=4, ge=0)
     """Retries on transient HTTP errors (5xx, 429, connection errors) when downloading."""
 

@@ -67,3 +67,30 @@ def test_drain_is_bounded(models: Models, tmp_path: Path) -> None:
         assert future.exception(timeout=20) is not None or future.result().status_code >= 500
     finally:
         stop(server)
+
+
+def test_shutdown_delay_keeps_serving_while_not_ready(models: Models, tmp_path: Path) -> None:
+    # Kubernetes still sends new connections for a while after SIGTERM: they are served,
+    # while readiness already says no.
+    server = spawn(tmp_path, model_uri=str(models.iris), shutdown_delay_s="3")
+    body = {
+        "inputs": [
+            {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": models.iris_x[:1].tolist()}
+        ]
+    }
+    try:
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        while httpx.get(server.url + "/v2/health/ready").status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 503
+        assert httpx.get(server.url + "/v2/models/iris/ready").status_code == 503
+        assert httpx.get(server.url + "/v2/health/live").status_code == 200
+        with httpx.Client() as fresh:  # a new connection
+            resp = fresh.post(server.url + "/v2/models/iris/infer", json=body)
+        assert resp.status_code == 200
+        assert resp.json()["outputs"][0]["data"] == models.iris_labels[:1].tolist()
+        assert server.proc.wait(timeout=20) == 0
+    finally:
+        stop(server)

@@ -1,0 +1,49 @@
+"""The serving image's recipe: pins that match what the tests ran, non-root, a health check.
+
+No Docker engine is needed: this reads the Dockerfile and requirements.txt.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
+
+from serving_harness import REPO
+
+IMAGE = REPO / "serving-image"
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (IMAGE / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, pinned = line.partition("==")
+            assert pinned, f"requirements.txt: {line!r} is not pinned with =="
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = pinned
+    return pins
+
+
+def test_pins_cover_the_dependencies_and_match_the_tested_versions() -> None:
+    pins = _pins()
+    project = tomllib.loads((IMAGE / "pyproject.toml").read_text())["project"]
+    for dep in project["dependencies"]:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0]).lower()
+        assert name in pins, f"{name} (a dependency) is not pinned in requirements.txt"
+    for name, pinned in pins.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue  # not in this environment (a platform-specific wheel)
+        assert installed == pinned, f"{name}: tested with {installed}, image pins {pinned}"
+
+
+def test_dockerfile_runs_as_non_root_with_a_health_check() -> None:
+    text = (IMAGE / "Dockerfile").read_text()
+    final_stage = text.rsplit("\nFROM ", 1)[1]
+    users = re.findall(r"^USER\s+(\S+)", final_stage, re.MULTILINE)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*/v2/health/", final_stage, re.MULTILINE | re.DOTALL)
+    assert "ONNXOPS_MODEL_CACHE_DIR=" in final_stage  # downloads go to the writable volume
+    assert "pip install --no-deps -r" in text  # only the pinned set, nothing resolved at build

@@ -71,6 +71,7 @@ class DataPlane:
             metrics.drift = drift.psi
             metrics.drift_rows = lambda: drift.rows
             metrics.drift_window = settings.drift_window
+            metrics.drift_max_series = settings.drift_max_feature_series
 
     # ---- metadata -------------------------------------------------------------------------
 

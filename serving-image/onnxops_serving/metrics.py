@@ -69,6 +69,8 @@ class ServingMetrics:
         self.drift: Callable[[], dict[str, float]] = dict
         self.drift_rows: Callable[[], int] = int  # all rows seen; the window keeps the latest
         self.drift_window = 0
+        # A wide model (pixels, one-hot columns) would add a series per feature per pod.
+        self.drift_max_series = 100
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         ProcessCollector(namespace="onnxops", registry=self.registry)
@@ -141,7 +143,7 @@ class ServingMetrics:
         )
         seen_fam.add_metric(list(self.model.values()), seen)
         yield seen_fam
-        if psi:
+        if psi and len(psi) <= self.drift_max_series:
             fam = GaugeMetricFamily(
                 "onnxops_drift_psi", "Population stability index per input feature",
                 labels=[*self.model, "feature"],
@@ -149,6 +151,7 @@ class ServingMetrics:
             for feature, value in psi.items():
                 fam.add_metric([*self.model.values(), feature], value)
             yield fam
+        if psi:
             yield self._gauge(
                 "onnxops_drift_psi_max", "Largest PSI over features", max(psi.values())
             )

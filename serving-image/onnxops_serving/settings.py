@@ -75,6 +75,10 @@ class ServingSettings(BaseSettings):
     drift_min_rows: int = Field(default=100, ge=1)
     """No drift figure is exported until this many rows were seen (PSI is noisy below)."""
 
+    drift_max_feature_series: int = Field(default=100, ge=0)
+    """Models with more input features export only ``onnxops_drift_psi_max``, not one PSI
+    series per feature (bounds the metrics' cardinality)."""
+
     drain_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight requests may take to finish before the process exits."""
 

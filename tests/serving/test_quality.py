@@ -90,6 +90,17 @@ def test_drift_psi_rises_for_shifted_inputs(fresh_iris: Server, models: Models) 
     assert metric(text, "onnxops_drift_rows_total", **IRIS) >= 1050
 
 
+def test_wide_models_export_only_the_largest_psi(
+    models: Models, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = {"drift_max_feature_series": "3", "drift_min_rows": "10"}
+    with running(tmp_path_factory.mktemp("wide"), model_uri=str(models.iris), **settings) as srv:
+        httpx.post(srv.url + "/predict", json={"features": models.iris_x[:50].tolist()})
+        text = _scrape(srv)
+        assert metric(text, "onnxops_drift_psi_max", **IRIS) >= 0
+        assert maybe_metric(text, "onnxops_drift_psi", **IRIS) is None  # 4 features > 3
+
+
 def test_the_feedback_cache_is_bounded_by_rows_not_requests() -> None:
     from onnxops_serving.quality import PredictionCache
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 import tomllib
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-from serving_harness import REPO
+import httpx
+import pytest
+from serving_harness import REPO, Models, running
 
 IMAGE = REPO / "serving-image"
 
@@ -47,3 +50,19 @@ def test_dockerfile_runs_as_non_root_with_a_health_check() -> None:
     assert re.search(r"^HEALTHCHECK .*/v2/health/", final_stage, re.MULTILINE | re.DOTALL)
     assert "ONNXOPS_MODEL_CACHE_DIR=" in final_stage  # downloads go to the writable volume
     assert "pip install --no-deps -r" in text  # only the pinned set, nothing resolved at build
+
+
+def test_the_server_writes_nothing_outside_its_cache_dir(
+    models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a read-only root filesystem only the cache volume is writable. ONNX Runtime would
+    # write a telemetry id under $HOME/.cache at import unless told not to.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    with running(tmp_path, model_uri=str(models.iris)) as server:
+        body = {"features": models.iris_x[:2].tolist()}
+        assert httpx.post(server.url + "/predict", json=body).status_code == 200
+    assert list(home.rglob("*")) == []

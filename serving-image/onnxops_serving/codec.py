@@ -126,9 +126,8 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
         else:
             raise BadRequest(f"input {name!r} has no 'data'")
     params = _params(head)
-    rid = head.get("id")
     request = InferRequest(
-        id=str(rid) if rid is not None and rid != "" else None,
+        id=request_id(head.get("id")),
         inputs=inputs,
         parameters=params,
         binary_default=bool(params.get("binary_data_output")),
@@ -145,6 +144,18 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
         # Requested outputs choose their own form; the request-wide default is for the rest.
         request.binary_default = False
     return request
+
+
+def request_id(raw: Any) -> str | None:
+    """A caller's request id as text; none when absent or empty. Numbers are taken as their
+    text; objects, lists and booleans are refused rather than echoed as Python reprs."""
+    if raw is None or raw == "":
+        return None
+    if type(raw) is str:
+        return raw
+    if type(raw) not in (int, float):
+        raise BadRequest("'id' must be a string (or a number)")
+    return str(raw)
 
 
 def _bytes_payload(arr: np.ndarray) -> bytes:

@@ -190,10 +190,8 @@ class DataPlane:
             raise BadRequest("features must be numbers")
         if arr.ndim == 1:
             arr = arr.reshape(1, -1)
-        given = payload.get("id")
         rid, outputs = await self._infer(
-            {name: arr.astype(self._dtypes[name], copy=False)},
-            str(given) if given is not None and given != "" else None,
+            {name: arr.astype(self._dtypes[name], copy=False)}, codec.request_id(payload.get("id"))
         )
         result: dict[str, Any] = {
             "id": rid,
@@ -219,7 +217,10 @@ class DataPlane:
         labels = payload["labels"]
         labels = labels if isinstance(labels, list) else [labels]
         if "id" in payload:
-            predictions = self._cache.take(str(payload["id"]))
+            rid = codec.request_id(payload["id"])
+            if rid is None:
+                raise BadRequest('feedback "id" is empty')
+            predictions = self._cache.take(rid)
         elif "predictions" in payload:
             raw = payload["predictions"]
             predictions = np.array(raw if isinstance(raw, list) else [raw], dtype=object)

@@ -186,7 +186,9 @@ class DataPlane:
             arr = np.array(payload["features"])
         except (ValueError, TypeError) as exc:
             raise BadRequest(f"features are not a regular array: {exc}") from exc
-        if arr.size and arr.dtype.kind not in "iuf":
+        if not arr.size:
+            raise BadRequest("a request needs at least one row")
+        if arr.dtype.kind not in "iuf":
             raise BadRequest("features must be numbers")
         if arr.ndim == 1:
             arr = arr.reshape(1, -1)

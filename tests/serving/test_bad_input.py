@@ -63,6 +63,7 @@ CORPUS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("feedback count", "/v2/models/iris/feedback", b'{"predictions": [1, 2], "labels": [1]}', {}, 400, "labels"),
     ("feedback malformed", "/v2/models/iris/feedback", b"{", {}, 400, "malformed"),
     ("infer object id", INFER, b'{"id": {"a": 1}, ' + _tensor([1, 4], ROW)[1:], {}, 400, "'id'"),
+    ("predict no rows", "/predict", b'{"features": []}', {}, 400, "at least one row"),
     ("predict list id", "/predict", b'{"id": ["a"], "features": [[1, 2, 3, 4]]}', {}, 400, "'id'"),
     ("feedback bool id", "/v2/models/iris/feedback", b'{"id": true, "labels": [1]}', {}, 400, "'id'"),
 ]  # fmt: skip

@@ -6,6 +6,9 @@ Run with `python -m onnxops.run` or `onnxops operator` (settings: `config.py`); 
 
 from __future__ import annotations
 
+import contextlib
+import json
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -56,6 +59,37 @@ def _run(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool = False) -> N
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     _run(body, memo, retry)
+
+
+def _retry_pending(body: kopf.Body) -> bool:
+    """Whether kopf holds reconcile_model back for a retry delay (its progress annotation)."""
+    raw = body.meta.annotations.get(f"{GROUP}/reconcile_model")
+    try:
+        delayed = json.loads(raw or "{}").get("delayed")
+        return bool(delayed) and datetime.fromisoformat(delayed) > datetime.now(UTC)
+    except (ValueError, AttributeError):
+        return False
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def spec_changed_while_retrying(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """A spec change is reconciled at once, even while kopf waits to retry a failure.
+
+    kopf keeps a failing create/update handler's retry delay (up to retry_max_s) when the
+    spec changes meanwhile, and handles no newer change before that retry: a fix would wait
+    out the back-off. Each run, failed or not, records the generation in status, which ends
+    this path for that generation (no loop)."""
+    if type in (None, "DELETED") or body.meta.get("deletionTimestamp"):
+        return
+    if body.status.get("observedGeneration") == body.meta.get("generation"):
+        return
+    if not _retry_pending(body):  # kopf runs the handler itself now
+        return
+    # A new failure is in status and a Warning; kopf's own retry stays scheduled.
+    with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
+        _run(body, memo, retry=0)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=_cfg.resync_s, idle=_cfg.resync_idle_s)

@@ -118,6 +118,10 @@ def _env(md: ModelDeployment, pool: PoolProfile, plan: ModelPlan) -> list[dict[s
         "ONNXOPS_THREADS": str(spec.serving.threads or pool.threads),
         "ONNXOPS_MAX_BATCH_SIZE": str(batching.max_batch_size if batching else 1),
         "ONNXOPS_MODEL_CACHE_DIR": CACHE_DIR,
+        # After SIGTERM, Services and kube-proxy still route here for a few seconds:
+        # keep serving (not ready) for that long, then drain; 5 s + 10 s drain fit the
+        # default 30 s terminationGracePeriodSeconds.
+        "ONNXOPS_SHUTDOWN_DELAY_S": "5",
     }
     if batching:
         values["ONNXOPS_MAX_BATCH_LATENCY_MS"] = f"{batching.max_latency_ms:g}"

@@ -101,6 +101,7 @@ def test_deployment_for_the_cloud_pool() -> None:
                                 {"name": "ONNXOPS_THREADS", "value": "2"},
                                 {"name": "ONNXOPS_MAX_BATCH_SIZE", "value": "1"},
                                 {"name": "ONNXOPS_MODEL_CACHE_DIR", "value": "/var/cache/onnxops"},
+                                {"name": "ONNXOPS_SHUTDOWN_DELAY_S", "value": "5"},
                             ],
                             "resources": {
                                 "requests": {"cpu": "500m", "memory": "512Mi"},

@@ -255,6 +255,9 @@ class PodRunner:
         env.update(pod_env)
         env.update(self.extra_env)
         env.update(ONNXOPS_HOST="127.0.0.1", ONNXOPS_PORT=str(port))
+        # The shutdown delay covers kube-proxy still routing to a terminating pod; with no
+        # kube-proxy here nothing routes to it, so stopping need not wait.
+        env["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
         name = f"{meta['namespace']}.{meta['name']}"
         child, record = self._spawn(name, env)
         proc = ServingProcess(

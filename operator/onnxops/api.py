@@ -266,7 +266,7 @@ class ModelDeploymentSpec(ApiModel):
     model: ModelSource
     target: Target = Field(default_factory=Target)
     replicas: int = Field(default=1, ge=0, le=100)
-    """Replica count when autoscaling is not set."""
+    """Replicas without autoscaling (`kubectl scale mdep` sets it); ignored with autoscaling."""
     autoscaling: Autoscaling | None = None
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     serving: Serving = Field(default_factory=Serving)
@@ -324,6 +324,8 @@ class ModelDeploymentStatus(ApiModel):
     ready_replicas: int = 0
     ready: str = "0/0"
     """readyReplicas/replicas, for `kubectl get`."""
+    selector: str | None = None
+    """Label selector of the serving pods (scale subresource; `kubectl get pods -l`)."""
     conditions: list[Condition] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
     remediations: list[RemediationRecord] = Field(default_factory=list, max_length=50)

@@ -85,6 +85,11 @@ def labels(md: ModelDeployment, pool: str) -> dict[str, str]:
     }
 
 
+def pod_selector(md: ModelDeployment) -> str:
+    """The serving pods' label selector as a string (status.selector, the scale subresource)."""
+    return f"{MD_LABEL}={md.name}"
+
+
 def owner_reference(md: ModelDeployment) -> dict[str, Any]:
     """Makes the child garbage-collected with its ModelDeployment."""
     return {

@@ -183,7 +183,14 @@ def crd() -> dict[str, Any]:
                     "name": api.VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
                     "additionalPrinterColumns": [
                         *({"name": n, "type": t, "jsonPath": p} for n, t, p in columns),
                         *({"name": n, "type": t, "jsonPath": p, "priority": 1} for n, t, p in wide),

@@ -138,6 +138,9 @@ def reconcile(
     if md.spec.autoscaling is not None:  # the HPA's current choice is kept, so read it
         current = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
         replicas = (current or {}).get("spec", {}).get("replicas")
+        ignored = status.ignored_replicas(md)
+        if ignored:
+            events.append(("Warning", "ReplicasIgnored", ignored))
     to_apply, to_remove = build.desired_children(
         md, pool, image=cfg.serving_image, current_replicas=replicas
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from onnxops import build
 from onnxops.api import ModelDeployment
 
 READY = "Ready"
@@ -126,6 +127,7 @@ def healthy_status(
         "replicas": wanted,
         "readyReplicas": ready,
         "ready": f"{ready}/{wanted}",
+        "selector": build.pod_selector(md),
         "conditions": conditions,
     }
 
@@ -210,6 +212,22 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
         "model": model_label(md),
         "conditions": conditions,
     }
+
+
+def ignored_replicas(md: ModelDeployment) -> str | None:
+    """Why spec.replicas (say, from `kubectl scale mdep`) has no effect; once per generation.
+
+    With spec.autoscaling the HPA chooses the count, as it does for a Deployment it targets;
+    saying so beats a silent no-op. 1 is the schema's default, so it reads as unset."""
+    scaling = md.spec.autoscaling
+    new_generation = md.status.observed_generation != md.metadata.get("generation")
+    if scaling is None or md.spec.replicas == 1 or not new_generation:
+        return None
+    return (
+        f"spec.replicas={md.spec.replicas} is ignored while spec.autoscaling is set: the "
+        f"HorizontalPodAutoscaler keeps {scaling.min_replicas}..{scaling.max_replicas} "
+        "replicas; change spec.autoscaling instead"
+    )
 
 
 PLACEMENT_REASONS = {"UnknownPool", "AboveCeiling", "NoCapacity"}

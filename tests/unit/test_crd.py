@@ -58,7 +58,17 @@ def test_names_scope_and_subresources() -> None:
     assert spec["names"]["kind"] == "ModelDeployment"
     version = _version()
     assert version["name"] == "v1alpha1" and version["storage"] is True
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"]["status"] == {}
+    # `kubectl scale mdep` and `kubectl get --subresource=scale` use these paths.
+    scale = version["subresources"]["scale"]
+    assert scale == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    status_props = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status_props["replicas"]["type"] == "integer"
+    assert status_props["selector"]["type"] == "string"
 
 
 def test_printer_columns() -> None:

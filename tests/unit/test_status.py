@@ -64,6 +64,7 @@ def test_healthy_status_ready_and_progressing() -> None:
     ready = status.healthy_status(md(), deployment=deployment(2, 2, 2), **kwargs)
     assert ready["phase"] == "Ready" and ready["ready"] == "2/2"
     assert ready["observedGeneration"] == 4 and ready["model"] == "iris:3"
+    assert ready["selector"] == "onnxops.io/model-deployment=iris"  # matches the pods' labels
     assert {c["type"]: c["status"] for c in ready["conditions"]} == {
         "Placed": "True",
         "Ready": "True",
@@ -125,3 +126,25 @@ def test_failed_status_carries_reason_in_conditions() -> None:
     }
     assert status.differs(got, {"phase": "Failed"}) is False
     assert status.differs(got, {"phase": "Ready"}) is True
+
+
+def test_replicas_beside_autoscaling_are_reported_once_per_generation() -> None:
+    def scaled(replicas: int, observed: int | None) -> ModelDeployment:
+        return ModelDeployment.model_validate(
+            {
+                "metadata": {"name": "iris", "namespace": "ml", "generation": 4},
+                "spec": {
+                    "model": {"uri": "https://h/m.onnx"},
+                    "replicas": replicas,
+                    "autoscaling": {"minReplicas": 2, "maxReplicas": 6},
+                },
+                "status": {"observedGeneration": observed},
+            }
+        )
+
+    message = status.ignored_replicas(scaled(5, observed=3))
+    assert message is not None
+    assert "spec.replicas=5 is ignored" in message and "2..6" in message
+    assert status.ignored_replicas(scaled(5, observed=4)) is None  # said for generation 4
+    assert status.ignored_replicas(scaled(1, observed=3)) is None  # the default: unset
+    assert status.ignored_replicas(md()) is None  # no autoscaling: replicas count

@@ -3,10 +3,13 @@ and the operator's RBAC allows what it does and little else."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from operator_kit import ROOT
 
 pytestmark = pytest.mark.cluster
@@ -30,11 +33,35 @@ def test_kustomize_base_passes_server_side_dry_run(system_namespace: Any) -> Non
         "namespace/onnxops-system",
         "serviceaccount/onnxops-operator",
         "clusterrole.rbac.authorization.k8s.io/onnxops-operator",
-        "configmap/onnxops-pools",
+        "configmap/onnxops-pools-",  # the generator's content-hash suffix follows
         "deployment.apps/onnxops-operator",
         "clusterkopfpeering.kopf.dev/onnxops",
     ):
         assert expected in out, out
+
+
+def _pools_configmap_names(crds: Any, base: Path) -> tuple[str, str]:
+    """(the generated ConfigMap's name, the one the operator Deployment mounts)."""
+    docs = list(yaml.safe_load_all(crds.run_kubectl("kustomize", str(base)).stdout))
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    mounted = next(v["configMap"]["name"] for v in volumes if v["name"] == "pools")
+    return configmap["metadata"]["name"], mounted
+
+
+def test_a_pools_change_rolls_the_operator(crds: Any, tmp_path: Path) -> None:
+    """The pools ConfigMap's name carries a hash of its content, and the operator's pod
+    template mounts it by that name: editing pools.yaml yields a new pod template, so the
+    operator restarts and reads the new profiles (it reads them once, at start)."""
+    base = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests", base)
+    name, mounted = _pools_configmap_names(crds, base)
+    assert name.startswith("onnxops-pools-") and mounted == name
+    pools = base / "pools.yaml"
+    pools.write_text(pools.read_text().replace('ceilings: {cpu: "8"', 'ceilings: {cpu: "16"'))
+    new_name, new_mounted = _pools_configmap_names(crds, base)
+    assert new_name != name and new_mounted == new_name
 
 
 def test_samples_pass_server_side_dry_run(crds: Any) -> None:

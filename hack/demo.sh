@@ -44,12 +44,16 @@ fi
 
 step "3/7 Prometheus and the pod runner (runs onnxops-serving for every Running serving pod)"
 rm -rf "$ROOT/.devcluster/prometheus"
+# Truncated here, not by the background job's redirection, which may come after the first
+# grep: a previous run's "prometheus at" line would be read, then vanish.
+: >"$OUT/prometheus.log"
 "${DEVCLUSTER[@]}" prometheus >"$OUT/prometheus.log" 2>&1 &
 pids+=($!)
 "${DEVCLUSTER[@]}" podrunner --namespace "$NS" >"$OUT/podrunner.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q "prometheus at" "$OUT/prometheus.log" && break; sleep 0.2; done
 PROM=$(sed -n 's/^prometheus at \([^;]*\);.*/\1/p' "$OUT/prometheus.log")
+[ -n "$PROM" ] || { echo "Prometheus did not start; see $OUT/prometheus.log" >&2; exit 1; }
 echo "prometheus: $PROM"
 
 step "4/7 CRDs and the operator"

@@ -5,14 +5,17 @@
 #   the operator -> a cloud and an edge ModelDeployment of those bundles ->
 #   real inference through the pods' serving processes -> metrics back from Prometheus.
 # Everything it starts is stopped on exit; KEEP=1 keeps the cluster up to explore.
+# DEMO_DIR (default .demo) and DEVCLUSTER_STATE (default .devcluster) move its files, so a
+# test can run it beside a cluster of its own.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=$ROOT/.demo
+OUT=${DEMO_DIR:-$ROOT/.demo}
+STATE=${DEVCLUSTER_STATE:-$ROOT/.devcluster}
 PY=$ROOT/.venv/bin/python
-DEVCLUSTER=(env PYTHONPATH="$ROOT/hack/devcluster" "$PY" -m devcluster)
+DEVCLUSTER=(env PYTHONPATH="$ROOT/hack/devcluster" "$PY" -m devcluster --state-dir "$STATE")
 KUBECTL="$(bash "$ROOT/hack/devcluster/build.sh" | tail -1)/kubectl"
-export KUBECONFIG=$ROOT/.devcluster/kubeconfig
+export KUBECONFIG=$STATE/kubeconfig
 NS=onnxops-demo
 mkdir -p "$OUT"
 
@@ -27,7 +30,7 @@ cleanup() {
     wait "${pids[i]}" 2>/dev/null || true
   done
   if [[ $started_cluster == 1 && ${KEEP:-0} != 1 ]]; then "${DEVCLUSTER[@]}" down >/dev/null || true; fi
-  if ((rc != 0)); then echo "demo failed (exit $rc); logs in $OUT/ and .devcluster/logs/" >&2; fi
+  if ((rc != 0)); then echo "demo failed (exit $rc); logs in $OUT/ and $STATE/logs/" >&2; fi
 }
 trap cleanup EXIT
 
@@ -43,13 +46,13 @@ fi
 "$KUBECTL" get nodes -L onnxops.io/pool
 
 step "3/7 Prometheus and the pod runner (runs onnxops-serving for every Running serving pod)"
-rm -rf "$ROOT/.devcluster/prometheus"
+rm -rf "$STATE/prometheus"
 # Truncated here, not by the background job's redirection, which may come after the first
 # grep: a previous run's "prometheus at" line would be read, then vanish.
 : >"$OUT/prometheus.log"
-"${DEVCLUSTER[@]}" prometheus >"$OUT/prometheus.log" 2>&1 &
+"${DEVCLUSTER[@]}" prometheus --work-dir "$STATE/prometheus" >"$OUT/prometheus.log" 2>&1 &
 pids+=($!)
-"${DEVCLUSTER[@]}" podrunner --namespace "$NS" >"$OUT/podrunner.log" 2>&1 &
+"${DEVCLUSTER[@]}" podrunner --targets-dir "$STATE/prometheus/targets" --namespace "$NS" >"$OUT/podrunner.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q "prometheus at" "$OUT/prometheus.log" && break; sleep 0.2; done
 PROM=$(sed -n 's/^prometheus at \([^;]*\);.*/\1/p' "$OUT/prometheus.log")
@@ -113,7 +116,7 @@ PY
   --sort-by=.metadata.creationTimestamp -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
 
 step "6/7 inference through the pods' serving processes, metrics back from Prometheus"
-"$PY" - "$ROOT/.devcluster/prometheus/targets" "$PROM" "$OUT/bundles" <<'PY'
+"$PY" - "$STATE/prometheus/targets" "$PROM" "$OUT/bundles" <<'PY'
 import json
 import sys
 import time
@@ -165,7 +168,7 @@ if not result:
 PY
 
 step "7/7 a bad spec is refused by the apiserver, before the operator sees it"
-cat <<'YAML' | "$KUBECTL" -n "$NS" apply -f - 2>&1 || true
+if "$KUBECTL" -n "$NS" apply -f - 2>&1 <<'YAML'
 apiVersion: onnxops.io/v1alpha1
 kind: ModelDeployment
 metadata: {name: broken}
@@ -173,6 +176,10 @@ spec:
   model: {uri: "s3://bucket/model.onnx"}
   autoscaling: {minReplicas: 5, maxReplicas: 2}
 YAML
+then
+  echo "the bad spec was accepted: the CRD's validation is missing" >&2
+  exit 1
+fi
 
 "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null
 printf '\ndemo done. Logs: %s/{operator,podrunner,prometheus}.log. KEEP=1 make demo keeps the cluster.\n' "$OUT"

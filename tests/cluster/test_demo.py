@@ -1,0 +1,68 @@
+"""`make demo`'s script, end to end, in a state directory of its own.
+
+The demo is one of the project's two commands; this keeps it working. It starts its own
+local cluster (beside the session's, on other free ports), Prometheus, the pod runner and
+the operator, and must stop all of them, failing or not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _running_under(path: Path) -> list[str]:
+    """Command lines of live processes that mention `path` (what the demo left behind)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(path) in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline[:160]}")
+    return found
+
+
+def test_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -> None:
+    out, state = tmp_path / "demo", tmp_path / "state"
+    out.mkdir()
+    # A previous run's log. The demo must read the address of the Prometheus it starts now;
+    # it once raced to read this stale line instead (seen on a second `make demo`).
+    (out / "prometheus.log").write_text("prometheus at http://127.0.0.1:1; targets in /gone\n")
+    env = {**os.environ, "DEMO_DIR": str(out), "DEVCLUSTER_STATE": str(state)}
+    env.pop("KEEP", None)
+    result = subprocess.run(
+        ["bash", str(ROOT / "hack" / "demo.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    # The pipeline's gates, parity and optimize report ran.
+    assert re.search(r"^parity on \d+ rows: labels agree 100\.00%.*: passed$", log, re.M)
+    assert re.search(r"^int8\s+kept\s", log, re.M), log[:4000]
+    # Both models became Ready on their pools.
+    assert re.search(r"^iris\s+cloud\s+Ready\s+2/2", log, re.M), log[-4000:]
+    assert re.search(r"^breast-cancer\s+edge\s+Ready\s+1/1", log, re.M), log[-4000:]
+    # Every serving process answered /predict, and Prometheus counted each one's requests.
+    counts = re.findall(r"^  onnxops-demo/(\S+): (\d+)$", log, re.M)
+    assert len(counts) == 3 and all(int(n) >= 1 for _, n in counts), log[-2000:]
+    # The bad spec was refused by the apiserver with readable reasons.
+    assert 'The ModelDeployment "broken" is invalid' in log
+    assert "minReplicas must be <= maxReplicas" in log
+    assert _running_under(state) == []
+    assert _running_under(out) == []

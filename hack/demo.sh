@@ -10,8 +10,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${DEMO_DIR:-$ROOT/.demo}
-STATE=${DEVCLUSTER_STATE:-$ROOT/.devcluster}
+OUT=$(realpath -m "${DEMO_DIR:-$ROOT/.demo}")  # absolute: it ends up in file:// model URIs
+STATE=$(realpath -m "${DEVCLUSTER_STATE:-$ROOT/.devcluster}")
 PY=$ROOT/.venv/bin/python
 DEVCLUSTER=(env PYTHONPATH="$ROOT/hack/devcluster" "$PY" -m devcluster --state-dir "$STATE")
 KUBECTL="$(bash "$ROOT/hack/devcluster/build.sh" | tail -1)/kubectl"

@@ -123,9 +123,11 @@ def resync_model(body: kopf.Body, memo: kopf.Memo, status: kopf.Status, **_: Any
     ) == body.meta.get("generation")
     if failed_now:  # the create/update handler's own retries own a failed generation
         return
-    # Resume and update handlers apply spec changes; what a resync finds to change was
-    # changed behind our back (it may beat the watch event of a deleted child to it).
-    _run(body, memo, retry=0, drift=True)
+    # Resume and update handlers apply spec changes; what a resync finds to change in a
+    # generation already reconciled was changed behind our back (the resync may beat a
+    # deleted child's watch event to it). A newer generation is the user's change.
+    settled = status.get("observedGeneration") == body.meta.get("generation")
+    _run(body, memo, retry=0, drift=settled)
 
 
 def _owner(child: kopf.Body) -> kopf.Body | None:

@@ -210,6 +210,7 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
         "phase": "Failed",
         "observedGeneration": generation,
         "model": model_label(md),
+        "selector": build.pod_selector(md),  # the scale subresource needs it in every phase
         "conditions": conditions,
     }
 

@@ -112,6 +112,7 @@ def test_model_available_follows_the_serving_pods() -> None:
 def test_failed_status_carries_reason_in_conditions() -> None:
     failure = status.Failure("UnknownPool", "pool 'gpu' is not configured", permanent=True)
     got = status.failed_status(md(), failure, now="t")
+    assert got["selector"] == "onnxops.io/model-deployment=iris"
     assert got["phase"] == "Failed" and got["observedGeneration"] == 4
     assert {(c["type"], c["status"], c["reason"]) for c in got["conditions"]} == {
         ("Ready", "False", "UnknownPool"),

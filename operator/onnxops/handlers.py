@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -24,16 +23,6 @@ _cfg = config()
 _MANAGED = {"app.kubernetes.io/managed-by": build.MANAGED_BY}
 # generation of each Deployment as the operator last left it; a higher one is someone else's edit
 _applied_generation: dict[tuple[str, str], int] = {}
-# Handlers of different objects run in parallel threads. One ModelDeployment's reconcile and
-# the status refresh of its Deployment's event take the same lock, so the refresh reads the
-# status the reconcile wrote: without it, a Deployment that turned ready while a reconcile
-# was still writing status could leave phase Progressing until the next resync.
-# Striped, so the table does not grow with every resource ever seen.
-_locks = tuple(threading.RLock() for _ in range(64))
-
-
-def _lock(namespace: str, name: str) -> threading.RLock:
-    return _locks[hash((namespace, name)) % len(_locks)]
 
 
 def _post(body: Any, events: list[reconcile.Event]) -> None:
@@ -46,11 +35,6 @@ def _backoff(retry: int) -> float:
 
 
 def _run(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool = False) -> None:
-    with _lock(body.meta.namespace or "", body.meta.name or ""):
-        _run_locked(body, memo, retry, drift)
-
-
-def _run_locked(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool) -> None:
     try:
         outcome = reconcile.reconcile(body, memo.pools, _cfg, drift=drift)
     except reconcile.Judged as judged:
@@ -148,13 +132,7 @@ def deployment_changed(
     """Status follows the Deployment's readiness; deletions and foreign edits are undone."""
     if type is None:  # the initial listing; resume handlers cover it
         return
-    name = (body.meta.labels or {}).get(build.MD_LABEL, "")
-    with _lock(body.meta.namespace or "", name):
-        _deployment_changed(type, body, memo, logger)
-
-
-def _deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> None:
-    owner = _owner(body)  # read under the lock: the status the last reconcile wrote
+    owner = _owner(body)
     if owner is None:
         if type == "DELETED":  # cascaded with its owner: nothing to restore, nothing to recall
             k8s.forget("Deployment", body.meta.namespace or "", body.meta.name or "")

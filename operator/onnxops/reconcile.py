@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onnxops import build, k8s, status
-from onnxops.api import ModelDeployment
+from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.config import OperatorConfig
 from onnxops.pools import (
     PlacementError,
@@ -168,7 +168,37 @@ def reconcile(
     )
     if status.differs(md.status.wire(), new):
         k8s.patch_status(md.namespace, md.name, new)
+    if deployment is not None and new["phase"] != "Ready":
+        new, deployment = _catch_up(md, new, deployment)
     return Outcome(new, events, deployment)
+
+
+def _catch_up(
+    md: ModelDeployment, written: dict[str, Any], applied: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Status again from a fresh read of the Deployment, if it moved on meanwhile.
+
+    The Deployment's watch events refresh status, but a handler that read this resource
+    before the status above was written found no pool yet (or an older generation) and left
+    it alone: a rollout that finished in between would show Progressing until the next
+    resync. Reading the Deployment after writing closes that gap, without a lock."""
+    latest = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
+    if latest is None or status.rollout(latest) == status.rollout(applied):
+        return written, applied
+    now_md = md.model_copy(update={"status": ModelDeploymentStatus.model_validate(written)})
+    placed = next((c["message"] for c in written["conditions"] if c["type"] == status.PLACED), "")
+    fresh = status.healthy_status(
+        now_md,
+        pool=written["pool"],
+        variant=written["variant"],
+        endpoint=written["endpoint"],
+        deployment=latest,
+        placement=placed,
+        now=status.now_iso(),
+    )
+    if status.differs(written, fresh):
+        k8s.patch_status(md.namespace, md.name, fresh)
+    return fresh, latest
 
 
 def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -102,15 +102,12 @@ def resync_model(body: kopf.Body, memo: kopf.Memo, status: kopf.Status, **_: Any
     runs, `kubectl delete mdep NAME` therefore waits; remove the finalizer to let it go:
     `kubectl patch mdep NAME --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'`.
     """
-    failed_now = status.get("phase") == "Failed" and status.get(
-        "observedGeneration"
-    ) == body.meta.get("generation")
-    if failed_now:  # the create/update handler's own retries own a failed generation
-        return
+    settled = status.get("observedGeneration") == body.meta.get("generation")
+    if settled and status.get("phase") == "Failed":
+        return  # the create/update handler's own retries own a failed generation
     # Resume and update handlers apply spec changes; what a resync finds to change in a
     # generation already reconciled was changed behind our back (the resync may beat a
     # deleted child's watch event to it). A newer generation is the user's change.
-    settled = status.get("observedGeneration") == body.meta.get("generation")
     _run(body, memo, retry=0, drift=settled)
 
 

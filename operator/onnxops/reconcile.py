@@ -84,8 +84,7 @@ def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> tuple[PoolP
     """The pool for this model, judged from the cluster's current supply."""
     settled = _settled_pool(md, pools)
     if settled is not None:
-        placed = next((c.message for c in md.status.conditions if c.type == status.PLACED), "")
-        return settled, placed or f"pool {settled.name}"
+        return settled, status.placement_note(md.status) or f"pool {settled.name}"
     nodes, pods = k8s.nodes_and_pods()
     others = [
         p
@@ -186,19 +185,7 @@ def _catch_up(
     if latest is None or status.rollout(latest) == status.rollout(applied):
         return written, applied
     now_md = md.model_copy(update={"status": ModelDeploymentStatus.model_validate(written)})
-    placed = next((c["message"] for c in written["conditions"] if c["type"] == status.PLACED), "")
-    fresh = status.healthy_status(
-        now_md,
-        pool=written["pool"],
-        variant=written["variant"],
-        endpoint=written["endpoint"],
-        deployment=latest,
-        placement=placed,
-        now=status.now_iso(),
-    )
-    if status.differs(written, fresh):
-        k8s.patch_status(md.namespace, md.name, fresh)
-    return fresh, latest
+    return _refresh(now_md, latest) or written, latest
 
 
 def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -206,20 +193,22 @@ def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> di
 
     A Failed judgement of the current generation stands until the spec changes.
     """
-    md = ModelDeployment.model_validate(dict(md_body))
+    return _refresh(ModelDeployment.model_validate(dict(md_body)), deployment)
+
+
+def _refresh(md: ModelDeployment, deployment: dict[str, Any] | None) -> dict[str, Any] | None:
     st = md.status
     if st.pool is None or (
         st.phase == "Failed" and st.observed_generation == md.metadata.get("generation")
     ):
         return None
-    placed = next((c.message for c in st.conditions if c.type == status.PLACED), "")
     new = status.healthy_status(
         md,
         pool=st.pool,
         variant=st.variant or "default",
         endpoint=st.endpoint or "",
         deployment=deployment,
-        placement=placed,
+        placement=status.placement_note(st),
         now=status.now_iso(),
     )
     # The Deployment event tells us about readiness, not about a new spec generation.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from onnxops import build
-from onnxops.api import ModelDeployment
+from onnxops.api import ModelDeployment, ModelDeploymentStatus
 
 READY = "Ready"
 PLACED = "Placed"
@@ -57,6 +57,11 @@ def set_condition(
         "observedGeneration": generation,
     }
     return [c for c in conditions if c.get("type") != type_] + [new]
+
+
+def placement_note(st: ModelDeploymentStatus) -> str:
+    """The message of the Placed condition: why the model runs on its pool."""
+    return next((c.message for c in st.conditions if c.type == PLACED), "")
 
 
 def model_label(md: ModelDeployment) -> str:
@@ -186,20 +191,15 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
     """Status when the operator judged the spec unworkable (for now or for good)."""
     generation = md.metadata.get("generation")
     conditions = [c.wire() for c in md.status.conditions]
-    for type_ in (READY, PLACED) if failure.reason in PLACEMENT_REASONS else (READY,):
+    failed = [READY]
+    if failure.reason in PLACEMENT_REASONS:
+        failed.append(PLACED)
+    if failure.reason in MODEL_REASONS:
+        failed.append(MODEL_AVAILABLE)
+    for type_ in failed:
         conditions = set_condition(
             conditions,
             type_=type_,
-            status=False,
-            reason=failure.reason,
-            message=failure.message,
-            generation=generation,
-            now=now,
-        )
-    if failure.reason in MODEL_REASONS:
-        conditions = set_condition(
-            conditions,
-            type_=MODEL_AVAILABLE,
             status=False,
             reason=failure.reason,
             message=failure.message,

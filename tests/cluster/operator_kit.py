@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Short kopf timings so a module finishes in seconds; the defaults are sized for production.
@@ -27,6 +29,16 @@ FAST_OPERATOR_ENV = {
     "ONNXOPS_RETRY_MAX_S": "8",
     "ONNXOPS_WATCH_TIMEOUT_S": "60",
 }
+
+
+def processes_naming(path: Path) -> list[psutil.Process]:
+    """Live processes whose command line names `path` (what a test started under it)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(path) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:

@@ -15,33 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+from operator_kit import ROOT, processes_naming
 
 pytestmark = pytest.mark.cluster
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _running_under(path: Path) -> list[str]:
-    """Command lines of live processes that mention `path` (what the demo left behind)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if str(path) in cmdline and state != "Z":
-            found.append(f"{proc.name}: {cmdline[:160]}")
-    return found
-
-
-def _settled_empty(path: Path) -> list[str]:
+def _settled_empty(path: Path) -> list[psutil.Process]:
     """What still runs under `path` after a short grace for processes that are exiting."""
     deadline = time.monotonic() + 5
-    while (left := _running_under(path)) and time.monotonic() < deadline:
+    while (left := processes_naming(path)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 

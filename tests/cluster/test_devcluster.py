@@ -9,15 +9,17 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from devcluster import controlplane, processes
 from devcluster import prometheus as prom
 from devcluster.apiclient import ApiClient
 from devcluster.nodes import default_pools
+from operator_kit import processes_naming
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
@@ -214,16 +216,6 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     assert _cli(tmp_path, "status").returncode == 1
 
 
-def _ours(state_dir: Path) -> list[psutil.Process]:
-    """Live processes whose command line names ``state_dir`` (only this test's cluster does)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(state_dir) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(proc)
-    return found
-
-
 def test_make_clean_stops_what_a_killed_up_had_started(tmp_path: Path) -> None:
     """``up`` killed mid-start (SIGKILL, a CI timeout), then ``make clean``: its ``cluster-down``
     must find and stop what ``up`` had started before the state folder is removed."""
@@ -249,7 +241,7 @@ def test_make_clean_stops_what_a_killed_up_had_started(tmp_path: Path) -> None:
         )
         up.kill()
         up.wait()
-        assert _ours(state_dir), "etcd and the apiserver outlive the killed `up`"
+        assert processes_naming(state_dir), "etcd and the apiserver outlive the killed `up`"
         status = _cli(state_dir, "status")
         assert status.returncode == 1 and "start did not finish" in status.stdout
         partial = controlplane.load(state_dir)
@@ -265,24 +257,32 @@ def test_make_clean_stops_what_a_killed_up_had_started(tmp_path: Path) -> None:
         assert clean.returncode == 0, clean.stderr
         assert "devcluster stopped" in clean.stdout
         assert not state_dir.exists()
-        assert not _ours(state_dir)
+        assert not processes_naming(state_dir)
     finally:
         up.kill()
-        for proc in _ours(state_dir):  # only if the assertions above failed
+        for proc in processes_naming(state_dir):  # only if the assertions above failed
             proc.kill()
+
+
+@contextmanager
+def _port_taken_after(monkeypatch: pytest.MonkeyPatch, honest_probes: int) -> Iterator[int]:
+    """A port bound by someone else, which `free_port` hands out after `honest_probes` free
+    ones (and answers honestly again afterwards): the race between probing and binding."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        probes = iter([*(processes.free_port() for _ in range(honest_probes)), busy])
+        real_free_port = processes.free_port
+        monkeypatch.setattr(processes, "free_port", lambda: next(probes, None) or real_free_port())
+        yield busy
 
 
 def test_start_retries_when_a_probed_port_is_taken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A port that was free when probed but bound by someone else before the apiserver binds it."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        busy = taken.getsockname()[1]
-        probes = iter([processes.free_port(), processes.free_port(), busy])
-        real_free_port = processes.free_port
-        monkeypatch.setattr(processes, "free_port", lambda: next(probes, None) or real_free_port())
+    with _port_taken_after(monkeypatch, honest_probes=2) as busy:
         cluster = controlplane.start(
             tmp_path, pools=default_pools(1, 0), tie_to_parent=True, timeout_s=60
         )
@@ -294,19 +294,13 @@ def test_start_retries_when_a_probed_port_is_taken(
             )
         finally:
             cluster.stop()
-    assert not _ours(tmp_path)
+    assert not processes_naming(tmp_path)
 
 
 def test_prometheus_start_retries_when_its_probed_port_is_taken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        busy = taken.getsockname()[1]
-        probes = iter([busy])
-        real_free_port = processes.free_port
-        monkeypatch.setattr(processes, "free_port", lambda: next(probes, None) or real_free_port())
+    with _port_taken_after(monkeypatch, honest_probes=0) as busy:
         server = prom.start(tmp_path, tie_to_parent=True)
         try:
             assert not server.url.endswith(f":{busy}")

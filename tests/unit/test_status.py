@@ -31,6 +31,16 @@ def deployment(wanted: int, ready: int, updated: int, observed: int = 2) -> dict
     }
 
 
+# healthy_status's arguments besides the model and its Deployment.
+PLACED_ON_EDGE: dict[str, Any] = {
+    "pool": "edge",
+    "variant": "int8",
+    "endpoint": "http://e",
+    "placement": "p",
+    "now": "t",
+}
+
+
 def test_rollout() -> None:
     assert status.rollout(None) == (0, 0, False)
     assert status.rollout(deployment(2, 2, 2)) == (2, 2, True)
@@ -54,14 +64,7 @@ def test_set_condition_moves_transition_time_only_on_flip() -> None:
 
 
 def test_healthy_status_ready_and_progressing() -> None:
-    kwargs: dict[str, Any] = {
-        "pool": "edge",
-        "variant": "int8",
-        "endpoint": "http://e",
-        "placement": "p",
-        "now": "t",
-    }
-    ready = status.healthy_status(md(), deployment=deployment(2, 2, 2), **kwargs)
+    ready = status.healthy_status(md(), deployment=deployment(2, 2, 2), **PLACED_ON_EDGE)
     assert ready["phase"] == "Ready" and ready["ready"] == "2/2"
     assert ready["observedGeneration"] == 4 and ready["model"] == "iris:3"
     assert ready["selector"] == "onnxops.io/model-deployment=iris"  # matches the pods' labels
@@ -70,7 +73,7 @@ def test_healthy_status_ready_and_progressing() -> None:
         "Ready": "True",
         "ModelAvailable": "True",
     }
-    rolling = status.healthy_status(md(), deployment=deployment(2, 1, 2), **kwargs)
+    rolling = status.healthy_status(md(), deployment=deployment(2, 1, 2), **PLACED_ON_EDGE)
     assert rolling["phase"] == "Progressing" and rolling["readyReplicas"] == 1
 
 
@@ -80,32 +83,25 @@ def _model_available(st: dict[str, Any]) -> tuple[str, str]:
 
 
 def test_model_available_follows_the_serving_pods() -> None:
-    kwargs: dict[str, Any] = {
-        "pool": "cloud",
-        "variant": "default",
-        "endpoint": "http://e",
-        "placement": "p",
-        "now": "t",
-    }
     # No pod has loaded the model yet: not known, neither available nor failed.
-    loading = status.healthy_status(md(), deployment=deployment(2, 0, 2), **kwargs)
+    loading = status.healthy_status(md(), deployment=deployment(2, 0, 2), **PLACED_ON_EDGE)
     assert _model_available(loading) == ("Unknown", "ModelLoading")
-    half = status.healthy_status(md(), deployment=deployment(2, 1, 2), **kwargs)
+    half = status.healthy_status(md(), deployment=deployment(2, 1, 2), **PLACED_ON_EDGE)
     assert _model_available(half) == ("Unknown", "ModelLoading")
-    loaded = status.healthy_status(md(), deployment=deployment(2, 2, 2), **kwargs)
+    loaded = status.healthy_status(md(), deployment=deployment(2, 2, 2), **PLACED_ON_EDGE)
     assert _model_available(loaded) == ("True", "ModelLoaded")
     # A later rollout (scaling, a new model) with pods still serving keeps it available.
     served = md(loaded["conditions"])
-    rolling = status.healthy_status(served, deployment=deployment(3, 2, 3), **kwargs)
+    rolling = status.healthy_status(served, deployment=deployment(3, 2, 3), **PLACED_ON_EDGE)
     assert _model_available(rolling) == ("True", "ModelLoaded")
-    gone = status.healthy_status(served, deployment=deployment(2, 0, 2), **kwargs)
+    gone = status.healthy_status(served, deployment=deployment(2, 0, 2), **PLACED_ON_EDGE)
     assert _model_available(gone) == ("Unknown", "ModelLoading")
     # The Deployment controller gave up with no pod ready: the model is not being served.
     stuck = deployment(2, 0, 2)
     stuck["status"]["conditions"] = [
         {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
     ]
-    failed = status.healthy_status(md(), deployment=stuck, **kwargs)
+    failed = status.healthy_status(md(), deployment=stuck, **PLACED_ON_EDGE)
     assert _model_available(failed) == ("False", "ProgressDeadlineExceeded")
 
 

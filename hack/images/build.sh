@@ -4,7 +4,7 @@
 # else the Debian base from hack/images/base.sh. Layers are cached by the engine, so a rebuild
 # after a code change redoes only the last steps.
 #   ENGINE=docker|podman   force an engine        IMAGE_BASE=IMAGE   force a base
-#   IMAGE_TAG (0.1.0)      IMAGE_REPO (ghcr.io/onnxops)
+#   IMAGE_TAG (0.1.0)      IMAGE_REPO (ghcr.io/onnxops)   BUILD_FLAGS: more build options
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -51,6 +51,8 @@ fi
 # pip in the build trusts what pip here trusts (a proxy's CA): see the Dockerfiles.
 ca_bundle="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
 [[ ! -s $ca_bundle ]] || build_args+=(--secret "id=ca-bundle,src=$ca_bundle")
+# shellcheck disable=SC2206 # BUILD_FLAGS is a word list on purpose (e.g. "--no-cache --pull")
+build_args+=(${BUILD_FLAGS:-})
 
 repo="${IMAGE_REPO:-ghcr.io/onnxops}"
 tag="${IMAGE_TAG:-0.1.0}"

@@ -100,6 +100,9 @@ def test_serving_image_runs_as_its_deployment_runs_it(
         image_models.iris_proba[::10],
         rtol=1e-5,
     )
+    if engine.name == "podman":
+        # The image's HEALTHCHECK (for plain `docker run`; the kubelet ignores it), run once.
+        assert engine("healthcheck", "run", name, check=False).returncode == 0
     metrics = httpx.get(url + "/metrics", timeout=5).text
     assert metric(metrics, "onnxops_requests_total", endpoint="infer", code="200") == 1
 

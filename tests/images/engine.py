@@ -77,8 +77,8 @@ def detect() -> Engine:
     """Docker if its engine answers, else podman if it is installed and answers."""
     reasons = []
     if shutil.which("docker"):
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-        if probe.returncode == 0:
+        docker = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+        if docker.returncode == 0:
             return Engine("docker", ("docker",))
         reasons.append("docker is installed but no Docker engine answers")
     else:

@@ -55,13 +55,15 @@ crds: install
 demo: install system-deps cluster-build
 	@bash hack/demo.sh
 
-# Container images; needs a Docker engine (not needed for test or demo).
+# Container images: with Docker where an engine runs, else with podman (from system-deps); on a
+# Debian base made from Debian packages when Docker Hub is unreachable (hack/images/).
+# ENGINE=docker|podman and IMAGE_BASE=IMAGE override the choices.
 IMAGE_TAG ?= 0.1.0
-images:
-	docker build -t ghcr.io/onnxops/onnxops-serving:$(IMAGE_TAG) serving-image
-	docker build -t ghcr.io/onnxops/onnxops-operator:$(IMAGE_TAG) -f operator/Dockerfile .
+images: system-deps
+	@IMAGE_TAG=$(IMAGE_TAG) bash hack/images/build.sh
 
-# End-to-end on kind with real containers; skips cleanly without kind + Docker.
+# End-to-end on kind (Docker or kind's podman provider); skips naming what is missing
+# (tests/e2e/KIND.md: what blocks it on the development machine).
 e2e-kind: install
 	$(BIN)/python -m pytest tests/e2e -m e2e
 

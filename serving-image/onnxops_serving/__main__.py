@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -104,7 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         loop="uvloop",
         # httptools, with bounds on slow and oversized requests uvicorn lacks.
-        http=protocol_class(settings.request_timeout_s, settings.max_header_bytes),
+        http=protocol_class(
+            request_timeout_s=settings.request_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            max_head_bytes=settings.max_header_bytes,
+            max_connections=_connection_limit(settings.max_connections),
+            count=metrics.count,
+        ),
+        ws="none",  # no WebSocket: an Upgrade request is served as plain HTTP/1.1
+        timeout_keep_alive=settings.keepalive_timeout_s,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         server_header=False,
@@ -120,6 +130,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"onnxops-serve: error: {failure[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _connection_limit(wanted: int) -> int:
+    """Raise the soft file limit to the hard one, and keep ``wanted`` connections within it
+    (with room for the model, logs and the listening sockets): past the limit ``accept``
+    fails and new clients are reset instead of answered."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted + 64)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    usable = max(1, soft - 64)
+    if wanted > usable:
+        log.warning("max_connections %d is over the file limit; using %d", wanted, usable)
+    return min(wanted, usable)
 
 
 def _load(settings: ServingSettings) -> LoadedModel:

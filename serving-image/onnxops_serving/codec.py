@@ -19,6 +19,8 @@ from .model import OIP_TO_NUMPY
 # numpy kinds a JSON array may decode to, per declared datatype family.
 _NUMERIC_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
 _ORJSON_NUMPY = frozenset("biuf")
+# numpy refuses more than 64 dimensions with a ValueError; no model here needs more than a few.
+MAX_RANK = 32
 
 
 @dataclass
@@ -43,6 +45,8 @@ def loads(body: bytes | memoryview) -> Any:
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
     if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    if len(raw) > MAX_RANK:
+        raise BadRequest(f"input {name!r}: shape has {len(raw)} dimensions; at most {MAX_RANK}")
     return tuple(raw)
 
 
@@ -111,13 +115,20 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise BadRequest("every input needs a 'name'")
         name = item["name"]
+        if name in inputs:
+            raise BadRequest(f"input {name!r} is given twice")
         datatype = item.get("datatype")
-        if datatype not in OIP_TO_NUMPY:
+        if type(datatype) is not str or datatype not in OIP_TO_NUMPY:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
         shape = _shape(item.get("shape"), name)
         size = _params(item).get("binary_data_size")
         if size is not None:
-            if header_length is None or type(size) is not int or offset + size > len(body):
+            if (
+                header_length is None
+                or type(size) is not int
+                or size < 0
+                or offset + size > len(body)
+            ):
                 raise BadRequest(f"input {name!r}: binary_data_size does not fit the body")
             inputs[name] = _from_binary(name, datatype, shape, view[offset : offset + size])
             offset += size
@@ -125,6 +136,11 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
             inputs[name] = _from_json(name, datatype, shape, item["data"])
         else:
             raise BadRequest(f"input {name!r} has no 'data'")
+    if header_length is not None and offset != len(body):
+        raise BadRequest(
+            f"{len(body) - offset} bytes follow the last binary tensor (binary_data_size "
+            "and Inference-Header-Content-Length do not add up to the body)"
+        )
     params = _params(head)
     request = InferRequest(
         id=request_id(head.get("id")),
@@ -133,6 +149,8 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
         binary_default=bool(params.get("binary_data_output")),
     )
     wanted = head.get("outputs")
+    if wanted is not None and not isinstance(wanted, list):
+        raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
     if wanted:
         request.outputs = []
         for out in wanted:

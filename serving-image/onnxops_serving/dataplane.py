@@ -224,8 +224,7 @@ class DataPlane:
                 raise BadRequest('feedback "id" is empty')
             predictions = self._cache.take(rid)
         elif "predictions" in payload:
-            raw = payload["predictions"]
-            predictions = np.array(raw if isinstance(raw, list) else [raw], dtype=object)
+            predictions = _predictions(payload["predictions"])
         else:
             raise BadRequest('feedback needs "id" (of an earlier request) or "predictions"')
         accepted = self.quality.add(predictions, labels)
@@ -237,6 +236,17 @@ class DataPlane:
                 "metrics": self.quality.snapshot(),
             }
         )
+
+
+def _predictions(raw: Any) -> np.ndarray:
+    """Feedback's own predictions: a scalar or a regular array of numbers or strings."""
+    try:
+        arr = np.array(raw if isinstance(raw, list) else [raw])
+    except ValueError:  # ragged, or nested too deep
+        raise BadRequest("feedback 'predictions' must be a regular array") from None
+    if arr.dtype.kind not in "biufU":
+        raise BadRequest("feedback 'predictions' must hold numbers or strings")
+    return arr
 
 
 def _plain(arr: np.ndarray) -> Any:

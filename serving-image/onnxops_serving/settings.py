@@ -55,6 +55,16 @@ class ServingSettings(BaseSettings):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest request head (request line and headers) accepted; larger ones get 431."""
 
+    idle_timeout_s: float = Field(default=10.0, gt=0)
+    """A new connection that sends nothing for this long is closed."""
+
+    keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    """A kept-alive connection with no new request for this long is closed."""
+
+    max_connections: int = Field(default=1000, ge=1)
+    """Open HTTP connections beyond this get 503 and are closed at once (bounded by the
+    process's file limit, which the server raises to its hard limit at start)."""
+
     max_rows: int = Field(default=4096, ge=1)
     """Most rows (first dimension) one request may carry."""
 

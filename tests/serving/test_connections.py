@@ -1,4 +1,5 @@
-"""Connection bounds: a request that stalls gets 408, an oversized head 431; others go on."""
+"""Connection bounds: a request that stalls gets 408, an oversized head 431, a silent connection
+is closed, too many get 503; others go on."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def bounded(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         model_uri=str(models.iris),
         request_timeout_s="1",
         max_header_bytes="4096",
+        idle_timeout_s="1",
+        max_connections="40",
     ) as server:
         yield server
 
@@ -75,8 +78,36 @@ def test_slow_but_timely_and_pipelined_requests_are_served(bounded: Server) -> N
     assert reply.count(b"HTTP/1.1 200 ") == 3
 
 
+def test_silent_connections_are_closed_and_bounded(bounded: Server) -> None:
+    # 60 clients connect and send nothing: 40 are held until the idle timeout, the rest
+    # refused at once with 503; then new clients are served again.
+    socks = [socket.create_connection(("127.0.0.1", bounded.port), timeout=10) for _ in range(60)]
+    try:
+        firsts = []
+        for sock in socks:
+            try:
+                firsts.append(sock.recv(65536))
+            except ConnectionResetError:
+                firsts.append(b"reset")
+        refused = [f for f in firsts if f.startswith(b"HTTP/1.1 503 ")]
+        closed = [f for f in firsts if f == b""]
+        assert len(refused) >= 20 and len(refused) + len(closed) == 60, firsts
+        assert b'"error"' in refused[0]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert httpx.get(bounded.url + "/v2/health/live").status_code == 200
+    text = httpx.get(bounded.url + "/metrics").text
+    assert metric(text, "onnxops_requests_total", endpoint="other", code="503") >= 20
+
+
 def test_bounds_are_settings() -> None:
     from onnxops_serving.settings import parse_settings
 
-    settings = parse_settings(["--request-timeout-s", "5", "--max-header-bytes", "8192"])
+    settings = parse_settings(
+        ["--request-timeout-s", "5", "--max-header-bytes", "8192", "--idle-timeout-s", "3",
+         "--keepalive-timeout-s", "2", "--max-connections", "9"]
+    )  # fmt: skip
     assert (settings.request_timeout_s, settings.max_header_bytes) == (5.0, 8192)
+    assert (settings.idle_timeout_s, settings.keepalive_timeout_s) == (3.0, 2.0)
+    assert settings.max_connections == 9

@@ -18,6 +18,7 @@ import uvicorn
 from .dataplane import DataPlane
 from .errors import ModelUnavailable
 from .fetch import fetch_model
+from .grpc_service import GrpcTransport
 from .metrics import ServingMetrics
 from .model import LoadedModel, load_model
 from .protocol import protocol_class
@@ -81,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
 
     async def start() -> None:
         started = time.perf_counter()
+        if transport is not None:
+            try:
+                await transport.start()
+            except RuntimeError as exc:
+                failure.append(f"cannot listen for gRPC on port {settings.grpc_port}: {exc}")
+                assert server is not None
+                server.should_exit = True
+                return
         try:
             model = await asyncio.to_thread(_load, settings)
         except ModelUnavailable as exc:
@@ -99,7 +108,22 @@ def main(argv: list[str] | None = None) -> int:
             model.name, model.version, model.load_seconds * 1000, model.inference_ms,
         )  # fmt: skip
 
-    app = RestApp(metrics, settings.max_body_bytes, start)
+    async def stop() -> None:
+        # After the REST drain: gRPC calls are served until then, and get the same grace.
+        if transport is not None:
+            await transport.stop(settings.drain_seconds)
+
+    app = RestApp(metrics, settings.max_body_bytes, start, stop)
+    transport = (
+        GrpcTransport(
+            app,
+            host=settings.host,
+            port=settings.grpc_port,
+            max_message_bytes=settings.max_body_bytes,
+        )
+        if settings.grpc_port
+        else None
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -64,12 +64,14 @@ class RestApp:
         metrics: ServingMetrics,
         max_body: int,
         on_startup: Callable[[], Coroutine[Any, Any, None]],
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.metrics = metrics
         self.plane: DataPlane | None = None
         self.draining = False
         self._max_body = max_body
         self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
         self._startup_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,6 +92,8 @@ class RestApp:
                 self.draining = True
                 if self._startup_task is not None and not self._startup_task.done():
                     self._startup_task.cancel()
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

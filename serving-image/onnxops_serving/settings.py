@@ -35,7 +35,11 @@ class ServingSettings(BaseSettings):
     """Address to listen on."""
 
     port: int = Field(default=8080, ge=0, le=65535)
-    """Port to listen on."""
+    """Port to listen on (REST)."""
+
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the OIP v2 gRPC service and the gRPC health checks; 0 (the default of a bare
+    process, so several can share a host) turns gRPC off. The image sets 8081."""
 
     threads: int = Field(default=1, ge=0)
     """ONNX Runtime intra-op threads (0 = one per core)."""

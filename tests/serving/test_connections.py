@@ -26,6 +26,7 @@ def bounded(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         request_timeout_s="1",
         max_header_bytes="4096",
         idle_timeout_s="1",
+        keepalive_timeout_s="1",
         max_connections="40",
     ) as server:
         yield server
@@ -99,6 +100,20 @@ def test_silent_connections_are_closed_and_bounded(bounded: Server) -> None:
     assert httpx.get(bounded.url + "/v2/health/live").status_code == 200
     text = httpx.get(bounded.url + "/metrics").text
     assert metric(text, "onnxops_requests_total", endpoint="other", code="503") >= 20
+
+
+def test_a_kept_alive_connection_is_closed_when_idle(bounded: Server) -> None:
+    with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = b""
+        while not reply.endswith(b'{"live":true}'):  # head and body may come apart
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and b"connection: close" not in reply
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # closed by the server, not by the 10 s socket timeout
+        assert time.monotonic() - started < 9
 
 
 def test_bounds_are_settings() -> None:

@@ -113,6 +113,12 @@ def _raw(shape: list[int], datatype: str = "FP32", **extra: object) -> pb.ModelI
     return request
 
 
+def _nan() -> pb.ModelInferRequest:
+    request = _raw([1, 4])
+    request.raw_input_contents[0] = np.array([np.nan, 1, 2, 3], dtype="<f4").tobytes()
+    return request
+
+
 def _typed_int8(values: list[int]) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name="iris")
     request.inputs.add(name="X", datatype="INT8", shape=[1, 4]).contents.int_contents.extend(values)
@@ -153,6 +159,7 @@ GRPC_CORPUS: list[tuple[str, pb.ModelInferRequest, str]] = [
     ("FP16 typed", pb.ModelInferRequest(model_name="iris", inputs=[
         pb.ModelInferRequest.InferInputTensor(name="X", datatype="FP16", shape=[1, 4])]), "raw"),
     ("wrong width", _raw([1, 3]), "needs 12"),
+    ("NaN", _nan(), "NaN"),
     ("unknown output", _raw([1, 4], outputs=[
         pb.ModelInferRequest.InferRequestedOutputTensor(name="nope")]), "unknown output"),
 ]  # fmt: skip
@@ -169,6 +176,17 @@ def test_malformed_infer_is_invalid_argument(
         stub.ModelInfer(request_)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     assert word.lower() in (err.value.details() or "").lower()
+
+
+def test_an_oversized_message_is_refused(
+    iris_server: Server, stub: service_pb2_grpc.GRPCInferenceServiceStub
+) -> None:
+    request = _raw([1, 4])
+    request.raw_input_contents[0] = b"\0" * 70_000  # the fixture's body limit is 65536
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ModelInfer(request)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert stub.ServerLive(pb.ServerLiveRequest()).live
 
 
 def test_the_grpc_corpus_leaves_memory_where_it_was(

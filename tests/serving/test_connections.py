@@ -70,6 +70,20 @@ def test_an_oversized_head_gets_431(bounded: Server) -> None:
     assert httpx.get(bounded.url + "/v2/health/live").status_code == 200
 
 
+def test_a_head_over_the_limit_in_two_reads_gets_431(bounded: Server) -> None:
+    # 3000 bytes, then 2000 that end the head: neither read alone is over the 4096 limit.
+    first = b"GET /v2/health/live HTTP/1.1\r\nX-A: " + b"a" * 2960 + b"\r\n"
+    second = b"X-B: " + b"b" * 1990 + b"\r\n\r\n"
+    reply = _exchange(bounded, first, second, pause=0.3)
+    assert reply.startswith(b"HTTP/1.1 431 "), reply[:100]
+    # Just under the limit in one read is served.
+    reply = _exchange(
+        bounded,
+        b"GET /v2/health/live HTTP/1.1\r\nConnection: close\r\nX-A: " + b"a" * 3900 + b"\r\n\r\n",
+    )
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:100]
+
+
 def test_slow_but_timely_and_pipelined_requests_are_served(bounded: Server) -> None:
     reply = _exchange(bounded, HEAD, BODY, pause=0.3)
     assert reply.startswith(b"HTTP/1.1 200 ")

@@ -38,7 +38,7 @@ def _sh(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
-def ensure_venvs() -> dict[str, str]:
+def ensure_venvs(names: tuple[str, ...] = ("kserve", "mlserver")) -> dict[str, str]:
     """Create the peer venvs if missing; pin onnxruntime/numpy to the versions ours uses."""
     ort_ver = subprocess.check_output(
         [
@@ -55,7 +55,8 @@ def ensure_venvs() -> dict[str, str]:
         "mlserver": ["mlserver==1.7.1", "httptools", *pins],
     }
     versions = {}
-    for name, packages in specs.items():
+    for name in names:
+        packages = specs[name]
         venv = VENVS / name
         py = venv / "bin" / "python"
         if not py.exists():

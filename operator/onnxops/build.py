@@ -19,6 +19,8 @@ POOL_LABEL = "onnxops.io/pool"
 CONTAINER = "server"
 MODEL_DIR = "/models"
 CACHE_DIR = "/var/cache/onnxops"
+# The serving image's OIP v2 gRPC port (its ONNXOPS_GRPC_PORT); REST is spec.serving.port.
+GRPC_PORT = 8081
 RUN_AS = 10001  # the serving image's USER (serving-image/Dockerfile)
 
 
@@ -176,7 +178,10 @@ def build_deployment(
         "name": CONTAINER,
         "image": spec.serving.image or image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": port, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "env": _env(md, pool, plan),
         "resources": effective_resources(spec, pool),
         "readinessProbe": _probe("/v2/health/ready", 5, 3),
@@ -254,7 +259,8 @@ def build_service(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
                     "port": md.spec.serving.port,
                     "targetPort": "http",
                     "protocol": "TCP",
-                }
+                },
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
             ],
         },
     }

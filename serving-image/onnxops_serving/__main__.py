@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -16,6 +18,7 @@ import uvicorn
 from .dataplane import DataPlane
 from .errors import ModelUnavailable
 from .fetch import fetch_model
+from .grpc_service import GrpcTransport
 from .metrics import ServingMetrics
 from .model import LoadedModel, load_model
 from .protocol import protocol_class
@@ -79,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
 
     async def start() -> None:
         started = time.perf_counter()
+        if transport is not None:
+            try:
+                await transport.start()
+            except RuntimeError as exc:
+                failure.append(f"cannot listen for gRPC on port {settings.grpc_port}: {exc}")
+                assert server is not None
+                server.should_exit = True
+                return
         try:
             model = await asyncio.to_thread(_load, settings)
         except ModelUnavailable as exc:
@@ -97,14 +108,37 @@ def main(argv: list[str] | None = None) -> int:
             model.name, model.version, model.load_seconds * 1000, model.inference_ms,
         )  # fmt: skip
 
-    app = RestApp(metrics, settings.max_body_bytes, start)
+    async def stop() -> None:
+        # After the REST drain: gRPC calls are served until then, and get the same grace.
+        if transport is not None:
+            await transport.stop(settings.drain_seconds)
+
+    app = RestApp(metrics, settings.max_body_bytes, start, stop)
+    transport = (
+        GrpcTransport(
+            app,
+            host=settings.host,
+            port=settings.grpc_port,
+            max_message_bytes=settings.max_body_bytes,
+        )
+        if settings.grpc_port
+        else None
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         # httptools, with bounds on slow and oversized requests uvicorn lacks.
-        http=protocol_class(settings.request_timeout_s, settings.max_header_bytes),
+        http=protocol_class(
+            request_timeout_s=settings.request_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            max_head_bytes=settings.max_header_bytes,
+            max_connections=_connection_limit(settings.max_connections),
+            count=metrics.count,
+        ),
+        ws="none",  # no WebSocket: an Upgrade request is served as plain HTTP/1.1
+        timeout_keep_alive=settings.keepalive_timeout_s,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         server_header=False,
@@ -120,6 +154,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"onnxops-serve: error: {failure[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _connection_limit(wanted: int) -> int:
+    """Raise the soft file limit to the hard one, and keep ``wanted`` connections within it
+    (with room for the model, logs and the listening sockets): past the limit ``accept``
+    fails and new clients are reset instead of answered."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted + 64)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    usable = max(1, soft - 64)
+    if wanted > usable:
+        log.warning("max_connections %d is over the file limit; using %d", wanted, usable)
+    return min(wanted, usable)
 
 
 def _load(settings: ServingSettings) -> LoadedModel:

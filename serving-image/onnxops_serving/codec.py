@@ -19,6 +19,8 @@ from .model import OIP_TO_NUMPY
 # numpy kinds a JSON array may decode to, per declared datatype family.
 _NUMERIC_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
 _ORJSON_NUMPY = frozenset("biuf")
+# numpy refuses more than 64 dimensions with a ValueError; no model here needs more than a few.
+MAX_RANK = 32
 
 
 @dataclass
@@ -40,9 +42,12 @@ def loads(body: bytes | memoryview) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from exc
 
 
-def _shape(raw: Any, name: str) -> tuple[int, ...]:
+def shape_of(raw: Any, name: str) -> tuple[int, ...]:
+    """A request's shape, checked: a list of non-negative ints of sane rank."""
     if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    if len(raw) > MAX_RANK:
+        raise BadRequest(f"input {name!r}: shape has {len(raw)} dimensions; at most {MAX_RANK}")
     return tuple(raw)
 
 
@@ -79,7 +84,8 @@ def _bytes_tensor(buf: memoryview, count: int, name: str) -> np.ndarray:
     return np.array(items, dtype=object)
 
 
-def _from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: memoryview) -> np.ndarray:
+def from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: memoryview) -> np.ndarray:
+    """An input tensor from its little-endian bytes (BYTES: length-prefixed elements)."""
     count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_tensor(buf, count, name).reshape(shape)
@@ -111,20 +117,32 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise BadRequest("every input needs a 'name'")
         name = item["name"]
+        if name in inputs:
+            raise BadRequest(f"input {name!r} is given twice")
         datatype = item.get("datatype")
-        if datatype not in OIP_TO_NUMPY:
+        if type(datatype) is not str or datatype not in OIP_TO_NUMPY:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
-        shape = _shape(item.get("shape"), name)
+        shape = shape_of(item.get("shape"), name)
         size = _params(item).get("binary_data_size")
         if size is not None:
-            if header_length is None or type(size) is not int or offset + size > len(body):
+            if (
+                header_length is None
+                or type(size) is not int
+                or size < 0
+                or offset + size > len(body)
+            ):
                 raise BadRequest(f"input {name!r}: binary_data_size does not fit the body")
-            inputs[name] = _from_binary(name, datatype, shape, view[offset : offset + size])
+            inputs[name] = from_binary(name, datatype, shape, view[offset : offset + size])
             offset += size
         elif "data" in item:
             inputs[name] = _from_json(name, datatype, shape, item["data"])
         else:
             raise BadRequest(f"input {name!r} has no 'data'")
+    if header_length is not None and offset != len(body):
+        raise BadRequest(
+            f"{len(body) - offset} bytes follow the last binary tensor (binary_data_size "
+            "and Inference-Header-Content-Length do not add up to the body)"
+        )
     params = _params(head)
     request = InferRequest(
         id=request_id(head.get("id")),
@@ -133,6 +151,8 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
         binary_default=bool(params.get("binary_data_output")),
     )
     wanted = head.get("outputs")
+    if wanted is not None and not isinstance(wanted, list):
+        raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
     if wanted:
         request.outputs = []
         for out in wanted:
@@ -158,6 +178,11 @@ def request_id(raw: Any) -> str | None:
     return str(raw)
 
 
+def raw_bytes(arr: np.ndarray, datatype: str) -> bytes:
+    """An output tensor as the binary extension and gRPC's raw contents carry it."""
+    return _bytes_payload(arr) if datatype == "BYTES" else np.ascontiguousarray(arr).tobytes()
+
+
 def _bytes_payload(arr: np.ndarray) -> bytes:
     parts = []
     for item in arr.ravel():
@@ -180,9 +205,7 @@ def encode_infer(
     for name, datatype, arr in outputs:
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": arr.shape}
         if binary and name in binary:
-            blob = (
-                _bytes_payload(arr) if datatype == "BYTES" else np.ascontiguousarray(arr).tobytes()
-            )
+            blob = raw_bytes(arr, datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         elif arr.dtype.kind in _ORJSON_NUMPY:

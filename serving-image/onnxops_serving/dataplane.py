@@ -20,6 +20,7 @@ from .quality import DriftMonitor, PredictionCache, QualityWindow
 from .settings import ServingSettings
 
 _DTYPE_TO_OIP = {np.dtype(t): name for name, t in OIP_TO_NUMPY.items()}
+Output = tuple[str, str, np.ndarray]  # name, OIP datatype, array
 
 
 class DataPlane:
@@ -155,9 +156,9 @@ class DataPlane:
             self.drift.observe(next(iter(inputs.values())))
         return rid, outputs
 
-    async def infer(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None]:
-        """OIP v2 infer; returns the body and, for binary outputs, the JSON header length."""
-        request = codec.decode_infer(body, header_length)
+    async def infer_decoded(self, request: codec.InferRequest) -> tuple[str, list[Output]]:
+        """Any transport's decoded infer request -> request id and the wanted outputs as
+        ``(name, datatype, array)``."""
         wanted = request.outputs or self._out_names
         if request.outputs:
             for name in wanted:
@@ -165,12 +166,18 @@ class DataPlane:
                     raise BadRequest(f"unknown output {name!r}; the model has {self._out_names}")
         rid, outputs = await self._infer(request.inputs, request.id)
         by_name = dict(zip(self._out_names, outputs, strict=True))
+        return rid, [(n, self._out_types[n], by_name[n]) for n in wanted]
+
+    async def infer(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None]:
+        """OIP v2 infer; returns the body and, for binary outputs, the JSON header length."""
+        request = codec.decode_infer(body, header_length)
+        rid, outputs = await self.infer_decoded(request)
         binary = set(self._out_names) if request.binary_default else request.binary_outputs
         return codec.encode_infer(
             model_name=self.model.name,
             model_version=self.model.version,
             request_id=rid,
-            outputs=[(n, self._out_types[n], by_name[n]) for n in wanted],
+            outputs=outputs,
             binary=binary,
         )
 
@@ -224,8 +231,7 @@ class DataPlane:
                 raise BadRequest('feedback "id" is empty')
             predictions = self._cache.take(rid)
         elif "predictions" in payload:
-            raw = payload["predictions"]
-            predictions = np.array(raw if isinstance(raw, list) else [raw], dtype=object)
+            predictions = _predictions(payload["predictions"])
         else:
             raise BadRequest('feedback needs "id" (of an earlier request) or "predictions"')
         accepted = self.quality.add(predictions, labels)
@@ -237,6 +243,17 @@ class DataPlane:
                 "metrics": self.quality.snapshot(),
             }
         )
+
+
+def _predictions(raw: Any) -> np.ndarray:
+    """Feedback's own predictions: a scalar or a regular array of numbers or strings."""
+    try:
+        arr = np.array(raw if isinstance(raw, list) else [raw])
+    except ValueError:  # ragged, or nested too deep
+        raise BadRequest("feedback 'predictions' must be a regular array") from None
+    if arr.dtype.kind not in "biufU":
+        raise BadRequest("feedback 'predictions' must hold numbers or strings")
+    return arr
 
 
 def _plain(arr: np.ndarray) -> Any:

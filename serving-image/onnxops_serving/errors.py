@@ -27,6 +27,12 @@ class PayloadTooLarge(ServingError):
     status = 413
 
 
+class UnsupportedMediaType(ServingError):
+    """The body comes in a content coding the server cannot decode (415)."""
+
+    status = 415
+
+
 class NotReady(ServingError):
     """The model is not loaded and warmed up yet, or the server is draining (503)."""
 

@@ -39,13 +39,16 @@ class Histogram:
         self.sum += value
 
     def family(self, name: str, doc: str, labels: dict[str, str]) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(name, doc, labels=list(labels))
+        self.add_to(fam, list(labels.values()))
+        return fam
+
+    def add_to(self, fam: HistogramMetricFamily, label_values: list[str]) -> None:
         cumulative, running = [], 0
         for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
             running += count
             cumulative.append((str(bound) if bound != float("inf") else "+Inf", running))
-        fam = HistogramMetricFamily(name, doc, labels=list(labels))
-        fam.add_metric(list(labels.values()), cumulative, self.sum)
-        return fam
+        fam.add_metric(label_values, cumulative, self.sum)
 
 
 class ServingMetrics:
@@ -57,9 +60,12 @@ class ServingMetrics:
         self.info: dict[str, str] = {}
         self.ready = False
         self.load_seconds = 0.0
-        self.requests: dict[tuple[str, int], int] = {}
+        # (endpoint, status, protocol) -> count; gRPC requests carry the HTTP status their
+        # outcome maps to, so one error-rate query covers both protocols.
+        self.requests: dict[tuple[str, int, str], int] = {}
         self.in_flight = 0
-        self.request_latency = Histogram(LATENCY_BUCKETS)
+        self.request_latency = Histogram(LATENCY_BUCKETS)  # REST
+        self.grpc_request_latency = Histogram(LATENCY_BUCKETS)
         self.inference_latency = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
         self.feedback_rows = 0
@@ -75,8 +81,8 @@ class ServingMetrics:
         self.registry.register(self)
         ProcessCollector(namespace="onnxops", registry=self.registry)
 
-    def count(self, endpoint: str, status: int) -> None:
-        key = (endpoint, status)
+    def count(self, endpoint: str, status: int, protocol: str = "rest") -> None:
+        key = (endpoint, status, protocol)
         self.requests[key] = self.requests.get(key, 0) + 1
 
     def observe_inference(self, rows: int, seconds: float) -> None:
@@ -97,15 +103,19 @@ class ServingMetrics:
         yield self._gauge("onnxops_model_ready", "1 once the model is loaded and warm", self.ready)
         reqs = CounterMetricFamily(
             "onnxops_requests", "Requests by endpoint and status code",
-            labels=["model", "version", "endpoint", "code"],
+            labels=["model", "version", "endpoint", "code", "protocol"],
         )  # fmt: skip
-        for (endpoint, code), n in sorted(self.requests.items()):
-            reqs.add_metric([m["model"], m["version"], endpoint, str(code)], n)
+        for (endpoint, code, protocol), n in sorted(self.requests.items()):
+            reqs.add_metric([m["model"], m["version"], endpoint, str(code), protocol], n)
         yield reqs
         yield self._gauge("onnxops_inflight_requests", "Requests being handled", self.in_flight)
-        yield self.request_latency.family(
-            "onnxops_request_duration_seconds", "Inference request latency (infer, predict)", m
-        )
+        latency = HistogramMetricFamily(
+            "onnxops_request_duration_seconds", "Inference request latency (infer, predict)",
+            labels=[*m, "protocol"],
+        )  # fmt: skip
+        self.request_latency.add_to(latency, [*m.values(), "rest"])
+        self.grpc_request_latency.add_to(latency, [*m.values(), "grpc"])
+        yield latency
         yield self.inference_latency.family(
             "onnxops_inference_duration_seconds", "Time in ONNX Runtime per model call", m
         )

@@ -78,7 +78,12 @@ class QualityWindow:
                 raise BadRequest("regression labels must be numbers") from None
             if not all(math.isfinite(v) for v in truth):
                 raise BadRequest("labels must be finite numbers")
-            preds = [float(v) for v in preds]
+            try:
+                preds = [float(v) for v in preds]
+            except (TypeError, ValueError):
+                raise BadRequest("regression 'predictions' must be numbers") from None
+            if not all(math.isfinite(v) for v in preds):
+                raise BadRequest("'predictions' must be finite numbers")
         else:
             if not all(isinstance(v, str | int | float | bool) for v in labels):
                 raise BadRequest("classification labels must be strings or numbers")

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import codec
 from .dataplane import DataPlane
+from .encoding import decode_body
 from .errors import NotFound, NotReady, PayloadTooLarge, ServingError
 from .metrics import CONTENT_TYPE, ServingMetrics
 
@@ -25,10 +26,27 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _JSON = b"application/json"
 _HEADER_LENGTH = b"inference-header-content-length"
+# Scope key where the connection leaves the status it answered a request with when it cut the
+# request off (a parser error mid-body): the handler counts that status, not its own.
+REFUSED = "onnxops.refused"
+Headers = list[tuple[bytes, bytes]]
 
 
 class MethodNotAllowed(ServingError):
+    """Wrong method; the answer lists the right ones in ``Allow`` (RFC 9110 §15.5.6)."""
+
     status = 405
+
+    def __init__(self, method: str, allow: str) -> None:
+        super().__init__(f"use {allow.split(',')[0]} here, not {method}")
+        self.allow = allow
+
+
+class Preflight(Exception):
+    """An ``OPTIONS`` request: answered 204 with ``Allow``, never an error."""
+
+    def __init__(self, allow: str) -> None:
+        self.allow = allow
 
 
 class ClientGone(ServingError):
@@ -46,12 +64,14 @@ class RestApp:
         metrics: ServingMetrics,
         max_body: int,
         on_startup: Callable[[], Coroutine[Any, Any, None]],
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.metrics = metrics
         self.plane: DataPlane | None = None
         self.draining = False
         self._max_body = max_body
         self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
         self._startup_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,6 +92,8 @@ class RestApp:
                 self.draining = True
                 if self._startup_task is not None and not self._startup_task.done():
                     self._startup_task.cancel()
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -89,6 +111,7 @@ class RestApp:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
         header_length = None
+        coding = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 if int(value) > self._max_body:
@@ -102,6 +125,8 @@ class RestApp:
                     raise codec.BadRequest(
                         "Inference-Header-Content-Length is not a number"
                     ) from None
+            elif key == b"content-encoding":
+                coding = value
         message = await receive()
         body = message.get("body", b"")
         if not body and message["type"] == "http.disconnect":
@@ -121,39 +146,43 @@ class RestApp:
             body = b"".join(chunks)
         elif len(body) > self._max_body:
             raise PayloadTooLarge(f"body is over the {self._max_body}-byte limit")
+        if coding is not None:
+            body = decode_body(body, coding, self._max_body)
         return body, header_length
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
         metrics.in_flight += 1
         start = time.perf_counter()
-        endpoint = _endpoint(scope["path"])
-        headers: list[tuple[bytes, bytes]] = []
+        endpoint = endpoint_of(scope["path"])
+        headers: Headers = []
         try:
             status, body, headers = await self._route(scope, receive)
+        except Preflight as exc:
+            status, body, headers = 204, b"", [(b"allow", exc.allow.encode())]
         except ServingError as exc:
             status, body = exc.status, codec.dumps({"error": str(exc)})
             if isinstance(exc, PayloadTooLarge):
                 # The unread rest of the body would be taken for the next request.
                 headers = [(b"connection", b"close")]
+            elif isinstance(exc, MethodNotAllowed):
+                headers = [(b"allow", exc.allow.encode())]
+            elif isinstance(exc, ClientGone):
+                status = scope.get(REFUSED, status)
         except Exception as exc:  # never let one request take the server down
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             status, body = 500, codec.dumps({"error": f"internal error: {exc}"})
         try:
-            content_type = (
-                CONTENT_TYPE.encode() if endpoint == "metrics" and status == 200 else _JSON
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", content_type),
-                        (b"content-length", b"%d" % len(body)),
-                        *headers,
-                    ],
-                }
-            )
+            if status != 204:  # a 204 carries neither (RFC 9110 §8.6)
+                content_type = (
+                    CONTENT_TYPE.encode() if endpoint == "metrics" and status == 200 else _JSON
+                )
+                headers = [
+                    (b"content-type", content_type),
+                    (b"content-length", b"%d" % len(body)),
+                    *headers,
+                ]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         finally:
             metrics.in_flight -= 1
@@ -161,9 +190,7 @@ class RestApp:
             if endpoint in ("infer", "predict"):
                 metrics.request_latency.observe(time.perf_counter() - start)
 
-    async def _route(
-        self, scope: Scope, receive: Receive
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
         path: str = scope["path"]
         method: str = scope["method"]
         parts = path.strip("/").split("/")
@@ -190,7 +217,7 @@ class RestApp:
 
     async def _model_route(
         self, parts: list[str], method: str, scope: Scope, receive: Receive
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    ) -> tuple[int, bytes, Headers]:
         name, rest = parts[0], parts[1:]
         version = None
         if len(rest) >= 2 and rest[0] == "versions":
@@ -222,7 +249,7 @@ class RestApp:
         raise NotFound(f"no route for {method} {scope['path']}")
 
 
-def _endpoint(path: str) -> str:
+def endpoint_of(path: str) -> str:
     """The metrics label of a path; decided before routing so failures count where they hit."""
     if path.endswith("/infer"):
         return "infer"
@@ -237,6 +264,13 @@ def _endpoint(path: str) -> str:
     return "metadata" if path.startswith("/v2") else "other"
 
 
+_ALLOW = {"GET": "GET, HEAD, OPTIONS", "POST": "POST, OPTIONS"}
+
+
 def _need(method: str, allowed: str) -> None:
-    if method != allowed:
-        raise MethodNotAllowed(f"use {allowed} here, not {method}")
+    """Pass the route's method, and HEAD where it is GET (the server drops HEAD's body)."""
+    if method == allowed or (method == "HEAD" and allowed == "GET"):
+        return
+    if method == "OPTIONS":
+        raise Preflight(_ALLOW[allowed])
+    raise MethodNotAllowed(method, _ALLOW[allowed])

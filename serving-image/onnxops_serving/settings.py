@@ -35,7 +35,11 @@ class ServingSettings(BaseSettings):
     """Address to listen on."""
 
     port: int = Field(default=8080, ge=0, le=65535)
-    """Port to listen on."""
+    """Port to listen on (REST)."""
+
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the OIP v2 gRPC service and the gRPC health checks; 0 (the default of a bare
+    process, so several can share a host) turns gRPC off. The image sets 8081."""
 
     threads: int = Field(default=1, ge=0)
     """ONNX Runtime intra-op threads (0 = one per core)."""
@@ -54,6 +58,16 @@ class ServingSettings(BaseSettings):
 
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest request head (request line and headers) accepted; larger ones get 431."""
+
+    idle_timeout_s: float = Field(default=10.0, gt=0)
+    """A new connection that sends nothing for this long is closed."""
+
+    keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    """A kept-alive connection with no new request for this long is closed."""
+
+    max_connections: int = Field(default=1000, ge=1)
+    """Open HTTP connections beyond this get 503 and are closed at once (bounded by the
+    process's file limit, which the server raises to its hard limit at start)."""
 
     max_rows: int = Field(default=4096, ge=1)
     """Most rows (first dimension) one request may carry."""

@@ -22,3 +22,9 @@ def iris_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Ite
         max_body_bytes="65536",
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def reg_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running(tmp_path_factory.mktemp("reg"), model_uri=str(models.regressor)) as server:
+        yield server

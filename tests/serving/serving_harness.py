@@ -192,6 +192,11 @@ class Server:
     port: int
     proc: subprocess.Popen[str]
     log_path: Path
+    grpc_port: int = 0  # 0: gRPC off
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -211,7 +216,14 @@ def spawn(tmp: Path, *, wait_ready: bool = True, **settings: str) -> Server:
 
 def _start(tmp: Path, settings: dict[str, str], wait_ready: bool) -> Server:
     port = free_port()
-    settings = {"host": "127.0.0.1", "port": str(port), "log_level": "warning", **settings}
+    # gRPC on a port of its own unless a test chooses (0 turns it off).
+    settings = {
+        "host": "127.0.0.1",
+        "port": str(port),
+        "grpc_port": str(free_port()),
+        "log_level": "warning",
+        **settings,
+    }
     settings.setdefault("model_cache_dir", str(tmp / "cache"))
     log_path = tmp / f"server-{port}.log"
     with log_path.open("w") as log:
@@ -222,7 +234,7 @@ def _start(tmp: Path, settings: dict[str, str], wait_ready: bool) -> Server:
             stderr=subprocess.STDOUT,
             text=True,
         )
-    server = Server(f"http://127.0.0.1:{port}", port, proc, log_path)
+    server = Server(f"http://127.0.0.1:{port}", port, proc, log_path, int(settings["grpc_port"]))
     if wait_ready:
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:

@@ -14,17 +14,31 @@ from serving_harness import Models, Server, metric
 INFER = "/v2/models/iris/infer"
 
 
-def _tensor(shape: list[int], data: object, name: str = "X", datatype: str = "FP32") -> bytes:
+def _tensor(shape: list[int], data: object, name: str = "X", datatype: object = "FP32") -> bytes:
     return json.dumps(
         {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}
     ).encode()
 
 
+def _input(data: object) -> dict[str, object]:
+    return {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": data}
+
+
+def _outputs(outputs: object) -> bytes:
+    return json.dumps({"inputs": [_input(ROW)], "outputs": outputs}).encode()
+
+
+def _binary_head(shape: list[int], size: int) -> bytes:
+    return json.dumps(
+        {"inputs": [{"name": "X", "shape": shape, "datatype": "FP32",
+                     "parameters": {"binary_data_size": size}}]}
+    ).encode()  # fmt: skip
+
+
 ROW = [5.1, 3.5, 1.4, 0.2]
-BIN_HEAD = json.dumps(
-    {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
-                 "parameters": {"binary_data_size": 16}}]}
-).encode()  # fmt: skip
+BIN_HEAD = _binary_head([1, 4], 16)
+BIN_70 = _binary_head([1] * 66 + [1, 1, 1, 4], 16)
+BIN_NEG = _binary_head([1, 4], -16)
 
 # (case, path, body, extra headers, expected status, word expected in the error)
 CORPUS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
@@ -66,7 +80,32 @@ CORPUS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("predict no rows", "/predict", b'{"features": []}', {}, 400, "at least one row"),
     ("predict list id", "/predict", b'{"id": ["a"], "features": [[1, 2, 3, 4]]}', {}, 400, "'id'"),
     ("feedback bool id", "/v2/models/iris/feedback", b'{"id": true, "labels": [1]}', {}, 400, "'id'"),
+    # Found by a request corpus run against the server (issue 12): these were 500s, or 200s.
+    ("datatype a list", INFER, _tensor([1, 4], ROW, datatype=["FP32"]), {}, 400, "datatype"),
+    ("datatype an object", INFER, _tensor([1, 4], ROW, datatype={"a": 1}), {}, 400, "datatype"),
+    ("outputs a number", INFER, _outputs(7), {}, 400, "'outputs'"),
+    ("outputs true", INFER, _outputs(True), {}, 400, "'outputs'"),
+    ("70-dimension shape", INFER, _tensor([1] * 70, [ROW]), {}, 400, "dimensions"),
+    ("70-dimension binary shape", INFER, BIN_70 + struct.pack("<4f", *ROW),
+     {"Inference-Header-Content-Length": str(len(BIN_70))}, 400, "dimensions"),
+    ("duplicated input", INFER, json.dumps({"inputs": [_input(ROW), _input(ROW)]}).encode(), {}, 400, "twice"),
+    ("bytes after binary tensor", INFER, BIN_HEAD + struct.pack("<4f", *ROW) + b"\0" * 4,
+     {"Inference-Header-Content-Length": str(len(BIN_HEAD))}, 400, "4 bytes follow"),
+    ("negative binary size", INFER, BIN_NEG + struct.pack("<4f", *ROW),
+     {"Inference-Header-Content-Length": str(len(BIN_NEG))}, 400, "binary_data_size"),
+    ("ragged feedback predictions", "/v2/models/iris/feedback",
+     b'{"predictions": [[1], [1, [2]]], "labels": [1, 1]}', {}, 400, "predictions"),
+    ("feedback predictions of null", "/v2/models/iris/feedback",
+     b'{"predictions": [null], "labels": [1]}', {}, 400, "predictions"),
 ]  # fmt: skip
+
+# Feedback on a regression model (the ``reg_server`` fixture): predictions must be numbers.
+REG_FEEDBACK: list[tuple[str, bytes]] = [
+    ("predictions a word", b'{"predictions": "abc", "labels": [1.0]}'),
+    ("predictions null", b'{"predictions": null, "labels": [1.0]}'),
+    ("predictions an object", b'{"predictions": {}, "labels": [1.0]}'),
+    ("predictions ragged", b'{"predictions": [[1.0], [1.0, [2.0]]], "labels": [1.0, 2.0]}'),
+]
 
 
 @pytest.mark.parametrize(
@@ -85,6 +124,16 @@ def test_bad_input_gets_4xx_with_error(
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
     assert word.lower() in error.lower(), error
+
+
+@pytest.mark.parametrize(("case", "body"), REG_FEEDBACK, ids=[c[0] for c in REG_FEEDBACK])
+def test_bad_regression_feedback_gets_400(reg_server: Server, case: str, body: bytes) -> None:
+    resp = httpx.post(reg_server.url + "/v2/models/reg/feedback", content=body)
+    assert resp.status_code == 400, resp.text
+    assert "predictions" in resp.json()["error"]
+    # Nothing was taken into the quality window.
+    text = httpx.get(reg_server.url + "/metrics").text
+    assert metric(text, "onnxops_quality_window_rows") == 0
 
 
 def test_burst_of_bad_among_good(iris_server: Server, models: Models) -> None:

@@ -1,4 +1,5 @@
-"""Connection bounds: a request that stalls gets 408, an oversized head 431; others go on."""
+"""Connection bounds: a request that stalls gets 408, an oversized head 431, a silent connection
+is closed, too many get 503; others go on."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def bounded(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         model_uri=str(models.iris),
         request_timeout_s="1",
         max_header_bytes="4096",
+        idle_timeout_s="1",
+        keepalive_timeout_s="1",
+        max_connections="40",
     ) as server:
         yield server
 
@@ -66,6 +70,20 @@ def test_an_oversized_head_gets_431(bounded: Server) -> None:
     assert httpx.get(bounded.url + "/v2/health/live").status_code == 200
 
 
+def test_a_head_over_the_limit_in_two_reads_gets_431(bounded: Server) -> None:
+    # 3000 bytes, then 2000 that end the head: neither read alone is over the 4096 limit.
+    first = b"GET /v2/health/live HTTP/1.1\r\nX-A: " + b"a" * 2960 + b"\r\n"
+    second = b"X-B: " + b"b" * 1990 + b"\r\n\r\n"
+    reply = _exchange(bounded, first, second, pause=0.3)
+    assert reply.startswith(b"HTTP/1.1 431 "), reply[:100]
+    # Just under the limit in one read is served.
+    reply = _exchange(
+        bounded,
+        b"GET /v2/health/live HTTP/1.1\r\nConnection: close\r\nX-A: " + b"a" * 3900 + b"\r\n\r\n",
+    )
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:100]
+
+
 def test_slow_but_timely_and_pipelined_requests_are_served(bounded: Server) -> None:
     reply = _exchange(bounded, HEAD, BODY, pause=0.3)
     assert reply.startswith(b"HTTP/1.1 200 ")
@@ -75,8 +93,50 @@ def test_slow_but_timely_and_pipelined_requests_are_served(bounded: Server) -> N
     assert reply.count(b"HTTP/1.1 200 ") == 3
 
 
+def test_silent_connections_are_closed_and_bounded(bounded: Server) -> None:
+    # 60 clients connect and send nothing: 40 are held until the idle timeout, the rest
+    # refused at once with 503; then new clients are served again.
+    socks = [socket.create_connection(("127.0.0.1", bounded.port), timeout=10) for _ in range(60)]
+    try:
+        firsts = []
+        for sock in socks:
+            try:
+                firsts.append(sock.recv(65536))
+            except ConnectionResetError:
+                firsts.append(b"reset")
+        refused = [f for f in firsts if f.startswith(b"HTTP/1.1 503 ")]
+        closed = [f for f in firsts if f == b""]
+        assert len(refused) >= 20 and len(refused) + len(closed) == 60, firsts
+        assert b'"error"' in refused[0]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert httpx.get(bounded.url + "/v2/health/live").status_code == 200
+    text = httpx.get(bounded.url + "/metrics").text
+    assert metric(text, "onnxops_requests_total", endpoint="other", code="503") >= 20
+
+
+def test_a_kept_alive_connection_is_closed_when_idle(bounded: Server) -> None:
+    with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = b""
+        while not reply.endswith(b'{"live":true}'):  # head and body may come apart
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and b"connection: close" not in reply
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # closed by the server, not by the 10 s socket timeout
+        assert time.monotonic() - started < 9
+
+
 def test_bounds_are_settings() -> None:
     from onnxops_serving.settings import parse_settings
 
-    settings = parse_settings(["--request-timeout-s", "5", "--max-header-bytes", "8192"])
+    settings = parse_settings(
+        ["--request-timeout-s", "5", "--max-header-bytes", "8192", "--idle-timeout-s", "3",
+         "--keepalive-timeout-s", "2", "--max-connections", "9"]
+    )  # fmt: skip
     assert (settings.request_timeout_s, settings.max_header_bytes) == (5.0, 8192)
+    assert (settings.idle_timeout_s, settings.keepalive_timeout_s) == (3.0, 2.0)
+    assert settings.max_connections == 9

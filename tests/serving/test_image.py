@@ -6,6 +6,8 @@ No Docker engine is needed: this reads the Dockerfile and requirements.txt.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -66,3 +68,27 @@ def test_the_server_writes_nothing_outside_its_cache_dir(
         body = {"features": models.iris_x[:2].tolist()}
         assert httpx.post(server.url + "/predict", json=body).status_code == 200
     assert list(home.rglob("*")) == []
+
+
+def test_the_image_serves_grpc_on_8081() -> None:
+    final_stage = (IMAGE / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
+    assert "ONNXOPS_GRPC_PORT=8081" in final_stage
+    assert re.search(r"^EXPOSE .*\b8081\b", final_stage, re.MULTILINE)
+
+
+def test_checked_in_grpc_modules_match_the_protos(tmp_path: Path) -> None:
+    # What serving-image/regen-grpc.sh writes, written afresh into tmp_path and compared.
+    protos = sorted((IMAGE / "onnxops_serving" / "proto").glob("*.proto"))
+    assert protos
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(IMAGE),
+         f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", *map(str, protos)],
+        check=True,
+    )  # fmt: skip
+    fresh = sorted(tmp_path.rglob("*_pb2.py*"))
+    assert len(fresh) == 2 * len(protos)
+    for path in fresh:
+        checked_in = IMAGE / path.relative_to(tmp_path)
+        assert checked_in.read_text() == path.read_text(), (
+            f"{checked_in} is stale: run regen-grpc.sh"
+        )

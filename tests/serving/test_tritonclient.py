@@ -62,3 +62,14 @@ def test_errors_reach_the_client(client: triton.InferenceServerClient, models: M
         client.infer("iris", [inp])
     with pytest.raises(InferenceServerException, match="unknown model"):
         client.infer("nope", [inp])
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(
+    client: triton.InferenceServerClient, models: Models, algorithm: str
+) -> None:
+    x = models.iris_x[90:110]
+    inp = triton.InferInput("X", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=True)
+    result = client.infer("iris", [inp], request_compression_algorithm=algorithm)
+    np.testing.assert_array_equal(result.as_numpy("label"), models.iris_labels[90:110])

@@ -92,7 +92,10 @@ def test_deployment_for_the_cloud_pool() -> None:
                             "name": "server",
                             "image": IMAGE,
                             "imagePullPolicy": "IfNotPresent",
-                            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                            "ports": [
+                                {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                                {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+                            ],
                             "env": [
                                 {"name": "ONNXOPS_MODEL_URI", "value": "https://h/iris/model.onnx"},
                                 {"name": "ONNXOPS_MODEL_SHA256", "value": SHA},
@@ -214,7 +217,10 @@ def test_service() -> None:
         "spec": {
             "type": "ClusterIP",
             "selector": {"onnxops.io/model-deployment": "iris"},
-            "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP"},
+            ],
         },
     }
 

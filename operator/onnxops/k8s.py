@@ -8,6 +8,7 @@ is the authority on the fields it sets, which is also what undoes drift). 404 on
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -15,9 +16,12 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import urllib3
 from kubernetes import client, config
 
 from onnxops import api
+
+logger = logging.getLogger(__name__)
 
 FIELD_MANAGER = "onnxops"
 
@@ -40,6 +44,49 @@ class ApiError(Exception):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: creating in it is refused, and that is no failure."""
+        return self.status == 403 and "being terminated" in self.message
+
+
+class ApiUnavailable(ApiError):
+    """The apiserver could not be reached, or is overloaded or failing (429, 5xx): retry."""
+
+
+class _Outage:
+    """Counts failed calls while the apiserver is unreachable, so the log says it once when
+    it goes and once, with a summary, when it is back (not a traceback per call)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, error: ApiUnavailable) -> None:
+        with _lock:
+            self.failures += 1
+            first = self.since is None
+            if first:
+                self.since = time.monotonic()
+        if first:
+            logger.warning("Kubernetes API unavailable (%s); retrying with back-off", error)
+
+    def succeeded(self) -> None:
+        if self.since is None:  # the common case, without taking the lock
+            return
+        with _lock:
+            since, failures = self.since, self.failures
+            self.since, self.failures = None, 0
+        if since is not None:
+            logger.warning(
+                "Kubernetes API reachable again after %.1f s (%d calls failed meanwhile)",
+                time.monotonic() - since,
+                failures,
+            )
+
+
+_outage = _Outage()
 
 
 _client: client.ApiClient | None = None
@@ -77,17 +124,34 @@ def request(
         body=body,
         auth_settings=["BearerToken"],
     )
-    # Bounded, so a hung apiserver surfaces as an error (and a retry) instead of a stuck worker.
-    resp = c.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
-    raw = resp.read()
+    try:
+        # Bounded, so a hung apiserver surfaces as an error (and a retry), not a stuck worker.
+        resp = c.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
+        raw = resp.read()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        unavailable = ApiUnavailable(0, f"{type(exc).__name__}: {_reason(exc)}")
+        _outage.failed(unavailable)
+        raise unavailable from exc
     text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
     if resp.status >= 400:
         try:
             message = json.loads(text).get("message", text)
-        except ValueError:
+        except (ValueError, AttributeError):
             message = text
+        if resp.status == 429 or resp.status >= 500:
+            unavailable = ApiUnavailable(resp.status, message)
+            _outage.failed(unavailable)
+            raise unavailable
+        _outage.succeeded()
         raise ApiError(resp.status, message)
+    _outage.succeeded()
     return json.loads(text) if text else {}
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause in one line (urllib3 nests it: MaxRetryError > NewConnectionError)."""
+    inner = getattr(exc, "reason", None)
+    return str(inner if isinstance(inner, BaseException) else exc).splitlines()[0][:200]
 
 
 def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
@@ -226,6 +290,29 @@ def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     except ApiError as exc:
         if exc.status != 404:
             raise
+
+
+def ensure_peering(name: str, namespaces: list[str]) -> bool:
+    """Create kopf's peering object(s) unless present; False when kopf's CRD is missing.
+
+    Cluster-wide: one ClusterKopfPeering; namespaced: one KopfPeering per namespace."""
+    base = "/apis/kopf.dev/v1"
+    paths = (
+        [f"{base}/clusterkopfpeerings"]
+        if not namespaces
+        else [f"{base}/namespaces/{ns}/kopfpeerings" for ns in namespaces]
+    )
+    for path in paths:
+        kind = "ClusterKopfPeering" if not namespaces else "KopfPeering"
+        body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+        try:
+            request("POST", path, body=body)
+        except ApiError as exc:
+            if exc.status == 404:  # the CRD (the resource type), not the object
+                return False
+            if exc.status != 409:  # 409: another replica or manifests/ made it first
+                raise
+    return True
 
 
 def list_children(namespace: str, name: str, api_version: str, kind: str) -> list[dict[str, Any]]:

@@ -300,7 +300,7 @@ def test_serving_settings_reach_the_container() -> None:
 )
 def test_uris_the_url_parser_refuses_are_model_uri_errors(uri: str) -> None:
     # They pass the schema's pattern; a bare ValueError here looped the operator.
-    with pytest.raises(build.ModelUriError, match="m.onnx"):
+    with pytest.raises(build.ModelUriError, match=r"m\.onnx"):
         build.plan_model(md(model={"uri": uri}), CLOUD)
 
 

@@ -11,8 +11,8 @@ from onnxops.api import ModelDeploymentSpec
 from onnxops.errors import UserInputError
 from onnxops.pools import (
     PlacementError,
-    QuantityError,
     PoolProfile,
+    QuantityError,
     ceiling_violations,
     choose_pool,
     default_pools,
@@ -122,7 +122,7 @@ def test_effective_resources_keep_every_value_the_user_gave(
 
 @pytest.mark.parametrize("value", ["1.5.3", "1Ki1", "-1", "lots", ""])
 def test_quantity_refuses_what_is_no_quantity(value: str) -> None:
-    with pytest.raises(QuantityError, match="quantity|negative"):
+    with pytest.raises(QuantityError, match=r"quantity|negative"):
         quantity(value)
 
 

@@ -197,10 +197,11 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def _env(settings: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")}
+def _env(settings: dict[str, str], source_tree: bool = True) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONNXOPS_", "PYTHONPATH"))}
     env.update({f"ONNXOPS_{k.upper()}": str(v) for k, v in settings.items()})
-    env["PYTHONPATH"] = str(REPO / "serving-image")
+    if source_tree:  # else the package as installed in that python's environment
+        env["PYTHONPATH"] = str(REPO / "serving-image")
     return env
 
 
@@ -209,15 +210,17 @@ def spawn(tmp: Path, *, wait_ready: bool = True, **settings: str) -> Server:
     return _start(tmp, settings, wait_ready)
 
 
-def _start(tmp: Path, settings: dict[str, str], wait_ready: bool) -> Server:
+def _start(
+    tmp: Path, settings: dict[str, str], wait_ready: bool, python: str = sys.executable
+) -> Server:
     port = free_port()
     settings = {"host": "127.0.0.1", "port": str(port), "log_level": "warning", **settings}
     settings.setdefault("model_cache_dir", str(tmp / "cache"))
     log_path = tmp / f"server-{port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxops_serving"],
-            env=_env(settings),
+            [python, "-m", "onnxops_serving"],
+            env=_env(settings, source_tree=python == sys.executable),
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
@@ -248,8 +251,8 @@ def stop(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def running(tmp: Path, **settings: str) -> Iterator[Server]:
-    server = _start(tmp, settings, True)
+def running(tmp: Path, python: str = sys.executable, **settings: str) -> Iterator[Server]:
+    server = _start(tmp, settings, True, python)
     try:
         yield server
     finally:

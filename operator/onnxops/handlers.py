@@ -51,10 +51,7 @@ def _run(
         ) from exc
     except reconcile.Judged as judged:
         failure = judged.failure
-        if judged.news:  # one Warning per failure, not one per retry
-            kopf.warn(body, reason=failure.reason, message=failure.message)
-            if failure.reason == Reason.OPERATOR_ERROR:  # the traceback, once, for a bug report
-                logger.error("%s", failure.message, exc_info=judged.__cause__)
+        _report(body, judged, logger)
         if failure.permanent:
             raise kopf.PermanentError(f"{failure.reason}: {failure.message}") from judged
         raise kopf.TemporaryError(
@@ -66,6 +63,15 @@ def _run(
         _applied_generation[(dep["metadata"]["namespace"], dep["metadata"]["name"])] = int(
             dep["metadata"].get("generation", 0)
         )
+
+
+def _report(body: kopf.Body, judged: reconcile.Judged, logger: kopf.Logger) -> None:
+    """One Warning per failure, not one per retry; an unforeseen one's traceback, once."""
+    failure = judged.failure
+    if judged.news:
+        kopf.warn(body, reason=failure.reason, message=failure.message)
+        if failure.reason == Reason.OPERATOR_ERROR:  # for a bug report
+            logger.error("%s", failure.message, exc_info=judged.__cause__)
 
 
 def _once(handler: Callable[..., None]) -> Callable[..., None]:
@@ -180,7 +186,10 @@ def deployment_changed(
         _run(owner, memo, 0, logger, drift=True)
         return
     _applied_generation[key] = generation
-    reconcile.refresh(owner, dict(body))
+    try:
+        reconcile.refresh(owner, dict(body))
+    except reconcile.Judged as judged:
+        _report(owner, judged, logger)
 
 
 @kopf.on.event("", "v1", "services", labels=_MANAGED)

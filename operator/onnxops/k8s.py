@@ -8,7 +8,6 @@ is the authority on the fields it sets, which is also what undoes drift). 404 on
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import urllib.error
@@ -20,8 +19,9 @@ import urllib3
 from kubernetes import client, config
 
 from onnxops import api
+from onnxops.outage import ApiError, ApiUnavailable, outage, reason_of
 
-logger = logging.getLogger(__name__)
+__all__ = ["ApiError", "ApiUnavailable"]  # raised by every call here
 
 FIELD_MANAGER = "onnxops"
 
@@ -35,58 +35,6 @@ PLURALS = {
     ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
     (f"{api.GROUP}/{api.VERSION}", api.KIND): api.PLURAL,
 }
-
-
-class ApiError(Exception):
-    """A non-2xx answer from the apiserver."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-
-    @property
-    def namespace_terminating(self) -> bool:
-        """The namespace is being deleted: creating in it is refused, and that is no failure."""
-        return self.status == 403 and "being terminated" in self.message
-
-
-class ApiUnavailable(ApiError):
-    """The apiserver could not be reached, or is overloaded or failing (429, 5xx): retry."""
-
-
-class _Outage:
-    """Counts failed calls while the apiserver is unreachable, so the log says it once when
-    it goes and once, with a summary, when it is back (not a traceback per call)."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self.failures = 0
-
-    def failed(self, error: ApiUnavailable) -> None:
-        with _lock:
-            self.failures += 1
-            first = self.since is None
-            if first:
-                self.since = time.monotonic()
-        if first:
-            logger.warning("Kubernetes API unavailable (%s); retrying with back-off", error)
-
-    def succeeded(self) -> None:
-        if self.since is None:  # the common case, without taking the lock
-            return
-        with _lock:
-            since, failures = self.since, self.failures
-            self.since, self.failures = None, 0
-        if since is not None:
-            logger.warning(
-                "Kubernetes API reachable again after %.1f s (%d calls failed meanwhile)",
-                time.monotonic() - since,
-                failures,
-            )
-
-
-_outage = _Outage()
 
 
 _client: client.ApiClient | None = None
@@ -129,8 +77,8 @@ def request(
         resp = c.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
         raw = resp.read()
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        unavailable = ApiUnavailable(0, f"{type(exc).__name__}: {_reason(exc)}")
-        _outage.failed(unavailable)
+        unavailable = ApiUnavailable(0, f"{type(exc).__name__}: {reason_of(exc)}")
+        outage.failed(unavailable)
         raise unavailable from exc
     text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
     if resp.status >= 400:
@@ -140,18 +88,12 @@ def request(
             message = text
         if resp.status == 429 or resp.status >= 500:
             unavailable = ApiUnavailable(resp.status, message)
-            _outage.failed(unavailable)
+            outage.failed(unavailable)
             raise unavailable
-        _outage.succeeded()
+        outage.succeeded()
         raise ApiError(resp.status, message)
-    _outage.succeeded()
+    outage.succeeded()
     return json.loads(text) if text else {}
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause in one line (urllib3 nests it: MaxRetryError > NewConnectionError)."""
-    inner = getattr(exc, "reason", None)
-    return str(inner if isinstance(inner, BaseException) else exc).splitlines()[0][:200]
 
 
 def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:

@@ -244,7 +244,12 @@ def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> di
         md = ModelDeployment.model_validate(dict(md_body))
     except ValidationError:
         return None
-    return _refresh(md, deployment)
+    try:
+        return _refresh(md, deployment)
+    except k8s.ApiUnavailable:
+        raise
+    except Exception as exc:
+        raise judgement.judge(md_body, exc) from exc
 
 
 def _refresh(md: ModelDeployment, deployment: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onnxops import build, judgement, k8s, status
+from onnxops import build, judgement, k8s, speccheck, status
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.config import OperatorConfig
 from onnxops.pools import (
@@ -166,7 +166,7 @@ def reconcile(
 def _reconcile(
     md: ModelDeployment, pools: dict[str, PoolProfile], cfg: OperatorConfig, *, drift: bool
 ) -> Outcome:
-    invalid = build.invalid_labels(md)
+    invalid = speccheck.invalid_labels(md)
     if invalid:  # placement would otherwise find no node with such a label: NoCapacity
         raise _fail(md, status.Failure(Reason.CHILD_REJECTED, invalid, permanent=True))
     placed = placement(md, pools)

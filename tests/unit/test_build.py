@@ -302,25 +302,3 @@ def test_uris_the_url_parser_refuses_are_model_uri_errors(uri: str) -> None:
     # They pass the schema's pattern; a bare ValueError here looped the operator.
     with pytest.raises(build.ModelUriError, match=r"m\.onnx"):
         build.plan_model(md(model={"uri": uri}), CLOUD)
-
-
-@pytest.mark.parametrize(
-    ("target", "named"),
-    [
-        ({"nodeSelector": {"not a key": "x"}}, "nodeSelector key 'not a key'"),
-        ({"nodeSelector": {"zone": "a b"}}, "nodeSelector value 'a b'"),
-        ({"nodeSelector": {"a/b/c": "x"}}, "nodeSelector key 'a/b/c'"),
-        ({"tolerations": [{"key": "-bad", "operator": "Exists"}]}, "toleration key '-bad'"),
-    ],
-)
-def test_invalid_labels_names_the_bad_key(target: dict[str, Any], named: str) -> None:
-    got = build.invalid_labels(md(target=target))
-    assert got is not None and named in got
-
-
-def test_valid_labels_pass() -> None:
-    target = {
-        "nodeSelector": {"topology.kubernetes.io/zone": "eu-1", "gpu": ""},
-        "tolerations": [{"key": "node-role.kubernetes.io/edge", "operator": "Exists"}],
-    }
-    assert build.invalid_labels(md(target=target)) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -28,8 +29,22 @@ _MANAGED = {"app.kubernetes.io/managed-by": build.MANAGED_BY}
 _applied_generation: dict[tuple[str, str], int] = {}
 
 
+# (namespace, name, reason) -> generation of the last such Warning posted. Two reconciles
+# of one resource can overlap (the handler, and a child's event it caused) and both read
+# the status that made a Warning news: this keeps such a Warning once per generation.
+_warned: dict[tuple[str, str, str], int] = {}
+_warned_lock = threading.Lock()
+
+
 def _post(body: Any, events: list[reconcile.Event]) -> None:
+    key = (body.meta.namespace or "", body.meta.name or "")
+    generation = int(body.meta.get("generation", 0))
     for type_, reason, message in events:
+        if type_ == "Warning":
+            with _warned_lock:
+                if _warned.get((*key, reason)) == generation:
+                    continue
+                _warned[(*key, reason)] = generation
         kopf.event(body, type=type_, reason=reason, message=message)
 
 
@@ -176,6 +191,10 @@ def deployment_changed(
         if type == "DELETED":  # cascaded with its owner: nothing to restore, nothing to recall
             k8s.forget("Deployment", body.meta.namespace or "", body.meta.name or "")
             _applied_generation.pop((body.meta.namespace or "", body.meta.name or ""), None)
+            with _warned_lock:
+                gone = (body.meta.namespace, body.meta.name)
+                for warned in [k for k in _warned if k[:2] == gone]:
+                    del _warned[warned]
         return
     key = (body.meta.namespace or "", body.meta.name or "")
     generation = int(body.meta.get("generation", 0))

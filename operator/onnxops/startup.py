@@ -30,6 +30,9 @@ def configure(
         prefix=prefix, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{prefix}/finalizer"
+    # urllib3 logs each of its own connection retries (three per failed call) while the
+    # apiserver is away; k8s.py says once that it is unavailable, and when it is back.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     # Events name the operator, not kopf, as their source.
     settings.posting.reporting_component = "onnxops-operator"
     settings.posting.level = logging.INFO

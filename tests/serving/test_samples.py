@@ -20,7 +20,7 @@ def test_sample_model_is_served(name: str, tmp_path: Path) -> None:
     mount = tmp_path / "models"  # what the pod's configMap volume holds
     mount.mkdir()
     for key, value in configmap.get("binaryData", {}).items():
-        (mount / key).write_bytes(base64.b64decode(value))
+        (mount / key).write_bytes(base64.b64decode(value, validate=True))  # as the apiserver
     for key, value in configmap.get("data", {}).items():
         (mount / key).write_text(value)
     key = md["spec"]["model"]["uri"].rsplit("/", 1)[1]

@@ -44,6 +44,17 @@ test: install system-deps cluster-build
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
+test-serving: install
+	$(BIN)/python -m pytest tests/serving
+
+test-cluster: install system-deps cluster-build
+	$(BIN)/python -m pytest tests/cluster
+
+# The watch-and-heal loop (cluster + Prometheus + serving processes); empty until it exists.
+test-loop: install system-deps cluster-build
+	@if [ -d tests/loop ]; then $(BIN)/python -m pytest tests/loop; \
+	 else echo "tests/loop: no loop tests yet"; fi
+
 lint: install
 	$(BIN)/ruff check operator serving-image tests bench hack
 	$(BIN)/ruff format --check operator serving-image tests bench hack

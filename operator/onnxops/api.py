@@ -18,8 +18,11 @@ PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["mdep"]
 
-# Kubernetes quantity syntax (the regex the apiserver itself uses for resource.Quantity).
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# A non-negative Kubernetes quantity, by the grammar resource.Quantity parses (number, then a
+# binary-SI, decimal-SI or exponent suffix). The looser regex of the apiserver's OpenAPI
+# `quantity` format accepts "1.5.3" or "1Ki1", which no parser reads: the operator then
+# looped on them.
+QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
 # Schemes the runtime can fetch from (http/file) or the operator can mount (pvc/configmap);
 # a bare absolute path means a file already present in the image.

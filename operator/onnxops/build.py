@@ -56,7 +56,11 @@ def plan_model(md: ModelDeployment, pool: PoolProfile) -> ModelPlan:
         uri, sha = model.variants[variant].uri, model.variants[variant].sha256
     else:
         raise ModelUriError(f"variant {variant!r} is not among spec.model.variants")
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        _ = parts.port  # parsed lazily: "http://h:99999/m" fails only here
+    except ValueError as exc:  # the schema's pattern cannot check brackets and ports
+        raise ModelUriError(f"{uri}: {exc}") from exc
     if parts.scheme in ("pvc", "configmap"):
         source, path = parts.netloc, parts.path.lstrip("/")
         if not _dns_label(source) or not path or ".." in path.split("/"):

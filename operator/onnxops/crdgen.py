@@ -53,7 +53,11 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if types == {"integer", "string"}:
             # int | str is a Kubernetes quantity: int-or-string, the string form's pattern.
             string = next(o for o in non_null if o.get("type") == "string")
+            integer = next(o for o in non_null if o.get("type") == "integer")
             limits: dict[str, Any] = {k: string[k] for k in ("pattern", "maxLength") if k in string}
+            # The integer form's bounds too (`cpu: -1`): the apiserver applies `minimum` to
+            # numbers only, so it and the string's pattern do not clash.
+            limits.update({k: integer[k] for k in ("minimum", "maximum") if k in integer})
             outer = {k: v for k, v in outer.items() if k != "default"}
             return _convert({**outer, **limits, "type": "int-or-string"}, defs)
         if len(non_null) != 1:

@@ -7,7 +7,10 @@ Run with `python -m onnxops.run` or `onnxops operator` (settings: `config.py`); 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -16,6 +19,7 @@ import kopf
 from onnxops import build, k8s, reconcile, startup
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import config
+from onnxops.reasons import Reason
 
 __all__ = ["startup"]  # importing it registers the startup handler
 
@@ -25,8 +29,22 @@ _MANAGED = {"app.kubernetes.io/managed-by": build.MANAGED_BY}
 _applied_generation: dict[tuple[str, str], int] = {}
 
 
+# (namespace, name, reason) -> generation of the last such Warning posted. Two reconciles
+# of one resource can overlap (the handler, and a child's event it caused) and both read
+# the status that made a Warning news: this keeps such a Warning once per generation.
+_warned: dict[tuple[str, str, str], int] = {}
+_warned_lock = threading.Lock()
+
+
 def _post(body: Any, events: list[reconcile.Event]) -> None:
+    key = (body.meta.namespace or "", body.meta.name or "")
+    generation = int(body.meta.get("generation", 0))
     for type_, reason, message in events:
+        if type_ == "Warning":
+            with _warned_lock:
+                if _warned.get((*key, reason)) == generation:
+                    continue
+                _warned[(*key, reason)] = generation
         kopf.event(body, type=type_, reason=reason, message=message)
 
 
@@ -34,13 +52,21 @@ def _backoff(retry: int) -> float:
     return float(min(_cfg.retry_base_s * 2**retry, _cfg.retry_max_s))
 
 
-def _run(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool = False) -> None:
+def _run(
+    body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger, drift: bool = False
+) -> None:
     try:
         outcome = reconcile.reconcile(body, memo.pools, _cfg, drift=drift)
+    except reconcile.Terminating:
+        logger.info("namespace is being deleted; nothing to reconcile")
+        return
+    except k8s.ApiUnavailable as exc:  # logged once by k8s; one line per retry here
+        raise kopf.TemporaryError(
+            f"{Reason.API_UNAVAILABLE}: {exc}", delay=_backoff(retry)
+        ) from exc
     except reconcile.Judged as judged:
         failure = judged.failure
-        if judged.news:  # one Warning per failure, not one per retry
-            kopf.warn(body, reason=failure.reason, message=failure.message)
+        _report(body, judged, logger)
         if failure.permanent:
             raise kopf.PermanentError(f"{failure.reason}: {failure.message}") from judged
         raise kopf.TemporaryError(
@@ -54,11 +80,38 @@ def _run(body: kopf.Body, memo: kopf.Memo, retry: int, drift: bool = False) -> N
         )
 
 
+def _report(body: kopf.Body, judged: reconcile.Judged, logger: kopf.Logger) -> None:
+    """One Warning per failure, not one per retry; an unforeseen one's traceback, once."""
+    failure = judged.failure
+    if judged.news:
+        kopf.warn(body, reason=failure.reason, message=failure.message)
+        if failure.reason == Reason.OPERATOR_ERROR:  # for a bug report
+            logger.error("%s", failure.message, exc_info=judged.__cause__)
+
+
+def _once(handler: Callable[..., None]) -> Callable[..., None]:
+    """For event handlers, which kopf never retries: a failure is one log line (status and
+    the resync timer carry it), not a traceback per event."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, logger: kopf.Logger, **kwargs: Any) -> None:
+        try:
+            handler(*args, logger=logger, **kwargs)
+        except k8s.ApiUnavailable:
+            pass  # k8s logs the outage once, and its end
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            logger.warning("%s (the resync retries)", exc)
+
+    return wrapper
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    _run(body, memo, retry)
+def reconcile_model(
+    body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger, **_: Any
+) -> None:
+    _run(body, memo, retry, logger)
 
 
 def _retry_pending(body: kopf.Body) -> bool:
@@ -72,8 +125,9 @@ def _retry_pending(body: kopf.Body) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@_once
 def spec_changed_while_retrying(
-    type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     """A spec change is reconciled at once, even while kopf waits to retry a failure.
 
@@ -89,11 +143,13 @@ def spec_changed_while_retrying(
         return
     # A new failure is in status and a Warning; kopf's own retry stays scheduled.
     with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
-        _run(body, memo, retry=0)
+        _run(body, memo, 0, logger)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=_cfg.resync_s, idle=_cfg.resync_idle_s)
-def resync_model(body: kopf.Body, memo: kopf.Memo, status: kopf.Status, **_: Any) -> None:
+def resync_model(
+    body: kopf.Body, memo: kopf.Memo, status: kopf.Status, logger: kopf.Logger, **_: Any
+) -> None:
     """Re-apply periodically: restores children whose edits or deletions no watch reported.
 
     The finalizer `onnxops.io/finalizer` exists only because of this timer: kopf always adds
@@ -108,7 +164,7 @@ def resync_model(body: kopf.Body, memo: kopf.Memo, status: kopf.Status, **_: Any
     # Resume and update handlers apply spec changes; what a resync finds to change in a
     # generation already reconciled was changed behind our back (the resync may beat a
     # deleted child's watch event to it). A newer generation is the user's change.
-    _run(body, memo, retry=0, drift=settled)
+    _run(body, memo, 0, logger, drift=settled)
 
 
 def _owner(child: kopf.Body) -> kopf.Body | None:
@@ -123,6 +179,7 @@ def _owner(child: kopf.Body) -> kopf.Body | None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
+@_once
 def deployment_changed(
     type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
@@ -134,6 +191,10 @@ def deployment_changed(
         if type == "DELETED":  # cascaded with its owner: nothing to restore, nothing to recall
             k8s.forget("Deployment", body.meta.namespace or "", body.meta.name or "")
             _applied_generation.pop((body.meta.namespace or "", body.meta.name or ""), None)
+            with _warned_lock:
+                gone = (body.meta.namespace, body.meta.name)
+                for warned in [k for k in _warned if k[:2] == gone]:
+                    del _warned[warned]
         return
     key = (body.meta.namespace or "", body.meta.name or "")
     generation = int(body.meta.get("generation", 0))
@@ -141,14 +202,20 @@ def deployment_changed(
         # A new generation is someone's edit (or the HPA scaling): re-applying is a no-op
         # unless a field we own was changed, and then it is the restoration.
         logger.debug("Deployment %s/%s %s at generation %s; re-applying", *key, type, generation)
-        _run(owner, memo, retry=0, drift=True)
+        _run(owner, memo, 0, logger, drift=True)
         return
     _applied_generation[key] = generation
-    reconcile.refresh(owner, dict(body))
+    try:
+        reconcile.refresh(owner, dict(body))
+    except reconcile.Judged as judged:
+        _report(owner, judged, logger)
 
 
 @kopf.on.event("", "v1", "services", labels=_MANAGED)
-def service_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@_once
+def service_changed(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
     """A deleted Service is recreated at once (edits are undone by the resync timer)."""
     if type != "DELETED":
         return
@@ -156,4 +223,4 @@ def service_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
     if owner is None:
         k8s.forget("Service", body.meta.namespace or "", body.meta.name or "")
         return
-    _run(owner, memo, retry=0, drift=True)
+    _run(owner, memo, 0, logger, drift=True)

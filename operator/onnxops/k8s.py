@@ -15,9 +15,13 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import urllib3
 from kubernetes import client, config
 
 from onnxops import api
+from onnxops.outage import ApiError, ApiUnavailable, outage, reason_of
+
+__all__ = ["ApiError", "ApiUnavailable"]  # raised by every call here
 
 FIELD_MANAGER = "onnxops"
 
@@ -31,15 +35,6 @@ PLURALS = {
     ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
     (f"{api.GROUP}/{api.VERSION}", api.KIND): api.PLURAL,
 }
-
-
-class ApiError(Exception):
-    """A non-2xx answer from the apiserver."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
 
 
 _client: client.ApiClient | None = None
@@ -77,16 +72,27 @@ def request(
         body=body,
         auth_settings=["BearerToken"],
     )
-    # Bounded, so a hung apiserver surfaces as an error (and a retry) instead of a stuck worker.
-    resp = c.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
-    raw = resp.read()
+    try:
+        # Bounded, so a hung apiserver surfaces as an error (and a retry), not a stuck worker.
+        resp = c.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
+        raw = resp.read()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        unavailable = ApiUnavailable(0, f"{type(exc).__name__}: {reason_of(exc)}")
+        outage.failed(unavailable)
+        raise unavailable from exc
     text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
     if resp.status >= 400:
         try:
             message = json.loads(text).get("message", text)
-        except ValueError:
+        except (ValueError, AttributeError):
             message = text
+        if resp.status == 429 or resp.status >= 500:
+            unavailable = ApiUnavailable(resp.status, message)
+            outage.failed(unavailable)
+            raise unavailable
+        outage.succeeded()
         raise ApiError(resp.status, message)
+    outage.succeeded()
     return json.loads(text) if text else {}
 
 
@@ -226,6 +232,29 @@ def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     except ApiError as exc:
         if exc.status != 404:
             raise
+
+
+def ensure_peering(name: str, namespaces: list[str]) -> bool:
+    """Create kopf's peering object(s) unless present; False when kopf's CRD is missing.
+
+    Cluster-wide: one ClusterKopfPeering; namespaced: one KopfPeering per namespace."""
+    base = "/apis/kopf.dev/v1"
+    paths = (
+        [f"{base}/clusterkopfpeerings"]
+        if not namespaces
+        else [f"{base}/namespaces/{ns}/kopfpeerings" for ns in namespaces]
+    )
+    for path in paths:
+        kind = "ClusterKopfPeering" if not namespaces else "KopfPeering"
+        body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+        try:
+            request("POST", path, body=body)
+        except ApiError as exc:
+            if exc.status == 404:  # the CRD (the resource type), not the object
+                return False
+            if exc.status != 409:  # 409: another replica or manifests/ made it first
+                raise
+    return True
 
 
 def list_children(namespace: str, name: str, api_version: str, kind: str) -> list[dict[str, Any]]:

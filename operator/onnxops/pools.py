@@ -85,25 +85,51 @@ def load_pools(path: str | Path | None) -> dict[str, PoolProfile]:
     return {name: PoolProfile(name=name, **(body or {})) for name, body in pools.items()}
 
 
+class QuantityError(ValueError):
+    """A resource value that is no Kubernetes quantity (the spec's fault, not the operator's)."""
+
+
 def quantity(value: Any) -> Decimal:
     """A Kubernetes quantity ("250m", "1Gi", 2) as a Decimal of base units."""
-    return Decimal(parse_quantity(value))
+    try:
+        parsed = Decimal(parse_quantity(value))
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise QuantityError(f"{value!r} is not a Kubernetes quantity") from exc
+    if parsed < 0:
+        raise QuantityError(f"{value!r} is negative")
+    return parsed
 
 
 def effective_resources(spec: ModelDeploymentSpec, pool: PoolProfile) -> dict[str, dict[str, str]]:
-    """Per-replica requests and limits: the spec's values over the pool's defaults."""
-    out: dict[str, dict[str, str]] = {}
-    for part, defaults in (("requests", pool.requests), ("limits", pool.limits)):
-        given = getattr(spec.resources, part).model_dump(exclude_none=True)
-        merged = {**defaults, **{k: str(v) for k, v in given.items()}}
-        out[part] = {k: merged[k] for k in RESOURCES if k in merged}
-    # A limit below the request would be refused by the apiserver; a spec that raises the
-    # request over the pool's default limit means the limit must follow it.
-    for name, req in out["requests"].items():
-        lim = out["limits"].get(name)
-        if lim is not None and quantity(lim) < quantity(req):
-            out["limits"][name] = req
-    return out
+    """Per-replica requests and limits: the user's values kept as given, pool defaults only
+    for what is unset.
+
+    As Kubernetes does for a container, an unset request defaults to the user's limit (not to
+    the pool's request, which could exceed that limit and would then have raised it); an unset
+    limit defaults to the pool's, lifted to the request when the request is larger (a limit
+    below the request is refused by the apiserver). So no value the user gave is changed."""
+    given = {
+        part: {
+            k: str(v)
+            for k, v in getattr(spec.resources, part).model_dump().items()
+            if v is not None
+        }
+        for part in ("requests", "limits")
+    }
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for name in RESOURCES:
+        request = (
+            given["requests"].get(name) or given["limits"].get(name) or pool.requests.get(name)
+        )
+        limit = given["limits"].get(name) or pool.limits.get(name)
+        if request is not None:
+            requests[name] = request
+        if limit is not None:
+            if request is not None and name not in given["limits"]:
+                limit = max(limit, request, key=quantity)
+            limits[name] = limit
+    return {"requests": requests, "limits": limits}
 
 
 def ceiling_violations(resources: dict[str, dict[str, str]], pool: PoolProfile) -> list[str]:

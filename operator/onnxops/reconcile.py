@@ -10,30 +10,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from onnxops import build, k8s, status
+from pydantic import ValidationError
+
+from onnxops import build, judgement, k8s, speccheck, status
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.config import OperatorConfig
 from onnxops.pools import (
     PlacementError,
     PoolProfile,
+    QuantityError,
     ceiling_violations,
     effective_resources,
     place,
 )
+from onnxops.reasons import Reason
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
-
-
-class Judged(Exception):
-    """The operator judged the spec unworkable; status already says so.
-
-    `news`: whether status did not say so already; a retry that finds the same failure is no
-    news, and posting its Warning again would only repeat the first Event."""
-
-    def __init__(self, failure: status.Failure, news: bool = True) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-        self.news = news
+Judged = judgement.Judged
+Terminating = judgement.Terminating
+_fail = judgement.fail
 
 
 @dataclass
@@ -41,14 +36,6 @@ class Outcome:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     deployment: dict[str, Any] | None = None
-
-
-def _fail(md: ModelDeployment, failure: status.Failure) -> Judged:
-    new = status.failed_status(md, failure, now=status.now_iso())
-    news = status.differs(md.status.wire(), new)
-    if news:
-        k8s.patch_status(md.namespace, md.name, new)
-    return Judged(failure, news)
 
 
 def _check_model(md: ModelDeployment, pool: PoolProfile, cfg: OperatorConfig) -> build.ModelPlan:
@@ -69,10 +56,11 @@ def _settled_pool(md: ModelDeployment, pools: dict[str, PoolProfile]) -> PoolPro
     """The pool already chosen for this very generation, if it still stands.
 
     A resync or a child's event then costs no node and pod listing; a spec change (new
-    generation) or a failure re-judges supply."""
+    generation), a failure or a pool kept without room re-judges supply."""
     st = md.status
     same_spec = st.observed_generation == md.metadata.get("generation")
-    if not same_spec or st.phase == "Failed" or st.pool not in pools:
+    short = status.placed_reason(st) == Reason.CAPACITY_SHORT
+    if not same_spec or st.phase == "Failed" or short or st.pool not in pools:
         return None
     pool = pools[st.pool]
     if ceiling_violations(effective_resources(md.spec, pool), pool):
@@ -80,11 +68,33 @@ def _settled_pool(md: ModelDeployment, pools: dict[str, PoolProfile]) -> PoolPro
     return pool
 
 
-def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> tuple[PoolProfile, str]:
+@dataclass(frozen=True)
+class Placed:
+    pool: PoolProfile
+    why: str
+    reason: str = Reason.POOL_CHOSEN
+
+
+def _kept(md: ModelDeployment, pools: dict[str, PoolProfile], exc: PlacementError) -> Placed | None:
+    """A running model stays on its pool through a lack of room (a node briefly NotReady,
+    a scale-up beyond what is free): the new pods wait for room, and status says so,
+    instead of failing a model that serves."""
+    st = md.status
+    running = st.phase not in ("Failed", "Pending") and st.pool in pools
+    if exc.reason != Reason.NO_CAPACITY or not running:
+        return None
+    pool = pools[str(st.pool)]
+    if ceiling_violations(effective_resources(md.spec, pool), pool):
+        return None
+    why = f"kept on pool {pool.name}, short of room: {exc.message}; re-judged at each resync"
+    return Placed(pool, why, Reason.CAPACITY_SHORT)
+
+
+def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> Placed:
     """The pool for this model, judged from the cluster's current supply."""
     settled = _settled_pool(md, pools)
     if settled is not None:
-        return settled, status.placement_note(md.status) or f"pool {settled.name}"
+        return Placed(settled, status.placement_note(md.status) or f"pool {settled.name}")
     nodes, pods = k8s.nodes_and_pods()
     others = [
         p
@@ -97,9 +107,12 @@ def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> tuple[PoolP
     try:
         chosen = place(md.spec, pools, nodes=nodes, other_pods=others, current=md.status.pool)
     except PlacementError as exc:
+        kept = _kept(md, pools, exc)
+        if kept is not None:
+            return kept
         failure = status.Failure(exc.reason, exc.message, permanent=exc.permanent)
         raise _fail(md, failure) from exc
-    return chosen.pool, chosen.message
+    return Placed(chosen.pool, chosen.message)
 
 
 def _apply(md: ModelDeployment, obj: dict[str, Any]) -> k8s.Applied:
@@ -107,7 +120,11 @@ def _apply(md: ModelDeployment, obj: dict[str, Any]) -> k8s.Applied:
     valid label) is the spec's fault and reported as such, not retried blindly."""
     try:
         return k8s.apply(obj)
+    except k8s.ApiUnavailable:
+        raise
     except k8s.ApiError as exc:
+        if exc.namespace_terminating:
+            raise Terminating(exc.message) from exc
         if exc.status in (400, 422):
             message = f"{obj['kind']} refused by the apiserver: {exc.message}"
             raise _fail(md, status.Failure("ChildRejected", message, permanent=True)) from exc
@@ -124,15 +141,43 @@ def reconcile(
     *,
     drift: bool = False,
 ) -> Outcome:
-    """Bring the children in line with the spec; raises Judged for operator-judged failures.
+    """Bring the children in line with the spec; raises Judged for operator-judged failures
+    (any exception becomes one: an InvalidSpec or OperatorError reason in status), Terminating
+    in a namespace being deleted, k8s.ApiUnavailable while the apiserver is away.
 
     `drift`: called because a child changed behind our back, so changes are restorations."""
-    md = ModelDeployment.model_validate(dict(body))
-    pool, why = placement(md, pools)
+    try:
+        md = ModelDeployment.model_validate(dict(body))
+        try:
+            return _reconcile(md, pools, cfg, drift=drift)
+        except QuantityError as exc:  # stored before the schema refused it, or a pool's value
+            failure = status.Failure(Reason.INVALID_SPEC, f"resources: {exc}", permanent=True)
+            raise _fail(md, failure) from exc
+    except (Judged, Terminating, k8s.ApiUnavailable):
+        raise
+    except k8s.ApiError as exc:
+        if exc.namespace_terminating:
+            raise Terminating(exc.message) from exc
+        raise judgement.judge(body, exc) from exc
+    except Exception as exc:
+        raise judgement.judge(body, exc) from exc
+
+
+def _reconcile(
+    md: ModelDeployment, pools: dict[str, PoolProfile], cfg: OperatorConfig, *, drift: bool
+) -> Outcome:
+    invalid = speccheck.invalid_labels(md)
+    if invalid:  # placement would otherwise find no node with such a label: NoCapacity
+        raise _fail(md, status.Failure(Reason.CHILD_REJECTED, invalid, permanent=True))
+    placed = placement(md, pools)
+    pool, why = placed.pool, placed.why
     plan = _check_model(md, pool, cfg)
     events: list[Event] = []
-    if md.status.pool != pool.name or md.status.phase == "Failed":
-        events.append(("Normal", "PoolChosen", f"{why}; variant {plan.variant}"))
+    if placed.reason == Reason.CAPACITY_SHORT:
+        if status.placed_reason(md.status) != Reason.CAPACITY_SHORT:  # once, not per resync
+            events.append(("Warning", Reason.CAPACITY_SHORT, why))
+    elif md.status.pool != pool.name or md.status.phase == "Failed":
+        events.append(("Normal", Reason.POOL_CHOSEN, f"{why}; variant {plan.variant}"))
     replicas = None
     if md.spec.autoscaling is not None:  # the HPA's current choice is kept, so read it
         current = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
@@ -164,6 +209,7 @@ def reconcile(
         deployment=deployment,
         placement=why,
         now=status.now_iso(),
+        placed_reason=placed.reason,
     )
     if status.differs(md.status.wire(), new):
         k8s.patch_status(md.namespace, md.name, new)
@@ -191,9 +237,19 @@ def _catch_up(
 def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> dict[str, Any] | None:
     """Status update after the Deployment changed; None when nothing needed writing.
 
-    A Failed judgement of the current generation stands until the spec changes.
+    A Failed judgement of the current generation stands until the spec changes; an object the
+    API models cannot read is left to the reconcile, which says why.
     """
-    return _refresh(ModelDeployment.model_validate(dict(md_body)), deployment)
+    try:
+        md = ModelDeployment.model_validate(dict(md_body))
+    except ValidationError:
+        return None
+    try:
+        return _refresh(md, deployment)
+    except k8s.ApiUnavailable:
+        raise
+    except Exception as exc:
+        raise judgement.judge(md_body, exc) from exc
 
 
 def _refresh(md: ModelDeployment, deployment: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -210,6 +266,7 @@ def _refresh(md: ModelDeployment, deployment: dict[str, Any] | None) -> dict[str
         deployment=deployment,
         placement=status.placement_note(st),
         now=status.now_iso(),
+        placed_reason=status.placed_reason(st),
     )
     # The Deployment event tells us about readiness, not about a new spec generation.
     new["observedGeneration"] = st.observed_generation

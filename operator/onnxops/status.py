@@ -10,10 +10,11 @@ from typing import Any
 
 from onnxops import build
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
+from onnxops.reasons import MODEL_REASONS, PLACEMENT_REASONS, ConditionType, Reason
 
-READY = "Ready"
-PLACED = "Placed"
-MODEL_AVAILABLE = "ModelAvailable"
+READY = ConditionType.READY
+PLACED = ConditionType.PLACED
+MODEL_AVAILABLE = ConditionType.MODEL_AVAILABLE
 """Whether the spec's model can be served: False when the operator judged its URI malformed
 or its source missing, True once serving pods that loaded it pass readiness (the runtime is
 only ready with a loaded model), Unknown while that is not yet known. Healthy,
@@ -64,6 +65,11 @@ def placement_note(st: ModelDeploymentStatus) -> str:
     return next((c.message for c in st.conditions if c.type == PLACED), "")
 
 
+def placed_reason(st: ModelDeploymentStatus) -> str:
+    """The reason of the Placed condition (CapacityShort while kept on a full pool)."""
+    return next((c.reason for c in st.conditions if c.type == PLACED), Reason.POOL_CHOSEN)
+
+
 def model_label(md: ModelDeployment) -> str:
     """name:version for the printer column."""
     name = md.spec.model.name or md.name
@@ -93,6 +99,7 @@ def healthy_status(
     deployment: dict[str, Any] | None,
     placement: str,
     now: str,
+    placed_reason: str = Reason.POOL_CHOSEN,
 ) -> dict[str, Any]:
     """Status after a successful reconcile (or a child change): Progressing or Ready."""
     generation = md.metadata.get("generation")
@@ -102,7 +109,7 @@ def healthy_status(
         conditions,
         type_=PLACED,
         status=True,
-        reason="PoolChosen",
+        reason=placed_reason,
         message=placement,
         generation=generation,
         now=now,
@@ -229,10 +236,6 @@ def ignored_replicas(md: ModelDeployment) -> str | None:
         f"HorizontalPodAutoscaler keeps {scaling.min_replicas}..{scaling.max_replicas} "
         "replicas; change spec.autoscaling instead"
     )
-
-
-PLACEMENT_REASONS = {"UnknownPool", "AboveCeiling", "NoCapacity"}
-MODEL_REASONS = {"InvalidModelURI", "ModelUnreachable"}
 
 
 def differs(current: dict[str, Any], new: dict[str, Any]) -> bool:

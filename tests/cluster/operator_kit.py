@@ -105,11 +105,24 @@ class Operator:
     """`onnxops operator` as a child process; start/kill/stop as the tests need."""
 
     def __init__(
-        self, kubeconfig: Path, log_path: Path, extra_env: dict[str, str] | None = None
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        *,
+        python: str = sys.executable,
+        fast: bool = True,
+        argv: tuple[str, ...] = ("-m", "onnxops.run"),
     ) -> None:
+        """`python`: another environment's interpreter; `fast`: the test timings
+        (FAST_OPERATOR_ENV, standalone), else the operator's defaults as a user runs it;
+        `argv`: how it is started (say, with `kopf run`; "{port}" is the liveness port)."""
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_env = extra_env or {}
+        self.python = python
+        self.fast = fast
+        self.argv = argv
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -118,20 +131,27 @@ class Operator:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")},
             "KUBECONFIG": str(self.kubeconfig),
-            **FAST_OPERATOR_ENV,
+            **(FAST_OPERATOR_ENV if self.fast else {}),
             "ONNXOPS_LIVENESS": f"http://127.0.0.1:{self.port}/healthz",
             **self.extra_env,
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxops.run"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [self.python, *(a.format(port=self.port) for a in self.argv)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         wait_for(self._healthy, "the operator's liveness endpoint", timeout_s=30)
 
     def _healthy(self) -> bool:
+        return self.health() is not None
+
+    def health(self) -> dict[str, Any] | None:
+        """The liveness endpoint's JSON (kopf probes by id), None while it does not answer."""
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(
@@ -139,9 +159,9 @@ class Operator:
             )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+                return dict(json.loads(r.read() or b"{}")) if r.status == 200 else None
+        except (OSError, ValueError):
+            return None
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as when a node dies."""

@@ -141,7 +141,7 @@ JUDGED = [
             target={"pool": "cloud", "tolerations": [{"key": "not a key", "operator": "Exists"}]},
         ),
         "ChildRejected",
-        "Deployment refused by the apiserver",
+        "toleration key 'not a key'",
     ),
     (
         "malformed-uri",

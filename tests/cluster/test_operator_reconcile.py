@@ -42,7 +42,10 @@ def test_samples_land_on_their_pools_and_become_ready(kube: Kube, operator: Oper
     for sample in ("cloud.yaml", "edge.yaml"):
         result = kube.run("apply", "-f", str(SAMPLES / sample))
         assert "created" in result.stdout
-    for name, pool, variant in (("iris-cloud", "cloud", "default"), ("iris-edge", "edge", "int8")):
+    for name, pool, variant in (
+        ("iris-cloud", "cloud", "default"),
+        ("iris-edge", "edge", "default"),
+    ):
         status = wait_for(partial(ready, kube, name), f"{name} Ready", timeout_s=60)
         assert status["pool"] == pool and status["variant"] == variant
         assert status["endpoint"] == f"http://{name}.{kube.namespace}.svc.cluster.local:8080"
@@ -70,7 +73,7 @@ def test_samples_land_on_their_pools_and_become_ready(kube: Kube, operator: Oper
     )
     wide = kube.run("get", "mdep", "iris-edge", "-o", "wide").stdout.splitlines()
     assert wide[0].split()[-3:] == ["REASON", "VARIANT", "ENDPOINT"]
-    assert wide[1].split()[-3:-1] == ["RolloutComplete", "int8"]
+    assert wide[1].split()[-3:-1] == ["RolloutComplete", "default"]
 
 
 def test_children_are_owned_and_events_recorded(kube: Kube, operator: Operator) -> None:

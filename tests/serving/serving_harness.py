@@ -202,10 +202,11 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def _env(settings: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")}
+def _env(settings: dict[str, str], source_tree: bool = True) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONNXOPS_", "PYTHONPATH"))}
     env.update({f"ONNXOPS_{k.upper()}": str(v) for k, v in settings.items()})
-    env["PYTHONPATH"] = str(REPO / "serving-image")
+    if source_tree:  # else the package as installed in that python's environment
+        env["PYTHONPATH"] = str(REPO / "serving-image")
     return env
 
 
@@ -214,7 +215,9 @@ def spawn(tmp: Path, *, wait_ready: bool = True, **settings: str) -> Server:
     return _start(tmp, settings, wait_ready)
 
 
-def _start(tmp: Path, settings: dict[str, str], wait_ready: bool) -> Server:
+def _start(
+    tmp: Path, settings: dict[str, str], wait_ready: bool, python: str = sys.executable
+) -> Server:
     port = free_port()
     # gRPC on a port of its own unless a test chooses (0 turns it off).
     settings = {
@@ -228,8 +231,8 @@ def _start(tmp: Path, settings: dict[str, str], wait_ready: bool) -> Server:
     log_path = tmp / f"server-{port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxops_serving"],
-            env=_env(settings),
+            [python, "-m", "onnxops_serving"],
+            env=_env(settings, source_tree=python == sys.executable),
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
@@ -260,8 +263,8 @@ def stop(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def running(tmp: Path, **settings: str) -> Iterator[Server]:
-    server = _start(tmp, settings, True)
+def running(tmp: Path, python: str = sys.executable, **settings: str) -> Iterator[Server]:
+    server = _start(tmp, settings, True, python)
     try:
         yield server
     finally:

@@ -14,7 +14,11 @@ SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 
 @pytest.mark.parametrize("name", ["cloud.yaml", "edge.yaml"])
 def test_samples_parse(name: str) -> None:
-    md = ModelDeployment.model_validate(yaml.safe_load((SAMPLES / name).read_text()))
+    docs = list(yaml.safe_load_all((SAMPLES / name).read_text()))
+    # The model's ConfigMap comes first, so it exists when the operator first looks.
+    assert [d["kind"] for d in docs] == ["ConfigMap", "ModelDeployment"]
+    md = ModelDeployment.model_validate(docs[1])
+    assert md.spec.model.uri == f"configmap://{docs[0]['metadata']['name']}/model.onnx"
     assert md.kind == "ModelDeployment" and md.api_version == "onnxops.io/v1alpha1"
     assert md.spec.model.sha256 is not None and len(md.spec.model.sha256) == 64
     assert md.spec.target.pool in ("cloud", "edge")

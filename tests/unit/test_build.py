@@ -299,3 +299,12 @@ def test_serving_settings_reach_the_container() -> None:
     assert container["image"] == "reg/onnxops-serving:dev"
     assert container["ports"][0]["containerPort"] == 9000
     assert build.endpoint(md(), "cluster.local") == "http://iris.ml.svc.cluster.local:8080"
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://[::1/m.onnx", "https://h:99999/m.onnx", "https://h:port/m.onnx"]
+)
+def test_uris_the_url_parser_refuses_are_model_uri_errors(uri: str) -> None:
+    # They pass the schema's pattern; a bare ValueError here looped the operator.
+    with pytest.raises(build.ModelUriError, match=r"m\.onnx"):
+        build.plan_model(md(model={"uri": uri}), CLOUD)

@@ -120,8 +120,31 @@ def test_patterns_accept_and_refuse() -> None:
     assert sha.search("a" * 64)
     assert not sha.search("A" * 64) and not sha.search("a" * 63)
     quantity = re.compile(api.QUANTITY_PATTERN)
-    assert all(quantity.search(q) for q in ("250m", "1Gi", "2", "0.5", "1e3"))
-    assert not any(quantity.search(q) for q in ("lots", "1 Gi", "-"))
+    assert all(quantity.search(q) for q in ("250m", "1Gi", "2", "0.5", "1e3", ".5", "+1", "3."))
+    # Strings the apiserver's own loose `quantity` regex lets through, but no parser reads.
+    bad = ("lots", "1 Gi", "-", "-1", "1.5.3", "1Ki1", "1KiB", "..", "1e", "1mi", "")
+    assert not any(quantity.search(q) for q in bad)
+
+
+def test_every_quantity_the_schema_admits_is_one_the_operator_reads() -> None:
+    # Exhaustive over short strings of the characters quantities use: what the pattern
+    # admits must parse, or the spec would pass the apiserver and loop in the operator.
+    from itertools import product
+
+    from onnxops.pools import QuantityError, quantity
+
+    pattern = re.compile(api.QUANTITY_PATTERN)
+    admitted = 0
+    for size in range(1, 5):
+        for chars in product("1.+-eEKkMmiu", repeat=size):
+            text = "".join(chars)
+            if pattern.search(text):
+                admitted += 1
+                try:
+                    quantity(text)
+                except QuantityError as exc:
+                    raise AssertionError(f"{text!r} passes the schema: {exc}") from exc
+    assert admitted > 100
 
 
 def test_cli_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:

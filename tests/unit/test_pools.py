@@ -12,6 +12,7 @@ from onnxops.errors import UserInputError
 from onnxops.pools import (
     PlacementError,
     PoolProfile,
+    QuantityError,
     ceiling_violations,
     choose_pool,
     default_pools,
@@ -19,6 +20,7 @@ from onnxops.pools import (
     free_per_node,
     load_pools,
     place,
+    quantity,
     replicas_that_fit,
 )
 
@@ -76,6 +78,52 @@ def test_effective_resources_merge_spec_over_pool() -> None:
     # A request above the pool's default limit lifts the limit with it.
     got = effective_resources(spec(resources={"requests": {"memory": "512Mi", "cpu": 1}}), edge)
     assert got == {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "512Mi"}}
+
+
+@pytest.mark.parametrize(
+    ("pool", "resources", "expected"),
+    [
+        # A limit alone: kept, and the request follows it down (Kubernetes' own default),
+        # instead of the pool's larger default request lifting the limit.
+        (
+            "cloud",
+            {"limits": {"cpu": "100m"}},
+            ({"cpu": "100m", "memory": "512Mi"}, {"cpu": "100m", "memory": "1Gi"}),
+        ),
+        (
+            "cloud",
+            {"limits": {"memory": "256Mi"}},
+            ({"cpu": "500m", "memory": "256Mi"}, {"memory": "256Mi"}),
+        ),
+        # Both given: both kept as written (no reformatting, no raising).
+        (
+            "edge",
+            {"requests": {"cpu": "50m"}, "limits": {"cpu": "2", "memory": "64Mi"}},
+            ({"cpu": "50m", "memory": "64Mi"}, {"cpu": "2", "memory": "64Mi"}),
+        ),
+        # Only what is unset comes from the pool; the pool's default limit below the user's
+        # request is lifted to it (it is the pool's value, not the user's).
+        (
+            "edge",
+            {"requests": {"memory": "300Mi"}},
+            ({"cpu": "100m", "memory": "300Mi"}, {"memory": "300Mi"}),
+        ),
+    ],
+)
+def test_effective_resources_keep_every_value_the_user_gave(
+    pool: str, resources: dict[str, Any], expected: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    got = effective_resources(spec(resources=resources), default_pools()[pool])
+    assert (got["requests"], got["limits"]) == expected
+    for part in ("requests", "limits"):
+        for name, value in resources.get(part, {}).items():
+            assert got[part][name] == value
+
+
+@pytest.mark.parametrize("value", ["1.5.3", "1Ki1", "-1", "lots", ""])
+def test_quantity_refuses_what_is_no_quantity(value: str) -> None:
+    with pytest.raises(QuantityError, match=r"quantity|negative"):
+        quantity(value)
 
 
 def test_ceiling_violations() -> None:

@@ -1,0 +1,77 @@
+"""The apiserver's availability as the operator sees it: the errors of its calls, and an
+outage log that says once that the API went away and once, with a summary, that it is back,
+instead of a traceback for each of the thousands of calls that fail meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+logger = logging.getLogger("onnxops.k8s")
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the apiserver."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: creating in it is refused, and that is no failure."""
+        return self.status == 403 and "being terminated" in self.message
+
+
+class ApiUnavailable(ApiError):
+    """The apiserver could not be reached (status 0), or is overloaded or failing (429, 5xx):
+    retry."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        if status == 0:  # no answer at all: "HTTP 0" would only mislead
+            self.args = (message,)
+
+
+class _Outage:
+    """Counts failed calls while the apiserver is unreachable, so the log says it once when
+    it goes and once, with a summary, when it is back (not a traceback per call)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, error: ApiUnavailable) -> None:
+        with self._lock:
+            self.failures += 1
+            first = self.since is None
+            if first:
+                self.since = time.monotonic()
+        if first:
+            logger.warning("Kubernetes API unavailable (%s); retrying with back-off", error)
+
+    def succeeded(self) -> None:
+        if self.since is None:  # the common case, without taking the lock
+            return
+        with self._lock:
+            since, failures = self.since, self.failures
+            self.since, self.failures = None, 0
+        if since is not None:
+            logger.warning(
+                "Kubernetes API reachable again after %.1f s (%d calls failed meanwhile)",
+                time.monotonic() - since,
+                failures,
+            )
+
+
+outage = _Outage()
+
+
+def reason_of(exc: BaseException) -> str:
+    """The innermost cause in one line (urllib3 nests it: MaxRetryError > NewConnectionError)."""
+    inner = getattr(exc, "reason", None)
+    return str(inner if isinstance(inner, BaseException) else exc).splitlines()[0][:200]

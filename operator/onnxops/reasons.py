@@ -1,0 +1,64 @@
+"""One vocabulary of condition types and reasons, for deploy, watch and heal alike.
+
+Status conditions and Events use these names; a test or a dashboard that matches on a reason
+reads it from here, so a typo is an AttributeError instead of a condition nobody matches.
+`StrEnum` members are plain strings on the wire (`json.dumps`, f-strings, comparisons).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConditionType(StrEnum):
+    """Conditions of a ModelDeployment's status (Kubernetes API conventions)."""
+
+    READY = "Ready"
+    PLACED = "Placed"
+    MODEL_AVAILABLE = "ModelAvailable"
+    # Written by the monitor and remediation (issues 10, 11); named here so all share one list.
+    HEALTHY = "Healthy"
+    MONITORING_AVAILABLE = "MonitoringAvailable"
+    REMEDIATING = "Remediating"
+
+
+class Reason(StrEnum):
+    """Reasons of conditions and Events."""
+
+    # Placement and rollout.
+    POOL_CHOSEN = "PoolChosen"
+    ROLLOUT_COMPLETE = "RolloutComplete"
+    ROLLING_OUT = "RollingOut"
+    MODEL_LOADED = "ModelLoaded"
+    MODEL_LOADING = "ModelLoading"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # Children.
+    CREATED = "Created"
+    UPDATED = "Updated"
+    DELETED = "Deleted"
+    DRIFT_RESTORED = "DriftRestored"
+    REPLICAS_IGNORED = "ReplicasIgnored"
+    RESOURCES_ADJUSTED = "ResourcesAdjusted"
+    """The operator had to change a resource value the user gave (said, never silent)."""
+    # Judged failures of a spec (phase Failed).
+    UNKNOWN_POOL = "UnknownPool"
+    ABOVE_CEILING = "AboveCeiling"
+    NO_CAPACITY = "NoCapacity"
+    INVALID_MODEL_URI = "InvalidModelURI"
+    INVALID_SPEC = "InvalidSpec"
+    """The spec passed the schema but the operator cannot read it (say, a quantity)."""
+    MODEL_UNREACHABLE = "ModelUnreachable"
+    CHILD_REJECTED = "ChildRejected"
+    FORBIDDEN = "Forbidden"
+    # The operator itself.
+    OPERATOR_ERROR = "OperatorError"
+    """An exception the operator did not foresee; retried with back-off, reported once."""
+    API_UNAVAILABLE = "ApiUnavailable"
+    BOOKKEEPING_RESET = "BookkeepingReset"
+    """kopf's bookkeeping annotation on the object was unreadable and was treated as absent."""
+    CAPACITY_SHORT = "CapacityShort"
+    """A running model's pool lacks room for now: kept there, retried, not Failed."""
+
+
+PLACEMENT_REASONS = frozenset({Reason.UNKNOWN_POOL, Reason.ABOVE_CEILING, Reason.NO_CAPACITY})
+MODEL_REASONS = frozenset({Reason.INVALID_MODEL_URI, Reason.MODEL_UNREACHABLE})

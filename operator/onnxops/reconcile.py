@@ -20,6 +20,7 @@ from onnxops.pools import (
     effective_resources,
     place,
 )
+from onnxops.remediation import override
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 
@@ -74,6 +75,9 @@ def _settled_pool(md: ModelDeployment, pools: dict[str, PoolProfile]) -> PoolPro
     same_spec = st.observed_generation == md.metadata.get("generation")
     if not same_spec or st.phase == "Failed" or st.pool not in pools:
         return None
+    target = md.spec.target
+    if target.pool not in ("auto", st.pool) and target.fallback_pool != st.pool:
+        return None  # remediation moved the model (failover, failback)
     pool = pools[st.pool]
     if ceiling_violations(effective_resources(md.spec, pool), pool):
         return None  # the pool configuration changed under the model
@@ -127,7 +131,9 @@ def reconcile(
     """Bring the children in line with the spec; raises Judged for operator-judged failures.
 
     `drift`: called because a child changed behind our back, so changes are restorations."""
-    md = ModelDeployment.model_validate(dict(body))
+    # Remediation's override (status.override) applied over the spec: a resize, failover or
+    # rollback is desired state, so drift restoration keeps it instead of undoing it.
+    md = override.applied(ModelDeployment.model_validate(dict(body)))
     pool, why = placement(md, pools)
     plan = _check_model(md, pool, cfg)
     events: list[Event] = []

@@ -73,6 +73,13 @@ CASES = [
         [("restart", "ErrorRate", ("p-b/uid-p-b",))],
     ),
     (
+        "a finding about a pod already replaced: nothing",
+        md(),
+        [fault("ErrorRate", pods=["p-old"])],
+        THREE,
+        [],
+    ),
+    (
         "one replica not ready",
         md(),
         [fault("NotReady", pods=["p-c"])],

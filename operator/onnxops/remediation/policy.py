@@ -197,20 +197,23 @@ def _restarts(s: Situation, faults: dict[str, Finding]) -> list[Action]:
     if cause is None:
         return []
     live = [p for p in s.pods if not p.deleting]
-    names = {p.name for p in live}
-    if cause.pods and set(cause.pods) < names:
-        # An outlier among healthy peers: replace it, leave the others alone.
-        chosen = [p for p in live if p.name in cause.pods and not p.crash_looping]
-        if not chosen:
-            return []
-        return [
-            Action(
-                kind="restart",
-                reason=cause.signal,
-                message=f"{cause.signal} on {', '.join(p.name for p in chosen)} only: {cause.message}",
-                pods=tuple(f"{p.name}/{p.uid}" for p in chosen),
-            )
-        ]
+    if cause.pods:
+        named = [p for p in live if p.name in cause.pods]
+        if not named:
+            return []  # those pods are gone already: the finding is older than the pods
+        if len(named) < len(live):
+            # An outlier among healthy peers: replace it, leave the others alone.
+            chosen = [p for p in named if not p.crash_looping]
+            if not chosen:
+                return []
+            return [
+                Action(
+                    kind="restart",
+                    reason=cause.signal,
+                    message=f"{cause.signal} on {', '.join(p.name for p in chosen)} only: {cause.message}",
+                    pods=tuple(f"{p.name}/{p.uid}" for p in chosen),
+                )
+            ]
     if live and all(p.crash_looping for p in live):
         return []  # the CrashLoop warning says it; restarting would change nothing
     return [

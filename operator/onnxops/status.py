@@ -122,8 +122,11 @@ def healthy_status(
         generation=generation,
         now=now,
     )
+    phase = "Ready" if done else "Progressing"
+    if done and md.status.faults:  # the monitor's findings stand until it clears them
+        phase = "Degraded"
     return {
-        "phase": "Ready" if done else "Progressing",
+        "phase": phase,
         "observedGeneration": generation,
         "pool": pool,
         "variant": variant,

@@ -222,13 +222,24 @@ class Thresholds(ApiModel):
     memory_utilization: float = Field(default=0.9, gt=0, le=1)
     min_accuracy: float | None = Field(default=None, ge=0, le=1)
     max_drift: float | None = Field(default=0.25, ge=0)
+    """Largest population stability index of any input feature (unset: drift not judged)."""
+    cpu_throttling: float = Field(default=0.25, gt=0, le=1)
+    """Share of CPU periods in which the container was throttled by its CPU limit."""
 
 
 class Anomaly(ApiModel):
-    """Anomaly detection on the metrics' recent history."""
+    """Anomaly detection of p99 latency and error ratio against their recent history."""
 
+    enabled: bool = True
     z_score: float = Field(default=3.0, gt=0)
+    """How many deviations from the window's centre count as an anomaly."""
     window: str = Field(default="1h", pattern=r"^[0-9]+[smhd]$")
+    """The history a value is compared against (Prometheus duration)."""
+    method: Literal["medianMAD", "zScore"] = "medianMAD"
+    """`medianMAD`: distance from the median in scaled median absolute deviations (robust to
+    earlier spikes in the window); `zScore`: distance from the mean in standard deviations."""
+    min_samples: int = Field(default=10, ge=3, le=10000)
+    """Silent until the window holds this many samples (a fresh model has no history)."""
 
 
 class Monitoring(ApiModel):
@@ -240,6 +251,8 @@ class Monitoring(ApiModel):
     anomaly: Anomaly = Field(default_factory=Anomaly)
     failure_threshold: int = Field(default=3, ge=1, le=100)
     """Consecutive bad evaluations before a fault counts."""
+    unknown_threshold: int = Field(default=3, ge=1, le=100)
+    """Consecutive evaluations without metrics before MonitoringAvailable turns False."""
 
 
 class Resize(ApiModel):
@@ -298,14 +311,37 @@ class Condition(ApiModel):
     observed_generation: int | None = None
 
 
-class Fault(ApiModel):
-    """A current finding of the monitor."""
+FaultSignal = Literal[
+    "ErrorRate",
+    "LatencyP99",
+    "LatencyAnomaly",
+    "ErrorRateAnomaly",
+    "CpuThrottling",
+    "CpuUtilization",
+    "MemoryUtilization",
+    "OOMKilled",
+    "Accuracy",
+    "Drift",
+    "CrashLoop",
+    "NotReady",
+    "Unschedulable",
+]
+FAULT_SIGNALS: tuple[str, ...] = FaultSignal.__args__  # type: ignore[attr-defined]
 
-    metric: str
+
+class Fault(ApiModel):
+    """A current finding of the monitor: a signal bad for failureThreshold evaluations."""
+
+    signal: FaultSignal
     value: float | None = None
+    """The signal's value at the latest evaluation (ratio, milliseconds, count, ...)."""
     threshold: float | None = None
+    """The limit it crossed (for anomalies: the z-score limit)."""
     since: str | None = None
+    """When the fault started (RFC3339)."""
     message: str = ""
+    pods: list[str] = Field(default_factory=list, max_length=100)
+    """The affected pods; empty means the deployment as a whole."""
 
 
 ActionKind = Literal[

@@ -292,3 +292,51 @@ def probe_http(uri: str, timeout: float) -> str | None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return f"{uri}: {getattr(exc, 'reason', exc)}"
     return None if status < 400 else f"{uri}: HTTP {status}"
+
+
+def serving_pods(namespaces: list[str]) -> list[dict[str, Any]]:
+    """The operator's serving pods (all namespaces, or the watched ones), for the monitor."""
+    selector = [("labelSelector", "app.kubernetes.io/managed-by=onnxops"), ("resourceVersion", "0")]
+    paths = [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces] or ["/api/v1/pods"]
+    return [pod for path in paths for pod in request("GET", path, query=selector).get("items", [])]
+
+
+def patch_status_at(
+    namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> bool:
+    """Merge-patch status only if the object is still at `resource_version`; False on a
+    conflict (someone wrote in between: re-read and decide again) or a vanished object."""
+    path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name) + "/status"
+    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    try:
+        request("PATCH", path, body=body, content_type="application/merge-patch+json")
+    except ApiError as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+def post_event(obj: dict[str, Any], type_: str, reason: str, message: str, component: str) -> None:
+    """A core/v1 Event about `obj`, written directly: kopf's event queue only exists inside
+    its per-resource handlers, and the monitor runs beside them."""
+    meta = obj["metadata"]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    event = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", f"{api.GROUP}/{api.VERSION}"),
+            "kind": obj.get("kind", api.KIND),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": component},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)

@@ -126,6 +126,8 @@ def healthy_status(
         now=now,
     )
     phase = "Ready" if done else "Progressing"
+    if done and md.status.faults:  # the monitor's findings stand until it clears them
+        phase = "Degraded"
     rollback = override.rolled_back(md)
     if rollback is not None:
         served, replaced = rollback

@@ -1,0 +1,93 @@
+"""kopf wiring of the monitor: a kopf index of ModelDeployments and one operator-level loop
+that evaluates the ones due (see `monitor/cycle.py`), plus the operator's own /metrics.
+
+Why one loop over an index rather than a kopf timer per ModelDeployment: a timer per resource
+would ask Prometheus its own queries, so the cost would grow as queries x models and 1,000
+models at 30 s would be ~300 queries a second; the loop asks one query per signal for all
+models due in the same slot and shares the answer. The index gives the loop every
+ModelDeployment as the watch last saw it, without reading them again, and kopf keeps it up
+to date (and drops deleted ones) for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from onnxops.api import GROUP, PLURAL, VERSION
+from onnxops.config import config
+from onnxops.monitor.cycle import Monitor
+from onnxops.monitor.metrics import OperatorMetrics
+
+log = logging.getLogger("onnxops.monitor")
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def monitored_models(
+    namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every ModelDeployment by (namespace, name), as last seen by the watch."""
+    return {(namespace or "", name or ""): dict(body)}
+
+
+def _snapshot(index: kopf.Index[Any, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    bodies = {}
+    for key, store in index.items():
+        for body in store:  # one per key: the key is the object's identity
+            if not (body.get("metadata") or {}).get("deletionTimestamp"):
+                bodies[key] = body
+    return bodies
+
+
+async def monitor_loop(monitor: Monitor, index: kopf.Index[Any, Any], tick_s: float) -> None:
+    """Wake every tick; evaluate whatever is due, in a worker thread (the queries and API
+    calls block), so kopf's own handlers keep running meanwhile."""
+    while True:
+        try:
+            bodies = _snapshot(index)
+            now = time.time()
+            due = monitor.due(bodies, now)
+            if due:
+                result = await asyncio.to_thread(monitor.run_cycle, [bodies[k] for k in due], now)
+                log.debug("monitor cycle: %s", result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the loop outlives any one bad cycle
+            log.exception("monitor cycle failed")
+        await asyncio.sleep(tick_s)
+
+
+@kopf.on.startup()
+async def start_monitor(memo: kopf.Memo, **kwargs: Any) -> None:
+    # kopf passes every index to startup handlers by its name (pre-populated, then filled).
+    index: kopf.Index[Any, Any] = kwargs["monitored_models"]
+    cfg = config()
+    metrics = OperatorMetrics()
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port)
+    memo.monitor = Monitor(cfg, metrics)
+    memo.monitor_task = asyncio.create_task(
+        monitor_loop(memo.monitor, index, cfg.monitor_tick_s), name="onnxops monitor"
+    )
+    log.info(
+        "monitor: %s",
+        f"Prometheus at {cfg.prometheus_url}" if cfg.prometheus_url else "off (no URL)",
+    )
+
+
+@kopf.on.cleanup()
+async def stop_monitor(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "monitor_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    monitor = getattr(memo, "monitor", None)
+    if monitor is not None and monitor.reader is not None:
+        monitor.reader.close()

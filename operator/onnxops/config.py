@@ -66,6 +66,11 @@ class OperatorConfig(BaseSettings):
     """How often the monitor loop looks for ModelDeployments due for evaluation."""
     metrics_port: int | None = None
     """Port of the operator's own /metrics (Prometheus format); unset: not served."""
+    fleet_disruptions: int = 5
+    """Operator-wide: most disruptive remediations (restarts, rollouts, failovers, rollbacks)
+    in any `fleet_window_s`, across all models, so a glitch can never restart the fleet."""
+    fleet_window_s: float = 60.0
+    """The window of `fleet_disruptions`."""
 
 
 @lru_cache(maxsize=1)

@@ -340,3 +340,49 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str, compo
         "count": 1,
     }
     request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+
+
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The pods matching a label selector in one namespace (a model's serving pods)."""
+    answer = request(
+        "GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]
+    )
+    return list(answer.get("items", []))
+
+
+def evict(
+    namespace: str, name: str, uid: str | None = None
+) -> Literal["evicted", "gone", "blocked"]:
+    """Evict a pod through the Eviction API, which honours PodDisruptionBudgets.
+
+    `uid` makes it evict exactly that pod: a replacement with the same name is left alone.
+    "blocked": a budget forbids it now (HTTP 429), "gone": the pod no longer exists."""
+    body: dict[str, Any] = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+    if uid:
+        body["deleteOptions"] = {"preconditions": {"uid": uid}}
+    try:
+        request("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body=body)
+    except ApiError as exc:
+        if exc.status == 404 or (exc.status == 409 and uid):  # 409: a newer pod of that name
+            return "gone"
+        if exc.status == 429:
+            return "blocked"
+        raise
+    return "evicted"
+
+
+def resize_pod(
+    namespace: str, name: str, container: str, resources: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Change a running pod's container resources in place (the `pods/resize` subresource)."""
+    patch = {"spec": {"containers": [{"name": container, "resources": resources}]}}
+    return request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{name}/resize",
+        body=patch,
+        content_type="application/strategic-merge-patch+json",
+    )

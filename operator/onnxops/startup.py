@@ -12,6 +12,7 @@ from onnxops import k8s
 from onnxops.api import GROUP
 from onnxops.config import config
 from onnxops.pools import load_pools
+from onnxops.remediation.guardrails import FleetLimit
 
 
 @kopf.on.startup()
@@ -49,5 +50,7 @@ def configure(
     # Sync handlers run in threads; enough for a burst of resources without starving the API.
     settings.execution.max_workers = 8
     memo.pools = load_pools(cfg.pools_file)
+    # One limit for every model this process heals (see OperatorConfig.fleet_disruptions).
+    memo.fleet = FleetLimit(cfg.fleet_disruptions, cfg.fleet_window_s)
     k8s.api_client()  # fail at start, not at the first resource, when credentials are bad
     logger.info("pools: %s; serving image %s", ", ".join(sorted(memo.pools)), cfg.serving_image)

@@ -23,7 +23,9 @@ import kopf
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import config
 from onnxops.monitor.cycle import Monitor
+from onnxops.monitor.detect import Track
 from onnxops.monitor.metrics import OperatorMetrics
+from onnxops.remediation.hook import Healer
 
 log = logging.getLogger("onnxops.monitor")
 
@@ -72,6 +74,16 @@ async def start_monitor(memo: kopf.Memo, **kwargs: Any) -> None:
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port)
     memo.monitor = Monitor(cfg, metrics)
+    # Heal after each detection; pools and the fleet limit come from startup.configure.
+    memo.monitor.hooks.append(
+        Healer(
+            memo.pools,
+            cfg,
+            memo.fleet,
+            registry=metrics.registry,
+            unreadable=lambda key: memo.monitor.tracks.get(key, Track()).unreadable,
+        )
+    )
     memo.monitor_task = asyncio.create_task(
         monitor_loop(memo.monitor, index, cfg.monitor_tick_s), name="onnxops monitor"
     )

@@ -259,12 +259,16 @@ def settled(kube: Kube, name: str) -> bool:
 
 
 def test_rollback_serves_the_earlier_model_and_leaves_the_spec(kube: Kube) -> None:
-    deploy(
-        kube, "roll", model={"uri": "https://models.example.com/roll/1/model.onnx", "version": "1"}
-    )
+    v1 = {"uri": "https://models.example.com/roll/1/model.onnx", "version": "1"}
+    # Healthy = no fault for failureThreshold x intervalSeconds: 5 s here.
+    deploy(kube, "roll", model=v1, monitoring={"intervalSeconds": 5, "failureThreshold": 1})
     wait_for(lambda: settled(kube, "roll"), "Ready")
-    heal(kube, "roll", [])  # v1 seen healthy
-    assert kube.status("roll")["models"]["healthy"]["version"] == "1"
+
+    def healthy_model() -> Any:
+        heal(kube, "roll", [])  # a monitor cycle that found nothing
+        return kube.status("roll")["models"].get("healthy")
+
+    assert wait_for(healthy_model, "v1 proven healthy", 30)["version"] == "1"
     v2 = {"uri": "https://models.example.com/roll/2/model.onnx", "version": "2"}
     kube.run("patch", "mdep", "roll", "--type=merge", "-p", json.dumps({"spec": {"model": v2}}))
     reconcile.reconcile(mdep(kube, "roll"), POOLS, CFG)

@@ -3,6 +3,7 @@ condition, and the model versions remembered for rollback."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from heal_kit import NOW, ago, md
@@ -88,11 +89,20 @@ def test_remediating_is_true_while_an_action_is_in_flight() -> None:
 
 
 def test_models_remembered_for_rollback() -> None:
-    fresh = history.remember_models(md(version="2"), healthy=False, now=NOW)
+    fresh = history.remember_models(md(version="2"), healthy=True, now=NOW)
     assert fresh.current == ModelRef(uri="https://h/iris/2/model.onnx", version="2")
-    assert fresh.healthy is None and fresh.current_since == ago(0)
+    assert fresh.healthy is None and fresh.current_since == ago(0)  # not proven yet
+    # Healthy once no fault appeared for failureThreshold x intervalSeconds (3 x 30 s).
+    early = history.remember_models(
+        md(version="2", status={"models": fresh.wire()}),
+        healthy=True,
+        now=NOW + timedelta(seconds=89),
+    )
+    assert early.healthy is None
     seen = history.remember_models(
-        md(version="2", status={"models": fresh.wire()}), healthy=True, now=NOW
+        md(version="2", status={"models": fresh.wire()}),
+        healthy=True,
+        now=NOW + timedelta(seconds=90),
     )
     assert seen.healthy == fresh.current and seen.current_since == ago(0)
     changed = history.remember_models(
@@ -103,7 +113,7 @@ def test_models_remembered_for_rollback() -> None:
     rolled = md(
         version="3",
         status={
-            "models": changed.wire(),
+            "models": {**changed.wire(), "currentSince": ago(3600)},
             "override": {"model": seen.current.wire(), "modelReplaces": changed.current.wire()},
         },
     )

@@ -19,6 +19,7 @@ MARKED = {"models": {"current": V2, "currentSince": ago(10), "healthy": V2}}
         (MARKED, [], True),
         (MARKED, [Fault(signal="ErrorRate")], False),
         ({}, [], False),  # the model marks are still to be written
+        ({"phase": "Progressing"}, [], True),  # a rollout is the deploy path's
         (
             {
                 **MARKED,

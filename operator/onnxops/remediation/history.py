@@ -18,7 +18,7 @@ from onnxops.api import (
     ResourceRequirements,
     Result,
 )
-from onnxops.remediation.facts import iso
+from onnxops.remediation.facts import iso, parse_time
 from onnxops.remediation.guardrails import IN_FLIGHT, Verdict
 from onnxops.remediation.override import active, model_ref
 from onnxops.remediation.policy import Action
@@ -95,6 +95,9 @@ def event(record: RemediationRecord) -> Event:
 def remediating(md: ModelDeployment, now: datetime) -> list[dict[str, Any]]:
     """Conditions with `Remediating`: True while an action is in flight."""
     history = md.status.remediations
+    current = [c.wire() for c in md.status.conditions]
+    if not history and all(c["type"] != REMEDIATING for c in current):
+        return current  # never remediated: no condition to show
     in_flight = [r for r in history if r.result in IN_FLIGHT]
     taken = [r for r in history if r.action != "warn" and r.result != "Refused"]
     if in_flight:
@@ -104,7 +107,7 @@ def remediating(md: ModelDeployment, now: datetime) -> list[dict[str, Any]]:
     else:
         message = "no action taken"
     return status.set_condition(
-        [c.wire() for c in md.status.conditions],
+        current,
         type_=REMEDIATING,
         status=bool(in_flight),
         reason="ActionInFlight" if in_flight else "Idle",
@@ -140,6 +143,11 @@ def remember_models(md: ModelDeployment, *, healthy: bool, now: datetime) -> Mod
     current = model_ref(md.spec)
     if marks.current != current:
         marks.current, marks.current_since = current, iso(now)
-    if healthy and active(md).model is None:
+    # Healthy means: no fault for as long as the monitor needs to find one.
+    monitoring = md.spec.monitoring
+    settle = monitoring.failure_threshold * monitoring.interval_seconds
+    since = parse_time(marks.current_since)
+    proven = since is not None and (now - since).total_seconds() >= settle
+    if healthy and proven and active(md).model is None:
         marks.healthy = current
     return marks

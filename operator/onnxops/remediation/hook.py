@@ -45,16 +45,17 @@ def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bo
 
 def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
     """Nothing for heal to do or remember: no fault, nothing in flight, no failover to
-    undo, and the model marks already up to date. Spares a read per model per cycle."""
+    undo, and the model already marked healthy (or not Ready: a rollout in progress is the
+    deploy path's, and writing status into it would only race its writes). Spares a read
+    and a write per model per cycle."""
     if faults or active(md).pool is not None:
         return False
     if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
         return False
+    if md.status.phase != "Ready" or active(md).model is not None:
+        return True
     marks = md.status.models
-    current = model_ref(md.spec)
-    if marks is None or marks.current != current:
-        return False
-    return md.status.phase != "Ready" or marks.healthy == current or active(md).model is not None
+    return marks is not None and marks.current == marks.healthy == model_ref(md.spec)
 
 
 class Healer:

@@ -106,9 +106,13 @@ class Monitor:
             return signals.Observations(now, pods=facts, configured=False, pods_error=pods_error)
         window = self.cfg.monitor_rate_window
         label = self.cfg.prometheus_model_label
-        readings: dict[str, Reading] = {
-            q.name: self.reader.instant(q, at=now) for q in queries.instant_queries(label, window)
-        }
+        readings: dict[str, Reading] = {}
+        for q in queries.instant_queries(label, window):
+            failed = next((r.error for r in readings.values() if r.error), None)
+            # Once Prometheus failed to answer, the rest would only wait out their timeouts.
+            readings[q.name] = Reading(error=failed) if failed else self.reader.instant(q, at=now)
+        if any(r.error for r in readings.values()):
+            return signals.Observations(now, readings, {}, facts, pods_error=pods_error)
         histories: dict[str, History] = {}
         spans = [
             signals.seconds(md.spec.monitoring.anomaly.window)

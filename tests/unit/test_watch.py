@@ -32,3 +32,28 @@ def _peer(priority: int, seconds_ago: int, lifetime: int = 60) -> dict[str, obje
 )
 def test_peering_allows(peers: dict[str, object], allowed: bool) -> None:
     assert peering_allows({"status": peers}, 5, NOW) is allowed
+
+
+def _body(name: str, interval: int) -> dict[str, object]:
+    return {
+        "metadata": {"namespace": "ml", "name": name},
+        "spec": {"monitoring": {"intervalSeconds": interval}},
+    }
+
+
+def test_models_are_due_on_a_grid_of_their_own_interval() -> None:
+    from onnxops.config import OperatorConfig
+    from onnxops.monitor.cycle import Monitor
+
+    monitor = Monitor(OperatorConfig())
+    bodies = {("ml", "a"): _body("a", 10), ("ml", "b"): _body("b", 10), ("ml", "c"): _body("c", 30)}
+    assert sorted(monitor.due(bodies, 1000.0)) == [("ml", "a"), ("ml", "b"), ("ml", "c")]  # new
+    assert monitor.due(bodies, 1005.0) == []
+    # a and b share their slot, so they share one cycle (and one set of queries)
+    assert sorted(monitor.due(bodies, 1010.0)) == [("ml", "a"), ("ml", "b")]
+    # c's grid is 990, 1020, 1050...: all three meet at 1020
+    assert sorted(monitor.due(bodies, 1020.0)) == [("ml", "a"), ("ml", "b"), ("ml", "c")]
+    assert sorted(monitor.due(bodies, 1030.0)) == [("ml", "a"), ("ml", "b")]
+    del bodies[("ml", "b")]
+    assert monitor.due(bodies, 1040.0) == [("ml", "a")]
+    assert ("ml", "b") not in monitor._slots  # a deleted model is forgotten

@@ -44,6 +44,10 @@ test: install system-deps cluster-build
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
+# Watch end to end: cluster + Prometheus + serving processes + the operator reading them.
+test-loop: install system-deps cluster-build
+	$(BIN)/python -m pytest tests/loop
+
 lint: install
 	$(BIN)/ruff check operator serving-image tests bench hack
 	$(BIN)/ruff format --check operator serving-image tests bench hack

@@ -16,12 +16,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
 
+from onnxops import k8s
 from onnxops.api import GROUP, PLURAL, VERSION
-from onnxops.config import config
+from onnxops.config import OperatorConfig, config
 from onnxops.monitor.cycle import Monitor
 from onnxops.monitor.detect import Track
 from onnxops.monitor.metrics import OperatorMetrics
@@ -47,26 +49,69 @@ def _snapshot(index: kopf.Index[Any, Any]) -> dict[tuple[str, str], Mapping[str,
     return bodies
 
 
-async def monitor_loop(monitor: Monitor, index: kopf.Index[Any, Any], tick_s: float) -> None:
+def peering_allows(peering: Mapping[str, Any] | None, priority: int, now: datetime) -> bool:
+    """Whether this replica is the active one, by kopf's own rule: no live peer of a higher
+    priority and none other of the same (kopf pauses both then).
+
+    kopf pauses a standby's watches, but its index keeps the last bodies it saw, so without
+    this check a standby's monitor would write stale status and repeat every Event."""
+    same = 0
+    for info in ((peering or {}).get("status") or {}).values():
+        try:
+            seen = datetime.fromisoformat(str(info["lastseen"]))
+            alive = seen + timedelta(seconds=int(info.get("lifetime", 60))) > now
+            other = int(info.get("priority", 0))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not alive:
+            continue
+        if other > priority:
+            return False
+        same += other == priority
+    return same <= 1  # ourselves
+
+
+def _active(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> bool:
+    if settings.peering.standalone:
+        return True
+    namespaces = [n for n in cfg.namespaces.split(",") if n]
+    name = settings.peering.name
+    path = (
+        f"/apis/kopf.dev/v1/namespaces/{namespaces[0]}/kopfpeerings/{name}"
+        if namespaces
+        else f"/apis/kopf.dev/v1/clusterkopfpeerings/{name}"
+    )
+    try:
+        peering = k8s.request("GET", path)
+    except Exception:  # unknown: rather skip a cycle than write twice
+        return False
+    return peering_allows(peering, settings.peering.priority, datetime.now(UTC))
+
+
+async def monitor_loop(
+    monitor: Monitor, index: kopf.Index[Any, Any], settings: kopf.OperatorSettings
+) -> None:
     """Wake every tick; evaluate whatever is due, in a worker thread (the queries and API
     calls block), so kopf's own handlers keep running meanwhile."""
+    cfg = monitor.cfg
     while True:
         try:
             bodies = _snapshot(index)
             now = time.time()
             due = monitor.due(bodies, now)
-            if due:
+            active: bool = bool(due) and await asyncio.to_thread(_active, settings, cfg)
+            if active:
                 result = await asyncio.to_thread(monitor.run_cycle, [bodies[k] for k in due], now)
                 log.debug("monitor cycle: %s", result)
         except asyncio.CancelledError:
             raise
         except Exception:  # the loop outlives any one bad cycle
             log.exception("monitor cycle failed")
-        await asyncio.sleep(tick_s)
+        await asyncio.sleep(cfg.monitor_tick_s)
 
 
 @kopf.on.startup()
-async def start_monitor(memo: kopf.Memo, **kwargs: Any) -> None:
+async def start_monitor(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # kopf passes every index to startup handlers by its name (pre-populated, then filled).
     index: kopf.Index[Any, Any] = kwargs["monitored_models"]
     cfg = config()
@@ -85,7 +130,7 @@ async def start_monitor(memo: kopf.Memo, **kwargs: Any) -> None:
         )
     )
     memo.monitor_task = asyncio.create_task(
-        monitor_loop(memo.monitor, index, cfg.monitor_tick_s), name="onnxops monitor"
+        monitor_loop(memo.monitor, index, settings), name="onnxops monitor"
     )
     log.info(
         "monitor: %s",

@@ -95,6 +95,8 @@ class Monitor:
     # -- collect ------------------------------------------------------------------------------
     def collect(self, models: Sequence[ModelDeployment], now: float) -> signals.Observations:
         """Everything this cycle's models need, read once for all of them."""
+        if self.reader is None:  # monitoring is off: nothing to read
+            return signals.Observations(now, configured=False)
         try:
             facts = pods.by_model(
                 k8s.serving_pods([n for n in self.cfg.namespaces.split(",") if n])
@@ -102,13 +104,15 @@ class Monitor:
             pods_error = None
         except Exception as exc:  # the API can fail too; pod signals are then unknown
             facts, pods_error = {}, f"{type(exc).__name__}: {exc}"
-        if self.reader is None:
-            return signals.Observations(now, pods=facts, configured=False, pods_error=pods_error)
         window = self.cfg.monitor_rate_window
         label = self.cfg.prometheus_model_label
-        readings: dict[str, Reading] = {
-            q.name: self.reader.instant(q, at=now) for q in queries.instant_queries(label, window)
-        }
+        readings: dict[str, Reading] = {}
+        for q in queries.instant_queries(label, window):
+            failed = next((r.error for r in readings.values() if r.error), None)
+            # Once Prometheus failed to answer, the rest would only wait out their timeouts.
+            readings[q.name] = Reading(error=failed) if failed else self.reader.instant(q, at=now)
+        if any(r.error for r in readings.values()):
+            return signals.Observations(now, readings, {}, facts, pods_error=pods_error)
         histories: dict[str, History] = {}
         spans = [
             signals.seconds(md.spec.monitoring.anomaly.window)

@@ -34,18 +34,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "1/7 model pipeline: train -> validate -> export (parity) -> optimize"
+step "1/8 model pipeline: train -> validate -> export (parity) -> optimize"
 rm -rf "$OUT/bundles"
 bash "$ROOT/hack/demo-pipeline.sh" "$OUT/bundles"
 
-step "2/7 local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes"
+step "2/8 local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes"
 if ! "${DEVCLUSTER[@]}" status >/dev/null 2>&1; then
   "${DEVCLUSTER[@]}" up
   started_cluster=1
 fi
 "$KUBECTL" get nodes -L onnxops.io/pool
 
-step "3/7 Prometheus and the pod runner (runs onnxops-serving for every Running serving pod)"
+step "3/8 Prometheus and the pod runner (runs onnxops-serving for every Running serving pod)"
 rm -rf "$STATE/prometheus"
 # Truncated here, not by the background job's redirection, which may come after the first
 # grep: a previous run's "prometheus at" line would be read, then vanish.
@@ -59,13 +59,15 @@ PROM=$(sed -n 's/^prometheus at \([^;]*\);.*/\1/p' "$OUT/prometheus.log")
 [ -n "$PROM" ] || { echo "Prometheus did not start; see $OUT/prometheus.log" >&2; exit 1; }
 echo "prometheus: $PROM"
 
-step "4/7 CRDs and the operator"
+step "4/8 CRDs and the operator"
 "$KUBECTL" apply -f "$ROOT/crds/"
 "$KUBECTL" wait --for=condition=Established crd/modeldeployments.onnxops.io --timeout=30s
-ONNXOPS_STANDALONE=true "$PY" -m onnxops.run >"$OUT/operator.log" 2>&1 &
+# Monitoring on, reading the Prometheus above; a short rate window suits its 1 s scrapes.
+ONNXOPS_STANDALONE=true ONNXOPS_PROMETHEUS_URL="$PROM" ONNXOPS_MONITOR_RATE_WINDOW=10s \
+  "$PY" -m onnxops.run >"$OUT/operator.log" 2>&1 &
 pids+=($!)
 
-step "5/7 two ModelDeployments of the bundles just built: iris on cloud, breast-cancer (int8) on edge"
+step "5/8 two ModelDeployments of the bundles just built: iris on cloud, breast-cancer (int8) on edge"
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$PY" - "$OUT/bundles" <<'PY' | tee "$OUT/modeldeployments.yaml" | "$KUBECTL" -n "$NS" apply -f -
 import json
@@ -97,7 +99,8 @@ def model(bundle: str) -> dict:
 
 
 docs = [
-    {"name": "iris", "model": model("iris"), "target": {"pool": "cloud"}, "replicas": 2},
+    {"name": "iris", "model": model("iris"), "target": {"pool": "cloud"}, "replicas": 2,
+     "monitoring": {"intervalSeconds": 5, "failureThreshold": 2}},
     {"name": "breast-cancer", "model": model("breast-cancer"),
      "target": {"pool": "edge", "fallbackPool": "cloud"}, "replicas": 1,
      "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}},
@@ -115,7 +118,7 @@ PY
 "$KUBECTL" -n "$NS" get events --field-selector involvedObject.kind=ModelDeployment \
   --sort-by=.metadata.creationTimestamp -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
 
-step "6/7 inference through the pods' serving processes, metrics back from Prometheus"
+step "6/8 inference through the pods' serving processes, metrics back from Prometheus"
 "$PY" - "$STATE/prometheus/targets" "$PROM" "$OUT/bundles" <<'PY'
 import json
 import sys
@@ -167,7 +170,32 @@ if not result:
     sys.exit("Prometheus has no onnxops_requests_total yet")
 PY
 
-step "7/7 a bad spec is refused by the apiserver, before the operator sees it"
+step "7/8 a fault: inputs far from the training data make iris drift; the operator says so"
+"$PY" - "$STATE/prometheus/targets" <<'PY'
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+# 200 rows per iris pod (the runtime judges drift from 100 rows on), all ten times too large.
+skewed = [[51.0 + i % 7, 35.0, 14.0 + i % 5, 2.0] for i in range(200)]
+for f in Path(sys.argv[1]).glob("*.json"):
+    for group in json.loads(f.read_text()):
+        if group["labels"]["pod"].startswith("iris-"):
+            req = urllib.request.Request(
+                f"http://{group['targets'][0]}/predict", json.dumps({"features": skewed}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(req, timeout=10).read()
+            print(f"sent 200 skewed rows to {group['labels']['pod']}")
+PY
+"$KUBECTL" -n "$NS" wait --for=jsonpath='{.status.phase}'=Degraded mdep/iris --timeout=120s
+"$KUBECTL" -n "$NS" get mdep
+"$KUBECTL" -n "$NS" get mdep iris -o jsonpath='{range .status.faults[*]}fault {.signal}: {.message}{"\n"}{end}'
+"$KUBECTL" -n "$NS" get events --field-selector involvedObject.name=iris,reason=FaultDetected \
+  -o custom-columns=OBJECT:.involvedObject.name,TYPE:.type,REASON:.reason,MESSAGE:.message
+
+step "8/8 a bad spec is refused by the apiserver, before the operator sees it"
 if "$KUBECTL" -n "$NS" apply -f - 2>&1 <<'YAML'
 apiVersion: onnxops.io/v1alpha1
 kind: ModelDeployment

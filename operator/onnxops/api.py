@@ -225,13 +225,24 @@ class Thresholds(ApiModel):
     memory_utilization: float = Field(default=0.9, gt=0, le=1)
     min_accuracy: float | None = Field(default=None, ge=0, le=1)
     max_drift: float | None = Field(default=0.25, ge=0)
+    """Largest population stability index of any input feature (unset: drift not judged)."""
+    cpu_throttling: float = Field(default=0.25, gt=0, le=1)
+    """Share of CPU periods in which the container was throttled by its CPU limit."""
 
 
 class Anomaly(ApiModel):
-    """Anomaly detection on the metrics' recent history."""
+    """Anomaly detection of p99 latency and error ratio against their recent history."""
 
+    enabled: bool = True
     z_score: float = Field(default=3.0, gt=0)
+    """How many deviations from the window's centre count as an anomaly."""
     window: str = Field(default="1h", pattern=r"^[0-9]+[smhd]$")
+    """The history a value is compared against (Prometheus duration)."""
+    method: Literal["medianMAD", "zScore"] = "medianMAD"
+    """`medianMAD`: distance from the median in scaled median absolute deviations (robust to
+    earlier spikes in the window); `zScore`: distance from the mean in standard deviations."""
+    min_samples: int = Field(default=10, ge=3, le=10000)
+    """Silent until the window holds this many samples (a fresh model has no history)."""
 
 
 class Monitoring(ApiModel):
@@ -243,6 +254,8 @@ class Monitoring(ApiModel):
     anomaly: Anomaly = Field(default_factory=Anomaly)
     failure_threshold: int = Field(default=3, ge=1, le=100)
     """Consecutive bad evaluations before a fault counts."""
+    unknown_threshold: int = Field(default=3, ge=1, le=100)
+    """Consecutive evaluations without metrics before MonitoringAvailable turns False."""
 
 
 class Resize(ApiModel):
@@ -258,9 +271,18 @@ class Remediation(ApiModel):
     """What the operator may do on its own when a fault is found."""
 
     mode: Literal["auto", "dryRun", "off"] = "auto"
+    """`auto` acts; `dryRun` only records what it would do (Events, status); `off` ignores faults."""
     cooldown_seconds: int = Field(default=300, ge=0, le=86400)
+    """Least time between two actions of the same kind on this model."""
     max_actions_per_hour: int = Field(default=6, ge=0, le=1000)
+    """Actions taken in any sliding hour; further ones are refused (and recorded as such)."""
     resize: Resize = Field(default_factory=Resize)
+    unschedulable_seconds: int = Field(default=120, ge=0, le=86400)
+    """How long pods may stay Unschedulable before failing over to `target.fallbackPool`."""
+    failback_seconds: int = Field(default=600, ge=0, le=86400)
+    """Hysteresis: least time on the fallback pool before moving back to the preferred one."""
+    rollback_window_seconds: int = Field(default=900, ge=0, le=86400)
+    """A model change counts as the cause of a fault this long after it was first served."""
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -292,23 +314,107 @@ class Condition(ApiModel):
     observed_generation: int | None = None
 
 
-class Fault(ApiModel):
-    """A current finding of the monitor."""
+FaultSignal = Literal[
+    "ErrorRate",
+    "LatencyP99",
+    "LatencyAnomaly",
+    "ErrorRateAnomaly",
+    "CpuThrottling",
+    "CpuUtilization",
+    "MemoryUtilization",
+    "OOMKilled",
+    "Accuracy",
+    "Drift",
+    "CrashLoop",
+    "NotReady",
+    "Unschedulable",
+]
+FAULT_SIGNALS: tuple[str, ...] = FaultSignal.__args__  # type: ignore[attr-defined]
 
-    metric: str
+
+class Fault(ApiModel):
+    """A current finding of the monitor: a signal bad for failureThreshold evaluations."""
+
+    signal: FaultSignal
     value: float | None = None
+    """The signal's value at the latest evaluation (ratio, milliseconds, count, ...)."""
     threshold: float | None = None
+    """The limit it crossed (for anomalies: the z-score limit)."""
     since: str | None = None
+    """When the fault started (RFC3339)."""
     message: str = ""
+    pods: list[str] = Field(default_factory=list, max_length=100)
+    """The affected pods; empty means the deployment as a whole."""
+
+
+ActionKind = Literal[
+    "restart", "rolloutRestart", "resize", "failover", "failback", "rollback", "warn"
+]
+ACTIONS: tuple[str, ...] = ActionKind.__args__  # type: ignore[attr-defined]
+Result = Literal["Pending", "InProgress", "Succeeded", "Failed", "Refused", "DryRun"]
+RESULTS: tuple[str, ...] = Result.__args__  # type: ignore[attr-defined]
 
 
 class RemediationRecord(ApiModel):
-    """One action the operator took (or would take in dryRun)."""
+    """One action the operator took, is taking, refused or would take (dryRun)."""
 
+    id: str = Field(default="", max_length=64)
+    """Unique per action; an operator restarted mid-action finds its own Pending record."""
     time: str
-    action: str
+    """When the decision was taken (RFC 3339)."""
+    action: ActionKind
     reason: str = ""
-    result: str = ""
+    """The fault (signal) that called for it."""
+    result: Result = "Pending"
+    """Pending: intent recorded, not yet done; InProgress: waiting for the cluster to confirm."""
+    refusal: str | None = None
+    """Why a guardrail refused it: Cooldown, HourlyCap, InFlight, FleetLimit, Ceiling, ..."""
+    message: str = ""
+    pods: list[str] = Field(default_factory=list, max_length=100)
+    """The pods acted on (name/uid), empty for the whole deployment."""
+    finished: str | None = None
+    """When it succeeded or failed."""
+
+
+class ModelRef(ApiModel):
+    """A model file as served: enough to serve it again."""
+
+    uri: str
+    sha256: str | None = None
+    version: str | None = None
+
+
+class Override(ApiModel):
+    """Desired state chosen by remediation; the child builders apply it over the spec.
+
+    Each part names the spec value it replaces, so a spec change (GitOps) ends it."""
+
+    resources: ResourceRequirements | None = None
+    """Requests/limits after a resize."""
+    resources_basis: ResourceRequirements | None = None
+    """spec.resources when the resize was decided."""
+    in_place_generation: int | None = None
+    """Pods were resized in place at this spec generation: the Deployment template takes the
+    new resources only with the next rollout the spec causes, so the resize restarts nothing."""
+    pool: str | None = None
+    """The pool failed over to."""
+    pool_since: str | None = None
+    model: ModelRef | None = None
+    """The model rolled back to."""
+    model_replaces: ModelRef | None = None
+    """The spec's model it stands in for; a new spec model ends the rollback."""
+    restarted_at: str | None = None
+    """Pod template annotation: changing it rolls every pod (a rollout restart)."""
+
+
+class ModelMarks(ApiModel):
+    """What remediation remembers of model versions, for rollback."""
+
+    current: ModelRef | None = None
+    current_since: str | None = None
+    """When the spec's current model was first seen."""
+    healthy: ModelRef | None = None
+    """The last model seen Ready without faults."""
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -332,6 +438,9 @@ class ModelDeploymentStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
     remediations: list[RemediationRecord] = Field(default_factory=list, max_length=50)
+    """The latest actions, taken or refused, newest last (bounded)."""
+    override: Override | None = None
+    models: ModelMarks | None = None
 
 
 class ModelDeployment(ApiModel):

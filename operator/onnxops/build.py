@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from onnxops.api import DNS_LABEL_PATTERN, ModelDeployment
 from onnxops.pools import PoolProfile, effective_resources
+from onnxops.remediation.override import template_annotations
 
 MANAGED_BY = "onnxops"
 MD_LABEL = "onnxops.io/model-deployment"
@@ -234,6 +235,7 @@ def build_deployment(
                     "prometheus.io/port": str(port),
                     "prometheus.io/path": "/metrics",
                     "onnxops.io/variant": plan.variant,
+                    **template_annotations(md),
                 },
             },
             "spec": pod_spec,

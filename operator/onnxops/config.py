@@ -46,6 +46,31 @@ class OperatorConfig(BaseSettings):
     """kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz."""
     namespaces: str = ""
     """Comma-separated namespaces to watch; empty means cluster-wide."""
+    prometheus_url: str | None = None
+    """Prometheus (or a Thanos/Mimir querier) the monitor reads; unset: monitoring is off and
+    every ModelDeployment says so in its MonitoringAvailable condition."""
+    prometheus_bearer_token_file: str | None = None
+    """File with a bearer token for Prometheus; read at each cycle, so a rotated token works."""
+    prometheus_ca_file: str | None = None
+    """CA bundle that signed Prometheus' serving certificate (https URLs)."""
+    prometheus_timeout_s: float = 10.0
+    """Timeout of one Prometheus query; a slow Prometheus makes the signal unknown, not bad."""
+    prometheus_model_label: str = "onnxops_io_model_deployment"
+    """Label that names the ModelDeployment on the runtime's onnxops_* series: the pod label
+    onnxops.io/model-deployment mapped the way Prometheus' `labelmap` relabelling maps it."""
+    monitor_rate_window: str = "2m"
+    """Range of rate() over counters and histograms; at least four scrape intervals."""
+    monitor_history_step_s: float = 30.0
+    """Resolution of the history read for anomaly detection (one range query per signal)."""
+    monitor_tick_s: float = 1.0
+    """How often the monitor loop looks for ModelDeployments due for evaluation."""
+    metrics_port: int | None = None
+    """Port of the operator's own /metrics (Prometheus format); unset: not served."""
+    fleet_disruptions: int = 5
+    """Operator-wide: most disruptive remediations (restarts, rollouts, failovers, rollbacks)
+    in any `fleet_window_s`, across all models, so a glitch can never restart the fleet."""
+    fleet_window_s: float = 60.0
+    """The window of `fleet_disruptions`."""
 
 
 @lru_cache(maxsize=1)

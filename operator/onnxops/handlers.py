@@ -16,12 +16,12 @@ from typing import Any, cast
 
 import kopf
 
-from onnxops import build, k8s, reconcile, startup
+from onnxops import build, k8s, reconcile, startup, watch
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import config
 from onnxops.reasons import Reason
 
-__all__ = ["startup"]  # importing it registers the startup handler
+__all__ = ["startup", "watch"]  # importing them registers their handlers
 
 _cfg = config()
 _MANAGED = {"app.kubernetes.io/managed-by": build.MANAGED_BY}

@@ -321,3 +321,97 @@ def probe_http(uri: str, timeout: float) -> str | None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return f"{uri}: {getattr(exc, 'reason', exc)}"
     return None if status < 400 else f"{uri}: HTTP {status}"
+
+
+def serving_pods(namespaces: list[str]) -> list[dict[str, Any]]:
+    """The operator's serving pods (all namespaces, or the watched ones), for the monitor."""
+    selector = [("labelSelector", "app.kubernetes.io/managed-by=onnxops"), ("resourceVersion", "0")]
+    paths = [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces] or ["/api/v1/pods"]
+    return [pod for path in paths for pod in request("GET", path, query=selector).get("items", [])]
+
+
+def patch_status_at(
+    namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> bool:
+    """Merge-patch status only if the object is still at `resource_version`; False on a
+    conflict (someone wrote in between: re-read and decide again) or a vanished object."""
+    path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name) + "/status"
+    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    try:
+        request("PATCH", path, body=body, content_type="application/merge-patch+json")
+    except ApiError as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+def post_event(obj: dict[str, Any], type_: str, reason: str, message: str, component: str) -> None:
+    """A core/v1 Event about `obj`, written directly: kopf's event queue only exists inside
+    its per-resource handlers, and the monitor runs beside them."""
+    meta = obj["metadata"]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    event = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", f"{api.GROUP}/{api.VERSION}"),
+            "kind": obj.get("kind", api.KIND),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": component},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+
+
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The pods matching a label selector in one namespace (a model's serving pods)."""
+    answer = request(
+        "GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]
+    )
+    return list(answer.get("items", []))
+
+
+def evict(
+    namespace: str, name: str, uid: str | None = None
+) -> Literal["evicted", "gone", "blocked"]:
+    """Evict a pod through the Eviction API, which honours PodDisruptionBudgets.
+
+    `uid` makes it evict exactly that pod: a replacement with the same name is left alone.
+    "blocked": a budget forbids it now (HTTP 429), "gone": the pod no longer exists."""
+    body: dict[str, Any] = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+    if uid:
+        body["deleteOptions"] = {"preconditions": {"uid": uid}}
+    try:
+        request("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body=body)
+    except ApiError as exc:
+        if exc.status == 404 or (exc.status == 409 and uid):  # 409: a newer pod of that name
+            return "gone"
+        if exc.status == 429:
+            return "blocked"
+        raise
+    return "evicted"
+
+
+def resize_pod(
+    namespace: str, name: str, container: str, resources: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Change a running pod's container resources in place (the `pods/resize` subresource)."""
+    patch = {"spec": {"containers": [{"name": container, "resources": resources}]}}
+    return request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{name}/resize",
+        body=patch,
+        content_type="application/strategic-merge-patch+json",
+    )

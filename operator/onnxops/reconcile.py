@@ -24,6 +24,7 @@ from onnxops.pools import (
     place,
 )
 from onnxops.reasons import Reason
+from onnxops.remediation import override
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 Judged = judgement.Judged
@@ -62,6 +63,9 @@ def _settled_pool(md: ModelDeployment, pools: dict[str, PoolProfile]) -> PoolPro
     short = status.placed_reason(st) == Reason.CAPACITY_SHORT
     if not same_spec or st.phase == "Failed" or short or st.pool not in pools:
         return None
+    target = md.spec.target
+    if target.pool not in ("auto", st.pool) and target.fallback_pool != st.pool:
+        return None  # remediation moved the model (failover, failback)
     pool = pools[st.pool]
     if ceiling_violations(effective_resources(md.spec, pool), pool):
         return None  # the pool configuration changed under the model
@@ -147,7 +151,9 @@ def reconcile(
 
     `drift`: called because a child changed behind our back, so changes are restorations."""
     try:
-        md = ModelDeployment.model_validate(dict(body))
+        # Remediation's override (status.override) applied over the spec: a resize, failover or
+        # rollback is desired state, so drift restoration keeps it instead of undoing it.
+        md = override.applied(ModelDeployment.model_validate(dict(body)))
         try:
             return _reconcile(md, pools, cfg, drift=drift)
         except QuantityError as exc:  # stored before the schema refused it, or a pool's value

@@ -11,10 +11,13 @@ from typing import Any
 from onnxops import build
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.reasons import MODEL_REASONS, PLACEMENT_REASONS, ConditionType, Reason
+from onnxops.remediation import override
 
 READY = ConditionType.READY
 PLACED = ConditionType.PLACED
 MODEL_AVAILABLE = ConditionType.MODEL_AVAILABLE
+ROLLED_BACK = "RolledBack"
+"""Remediation serves an earlier model than the spec's (phase Degraded) until the spec changes."""
 """Whether the spec's model can be served: False when the operator judged its URI malformed
 or its source missing, True once serving pods that loaded it pass readiness (the runtime is
 only ready with a loaded model), Unknown while that is not yet known. Healthy,
@@ -129,8 +132,27 @@ def healthy_status(
         generation=generation,
         now=now,
     )
+    phase = "Ready" if done else "Progressing"
+    if done and md.status.faults:  # the monitor's findings stand until it clears them
+        phase = "Degraded"
+    rollback = override.rolled_back(md)
+    if rollback is not None:
+        served, replaced = rollback
+        conditions = set_condition(
+            conditions,
+            type_=ROLLED_BACK,
+            status=True,
+            reason="ModelRolledBack",
+            message=f"serving version {served.version or served.uri} instead of "
+            f"{replaced.version or replaced.uri} until the spec changes",
+            generation=generation,
+            now=now,
+        )
+        phase = "Degraded" if done else phase
+    elif any(c.get("type") == ROLLED_BACK for c in conditions):
+        conditions = [c for c in conditions if c.get("type") != ROLLED_BACK]
     return {
-        "phase": "Ready" if done else "Progressing",
+        "phase": phase,
         "observedGeneration": generation,
         "pool": pool,
         "variant": variant,

@@ -84,6 +84,10 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -> None
     counts = re.findall(r"^  onnxops-demo/(\S+): (\d+)$", log, re.M)
     assert len(counts) == 3 and all(int(n) >= 1 for _, n in counts), log[-2000:]
     # The bad spec was refused by the apiserver with readable reasons.
+    # The drift the demo causes is detected, with its Event, and iris says Degraded.
+    assert re.search(r"^iris\s+cloud\s+Degraded\s+2/2", log, re.M), log[-4000:]
+    assert re.search(r"^fault Drift: largest feature PSI", log, re.M), log[-4000:]
+    assert re.search(r"^iris\s+Warning\s+FaultDetected\s+Drift:", log, re.M), log[-4000:]
     assert 'The ModelDeployment "broken" is invalid' in log
     assert "minReplicas must be <= maxReplicas" in log
     assert left == []

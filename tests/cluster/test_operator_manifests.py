@@ -95,6 +95,8 @@ def test_rbac_is_least_privilege(system_namespace: Any) -> None:
         ("delete", "horizontalpodautoscalers.autoscaling"),
         ("list", "nodes"),
         ("create", "events"),
+        ("create", "pods/eviction"),
+        ("patch", "pods/resize"),
     ):
         assert can(verb, resource), f"operator cannot {verb} {resource}"
     for verb, resource in (
@@ -103,5 +105,8 @@ def test_rbac_is_least_privilege(system_namespace: Any) -> None:
         ("create", "pods"),
         ("delete", "modeldeployments.onnxops.io"),
         ("patch", "nodes"),
+        ("delete", "pods"),  # restarts go through eviction, which honours PDBs
+        ("patch", "pods"),  # only the resize subresource
+        ("patch", "pods/status"),
     ):
         assert not can(verb, resource), f"operator may {verb} {resource}"

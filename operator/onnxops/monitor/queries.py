@@ -1,0 +1,125 @@
+"""PromQL for every signal the monitor reads, as pure builders: one query per signal, for all
+ModelDeployments at once (grouped by namespace and ModelDeployment, or by namespace and pod),
+so the cost of a cycle grows with the number of signals, not with the number of models.
+
+The runtime's `onnxops_*` series carry the pod's labels (the scrape target's, mapped like
+Prometheus' `labelmap`), so they group by ModelDeployment directly. cAdvisor's `container_*`
+series carry only namespace/pod/container: they group by pod, and the monitor maps pods to
+ModelDeployments with the pod list it reads from the Kubernetes API anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from onnxops.build import CONTAINER
+
+Grouping = Literal["model", "pod"]
+
+# Traffic that counts: inference, not health checks, scrapes or feedback.
+_INFERENCE = 'endpoint=~"infer|predict"'
+_SERVER = f'container="{CONTAINER}"'
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL expression and how its series map back to deployments or pods."""
+
+    name: str
+    promql: str
+    grouping: Grouping
+
+
+def _by(grouping: Grouping, model_label: str) -> str:
+    return f"namespace, {model_label}" if grouping == "model" else "namespace, pod"
+
+
+def presence(model_label: str) -> Query:
+    """1 per deployment whose runtime Prometheus scrapes: absence means no metrics at all."""
+    by = _by("model", model_label)
+    return Query("presence", f"max by ({by}) (onnxops_model_ready)", "model")
+
+
+def error_ratio(model_label: str, window: str) -> Query:
+    """Share of inference requests answered 5xx (client errors are not the model's fault).
+
+    With no 5xx series yet (a model that never failed) the numerator falls back to 0, so a
+    healthy model reads 0 rather than nothing; no traffic at all reads NaN (unknown)."""
+    by = _by("model", model_label)
+    total = f"sum by ({by}) (rate(onnxops_requests_total{{{_INFERENCE}}}[{window}]))"
+    errors = f'sum by ({by}) (rate(onnxops_requests_total{{{_INFERENCE},code=~"5.."}}[{window}]))'
+    return Query("error_ratio", f"({errors} or {total} * 0) / {total}", "model")
+
+
+def latency_p99(model_label: str, window: str) -> Query:
+    """p99 of inference request latency in seconds, over all of a deployment's pods."""
+    by = _by("model", model_label)
+    buckets = f"sum by ({by}, le) (rate(onnxops_request_duration_seconds_bucket[{window}]))"
+    return Query("latency_p99", f"histogram_quantile(0.99, {buckets})", "model")
+
+
+def accuracy(model_label: str) -> Query:
+    """Online accuracy from ground-truth feedback; the worst pod's (each keeps its own window)."""
+    by = _by("model", model_label)
+    return Query("accuracy", f"min by ({by}) (onnxops_online_accuracy)", "model")
+
+
+def drift(model_label: str) -> Query:
+    """Largest input-feature PSI over the deployment's pods."""
+    by = _by("model", model_label)
+    return Query("drift", f"max by ({by}) (onnxops_drift_psi_max)", "model")
+
+
+def cpu_cores(window: str) -> Query:
+    """CPU in use per pod, in cores (divided by the pod's limit or request from the API)."""
+    usage = f"rate(container_cpu_usage_seconds_total{{{_SERVER}}}[{window}])"
+    return Query("cpu_cores", f"sum by (namespace, pod) ({usage})", "pod")
+
+
+def cpu_throttling(window: str) -> Query:
+    """Share of CFS periods in which the pod's serving container was throttled."""
+    throttled = f"rate(container_cpu_cfs_throttled_periods_total{{{_SERVER}}}[{window}])"
+    periods = f"rate(container_cpu_cfs_periods_total{{{_SERVER}}}[{window}])"
+    by = "namespace, pod"
+    return Query(
+        "cpu_throttling", f"sum by ({by}) ({throttled}) / sum by ({by}) ({periods})", "pod"
+    )
+
+
+def memory_bytes() -> Query:
+    """Working set per pod (what the kernel's OOM killer compares to the limit)."""
+    return Query(
+        "memory_bytes",
+        f"max by (namespace, pod) (container_memory_working_set_bytes{{{_SERVER}}})",
+        "pod",
+    )
+
+
+def oom_events(window: str) -> Query:
+    """OOM kills per pod within the window."""
+    return Query(
+        "oom_events",
+        f"sum by (namespace, pod) (increase(container_oom_events_total{{{_SERVER}}}[{window}]))",
+        "pod",
+    )
+
+
+def instant_queries(model_label: str, window: str) -> list[Query]:
+    """Every instant query of one cycle."""
+    return [
+        presence(model_label),
+        error_ratio(model_label, window),
+        latency_p99(model_label, window),
+        accuracy(model_label),
+        drift(model_label),
+        cpu_cores(window),
+        cpu_throttling(window),
+        memory_bytes(),
+        oom_events(window),
+    ]
+
+
+def history_queries(model_label: str, window: str) -> list[Query]:
+    """The series anomaly detection compares against (read as a range, one query each)."""
+    return [latency_p99(model_label, window), error_ratio(model_label, window)]

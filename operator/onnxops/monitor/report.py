@@ -1,0 +1,112 @@
+"""What the monitor says about one ModelDeployment, pure: its status fields (faults, the
+conditions Healthy and MonitoringAvailable, phase Degraded while a fault stands) and one
+Event per fault that starts or clears.
+
+The reconcile path writes Ready/Placed/ModelAvailable and phase Ready|Progressing; the monitor
+writes only the fields here. Both rebuild the conditions list from what they read and replace
+only their own types, and `status.healthy_status` keeps Degraded while faults stand, so neither
+undoes the other's meaning; a stale overwrite of a monitor condition is rewritten at the next
+evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from onnxops.api import Fault, ModelDeployment
+from onnxops.monitor.detect import fault_changes
+from onnxops.status import set_condition
+
+HEALTHY = "Healthy"
+MONITORING_AVAILABLE = "MonitoringAvailable"
+# Reasons that need no streak of failed reads: they hold until the configuration changes.
+SETTLED_PROBLEMS = {"NotConfigured", "Disabled"}
+
+Event = tuple[str, str, str]  # (type, reason, message), as reconcile's
+
+
+@dataclass(frozen=True)
+class Availability:
+    status: str  # True | False | Unknown
+    reason: str
+    message: str
+
+
+def availability(
+    md: ModelDeployment, problem: tuple[str, str] | None, unreadable: int
+) -> Availability | None:
+    """MonitoringAvailable after this evaluation; None keeps the current condition (a failed
+    read or two is not yet worth flipping it)."""
+    if problem is None:
+        return Availability("True", "MetricsRead", "the deployment's metrics are read")
+    reason, message = problem
+    if reason in SETTLED_PROBLEMS or unreadable >= md.spec.monitoring.unknown_threshold:
+        return Availability("False", reason, message)
+    return None
+
+
+def _condition(md: ModelDeployment, type_: str) -> dict[str, Any] | None:
+    return next((c.wire() for c in md.status.conditions if c.type == type_), None)
+
+
+def status_patch(
+    md: ModelDeployment, faults: Sequence[Fault], avail: Availability | None, *, now: str
+) -> dict[str, Any]:
+    """The status fields the monitor owns, as they should be now."""
+    generation = md.metadata.get("generation")
+    conditions = [c.wire() for c in md.status.conditions]
+    current = _condition(md, MONITORING_AVAILABLE)
+    if avail is None and current is None:
+        avail = Availability("Unknown", "Evaluating", "first reads of the metrics failed")
+    if avail is not None:
+        conditions = set_condition(
+            conditions,
+            type_=MONITORING_AVAILABLE,
+            status=avail.status,
+            reason=avail.reason,
+            message=avail.message,
+            generation=generation,
+            now=now,
+        )
+    readable = (avail.status if avail else (current or {}).get("status")) == "True"
+    if faults:
+        healthy = ("False", "FaultsFound", "; ".join(f"{f.signal}: {f.message}" for f in faults))
+    elif readable:
+        healthy = ("True", "NoFaults", "every signal within its limits")
+    else:
+        healthy = ("Unknown", "MetricsUnavailable", "no fault seen, but the metrics cannot be read")
+    conditions = set_condition(
+        conditions,
+        type_=HEALTHY,
+        status=healthy[0],
+        reason=healthy[1],
+        message=healthy[2][:1000],
+        generation=generation,
+        now=now,
+    )
+    patch: dict[str, Any] = {
+        "faults": [f.wire() for f in faults],
+        "conditions": conditions,
+    }
+    phase = md.status.phase
+    if faults and phase == "Ready":
+        patch["phase"] = "Degraded"
+    elif not faults and phase == "Degraded":
+        patch["phase"] = "Ready"
+    return patch
+
+
+def disabled_patch(md: ModelDeployment, reason: str, message: str, *, now: str) -> dict[str, Any]:
+    """Monitoring off (no Prometheus URL, or spec.monitoring.enabled false): say so, drop faults."""
+    return status_patch(md, [], Availability("False", reason, message), now=now)
+
+
+def events(before: Sequence[Fault], after: Sequence[Fault]) -> list[Event]:
+    """One Warning when a fault starts, one Normal when it clears; none per evaluation."""
+    started, cleared = fault_changes(before, after)
+    return [("Warning", "FaultDetected", f"{f.signal}: {f.message}") for f in started] + [
+        ("Normal", "FaultCleared", f"{f.signal}: back within limits (fault since {f.since})")
+        for f in cleared
+    ]

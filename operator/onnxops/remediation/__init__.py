@@ -1,0 +1,1 @@
+"""Heal: remediation of the faults the monitor finds (policy, guardrails, acting)."""

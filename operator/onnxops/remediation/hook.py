@@ -1,0 +1,111 @@
+"""Heal plugged into the monitor: a `Healer` is one of the monitor cycle's hooks
+(`monitor.cycle.Hook`); after each detection it runs one remediation cycle (`act.heal`) for
+the ModelDeployment, posts its Events and counts its actions in the operator's metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from onnxops import build, k8s
+from onnxops.api import Fault, ModelDeployment
+from onnxops.config import OperatorConfig
+from onnxops.pools import PoolProfile, effective_resources, free_per_node, replicas_that_fit
+from onnxops.remediation import act, guardrails
+from onnxops.remediation.override import active, model_ref
+
+EVENT_COMPONENT = "onnxops-operator"
+
+
+def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bool | None:
+    """After a failover: whether the spec's own pool could hold the model again (None when
+    there was no failover, or the pool is unknown)."""
+    target = md.spec.target
+    moved = active(md).pool
+    pool = pools.get(target.pool)
+    if moved is None or moved == target.pool or pool is None:
+        return None
+    nodes, pods = k8s.nodes_and_pods()
+    others = [
+        p
+        for p in pods
+        if not (
+            p["metadata"].get("namespace") == md.namespace
+            and (p["metadata"].get("labels") or {}).get(build.MD_LABEL) == md.name
+        )
+    ]
+    free = free_per_node(nodes, others, {**pool.node_selector, **target.node_selector})
+    needed = md.spec.autoscaling.min_replicas if md.spec.autoscaling else md.spec.replicas
+    return replicas_that_fit(free, effective_resources(md.spec, pool)["requests"]) >= needed
+
+
+def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
+    """Nothing for heal to do or remember: no fault, nothing in flight, no failover to
+    undo, and the model already marked healthy (or not Ready: a rollout in progress is the
+    deploy path's, and writing status into it would only race its writes). Spares a read
+    and a write per model per cycle."""
+    if faults or active(md).pool is not None:
+        return False
+    if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
+        return False
+    if md.status.phase != "Ready" or active(md).model is not None:
+        return True
+    marks = md.status.models
+    return marks is not None and marks.current == marks.healthy == model_ref(md.spec)
+
+
+class Healer:
+    """The monitor hook that heals; one per operator process."""
+
+    def __init__(
+        self,
+        pools: dict[str, PoolProfile],
+        cfg: OperatorConfig,
+        fleet: guardrails.FleetLimit,
+        *,
+        registry: CollectorRegistry | None = None,
+        unreadable: Any = None,
+    ) -> None:
+        self.pools = pools
+        self.cfg = cfg
+        self.fleet = fleet
+        # `unreadable(key) -> int`: consecutive failed metric reads of a model (the monitor's
+        # tracks); faults that stand from before a failed read are not acted on.
+        self.unreadable = unreadable or (lambda _key: 0)
+        self.actions = Counter(
+            "onnxops_operator_remediations",
+            "Remediation actions by kind (restart, resize, ...) and result (Succeeded, Refused, ...)",
+            ["action", "result"],
+            registry=registry,
+        )
+
+    def __call__(
+        self, md: ModelDeployment, faults: list[Fault], pods: Sequence[Any], at: datetime
+    ) -> None:
+        if _idle(md, faults):
+            return
+        # The monitor just wrote status.faults, and our own last cycle wrote the history:
+        # decide on the object as it is now, not as the watch last delivered it.
+        fresh = k8s.get(md.api_version, md.kind, md.namespace, md.name)
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return
+        current = ModelDeployment.model_validate(fresh)
+        healed = act.heal(
+            fresh,
+            [f.wire() for f in faults],
+            None,  # heal reads the pods itself: it needs their uids and resize state
+            pools=self.pools,
+            cfg=self.cfg,
+            fleet=self.fleet,
+            now=at,
+            monitoring_known=self.unreadable((md.namespace, md.name)) == 0,
+            preferred_has_room=preferred_has_room(current, self.pools),
+        )
+        for type_, reason, message in healed.events:
+            k8s.post_event(fresh, type_, reason, message, EVENT_COMPONENT)
+        for action, result in healed.outcomes:
+            self.actions.labels(action, result).inc()

@@ -1,0 +1,263 @@
+"""Remediation policy: the monitor's findings plus the pods' facts and the spec -> the actions
+that would heal them, most specific first. Pure; `now` comes in. Whether an action may run
+(mode, cooldown, caps, ceilings) is for `guardrails.py` to say.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from onnxops.api import ActionKind, ModelDeployment, ModelRef
+from onnxops.pools import quantity
+from onnxops.remediation.facts import Finding, PodFacts, parse_time
+from onnxops.remediation.override import active, model_ref
+
+MIB = Decimal(1024 * 1024)
+# VPA's OOM bump: at least this much more memory, whatever the factor gives.
+OOM_MIN_BUMP = 100 * MIB
+# Restarting a pod fixes a sick process, not a sick model or a full node.
+RESTART_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "LatencyP99", "LatencyAnomaly", "NotReady")
+# A model change shows as errors or lost quality across the whole deployment.
+ROLLBACK_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "Accuracy")
+DISRUPTIVE: frozenset[str] = frozenset(
+    {"restart", "rolloutRestart", "failover", "failback", "rollback"}
+)
+
+Resources = dict[str, dict[str, str]]
+RESOURCE_OF = {
+    "OOMKilled": "memory",
+    "MemoryUtilization": "memory",
+    "CpuThrottling": "cpu",
+    "CpuUtilization": "cpu",
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One remedy the policy proposes."""
+
+    kind: ActionKind
+    reason: str
+    """The fault (signal) it answers."""
+    message: str
+    pods: tuple[str, ...] = ()
+    resources: Resources | None = None
+    """resize: the wanted requests/limits (before the guardrails' ceilings)."""
+    pool: str | None = None
+    model: ModelRef | None = None
+
+    @property
+    def disruptive(self) -> bool:
+        """Whether serving pods go away (a resize in place does not)."""
+        return self.kind in DISRUPTIVE
+
+    @property
+    def resource(self) -> str | None:
+        """resize: which resource grows (`cpu` or `memory`)."""
+        return RESOURCE_OF.get(self.reason) if self.kind == "resize" else None
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything the policy looks at, for one ModelDeployment at one moment."""
+
+    md: ModelDeployment
+    findings: list[Finding]
+    pods: list[PodFacts]
+    resources: Resources
+    """The serving container's current requests/limits (spec, pool defaults, override)."""
+    now: datetime
+    preferred_has_room: bool | None = None
+    """Whether the spec's own pool could hold the model again (None: not known)."""
+
+
+def _format(name: str, value: Decimal) -> str:
+    if name == "memory":
+        return f"{math.ceil(value / MIB)}Mi"
+    return f"{math.ceil(value * 1000)}m"
+
+
+def grown(
+    resources: Resources, name: str, factor: float, *, minimum: Decimal = Decimal(0)
+) -> Resources:
+    """Requests and limits of one resource multiplied by `factor` (at least `minimum` more)."""
+    out = {part: dict(values) for part, values in resources.items()}
+    for part in ("requests", "limits"):
+        current = out.get(part, {}).get(name)
+        if current is None:
+            continue
+        value = quantity(current)
+        out.setdefault(part, {})[name] = _format(
+            name, max(value * Decimal(str(factor)), value + minimum)
+        )
+    return out
+
+
+def _by_signal(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.signal: f for f in findings}
+
+
+def _memory(s: Situation, faults: dict[str, Finding]) -> Action | None:
+    oom_pods = tuple(p.name for p in s.pods if p.last_terminated == "OOMKilled")
+    cause = faults.get("OOMKilled") or faults.get("MemoryUtilization")
+    if cause is None and "CrashLoop" in faults and oom_pods:
+        cause = faults["CrashLoop"]  # crash-looping because it runs out of memory
+    if cause is None:
+        return None
+    factor = s.md.spec.remediation.resize.factor
+    wanted = grown(s.resources, "memory", factor, minimum=OOM_MIN_BUMP)
+    return Action(
+        kind="resize",
+        reason="OOMKilled" if cause.signal == "CrashLoop" else cause.signal,
+        message=f"{cause.signal}: {cause.message or 'memory at its limit'}",
+        pods=cause.pods or oom_pods,
+        resources=wanted,
+    )
+
+
+def _cpu(s: Situation, faults: dict[str, Finding]) -> Action | None:
+    pressure = faults.get("CpuThrottling") or faults.get("CpuUtilization")
+    if pressure is None or "LatencyP99" not in faults:
+        return None  # busy but fast enough: nothing to heal
+    wanted = grown(s.resources, "cpu", s.md.spec.remediation.resize.factor)
+    return Action(
+        kind="resize",
+        reason=pressure.signal,
+        message=f"{pressure.signal} with p99 over threshold: {faults['LatencyP99'].message}",
+        pods=pressure.pods,
+        resources=wanted,
+    )
+
+
+def _failover(s: Situation, faults: dict[str, Finding]) -> Action | None:
+    target = s.md.spec.target
+    fault = faults.get("Unschedulable")
+    current = s.md.status.pool
+    if fault is None or not target.fallback_pool or current == target.fallback_pool:
+        return None
+    since = fault.since or min(
+        (p.unschedulable_since for p in s.pods if p.unschedulable_since), default=None
+    )
+    bound = s.md.spec.remediation.unschedulable_seconds
+    if since is None or (s.now - since).total_seconds() < bound:
+        return None
+    return Action(
+        kind="failover",
+        reason="Unschedulable",
+        message=f"pods unschedulable on pool {current} for over {bound}s; moving to {target.fallback_pool}",
+        pool=target.fallback_pool,
+    )
+
+
+def _failback(s: Situation, faults: dict[str, Finding]) -> Action | None:
+    target = s.md.spec.target
+    ov = active(s.md)
+    if ov.pool is None or ov.pool == target.pool or "Unschedulable" in faults:
+        return None
+    since = parse_time(ov.pool_since)
+    hold = s.md.spec.remediation.failback_seconds
+    if not s.preferred_has_room or since is None or (s.now - since).total_seconds() < hold:
+        return None
+    return Action(
+        kind="failback",
+        reason="PoolHasRoom",
+        message=f"pool {target.pool} has room again after {hold}s on {ov.pool}",
+        pool=target.pool,
+    )
+
+
+def _rollback(s: Situation, faults: dict[str, Finding]) -> Action | None:
+    marks = s.md.status.models
+    cause = next((faults[n] for n in ROLLBACK_SIGNALS if n in faults and not faults[n].pods), None)
+    if cause is None or marks is None or marks.healthy is None:
+        return None
+    current = model_ref(s.md.spec)
+    since = parse_time(marks.current_since)
+    window = s.md.spec.remediation.rollback_window_seconds
+    if marks.healthy == current or active(s.md).model is not None:
+        return None  # nothing older to go back to, or already rolled back
+    if marks.current != current or since is None or (s.now - since).total_seconds() > window:
+        return None  # the model has been fine for a while: the fault is not the change's
+    return Action(
+        kind="rollback",
+        reason=cause.signal,
+        message=(
+            f"{cause.signal} right after version {current.version or current.uri}; serving "
+            f"version {marks.healthy.version or marks.healthy.uri} again"
+        ),
+        model=marks.healthy,
+    )
+
+
+def _restarts(s: Situation, faults: dict[str, Finding]) -> list[Action]:
+    cause = next((faults[n] for n in RESTART_SIGNALS if n in faults), None)
+    if cause is None:
+        return []
+    live = [p for p in s.pods if not p.deleting]
+    if cause.pods:
+        named = [p for p in live if p.name in cause.pods]
+        if not named:
+            return []  # those pods are gone already: the finding is older than the pods
+        if len(named) < len(live):
+            # An outlier among healthy peers: replace it, leave the others alone.
+            chosen = [p for p in named if not p.crash_looping]
+            if not chosen:
+                return []
+            return [
+                Action(
+                    kind="restart",
+                    reason=cause.signal,
+                    message=f"{cause.signal} on {', '.join(p.name for p in chosen)} only: {cause.message}",
+                    pods=tuple(f"{p.name}/{p.uid}" for p in chosen),
+                )
+            ]
+    if live and all(p.crash_looping for p in live):
+        return []  # the CrashLoop warning says it; restarting would change nothing
+    return [
+        Action(
+            kind="rolloutRestart",
+            reason=cause.signal,
+            message=f"{cause.signal} on every replica: {cause.message}",
+        )
+    ]
+
+
+def _warnings(s: Situation, faults: dict[str, Finding], acted: set[str]) -> list[Action]:
+    out = []
+    if "CrashLoop" in faults and "CrashLoop" not in acted and "OOMKilled" not in acted:
+        out.append(
+            Action(
+                "warn",
+                "CrashLoop",
+                f"pods crash-looping; restarting will not help: {faults['CrashLoop'].message}",
+            )
+        )
+    if "Drift" in faults:
+        out.append(Action("warn", "Drift", f"input drift over maxDrift: {faults['Drift'].message}"))
+    if "Accuracy" in faults and "Accuracy" not in acted:
+        out.append(
+            Action(
+                "warn",
+                "Accuracy",
+                f"accuracy below minAccuracy and no earlier model to go back to: {faults['Accuracy'].message}",
+            )
+        )
+    return out
+
+
+def decide(s: Situation) -> list[Action]:
+    """The actions for this situation, most specific (and least disruptive) first."""
+    faults = _by_signal(s.findings)
+    actions: list[Action] = []
+    for rule in (_memory, _cpu, _failover, _failback, _rollback):
+        found = rule(s, faults)
+        if found is not None:
+            actions.append(found)
+    # A resize, failover or rollback answers the fault itself; restarting pods as well
+    # would only add a disruption (and slow pods under CPU pressure are not sick).
+    if not actions:
+        actions.extend(_restarts(s, faults))
+    return actions + _warnings(s, faults, {a.reason for a in actions})

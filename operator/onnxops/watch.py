@@ -1,0 +1,150 @@
+"""kopf wiring of the monitor: a kopf index of ModelDeployments and one operator-level loop
+that evaluates the ones due (see `monitor/cycle.py`), plus the operator's own /metrics.
+
+Why one loop over an index rather than a kopf timer per ModelDeployment: a timer per resource
+would ask Prometheus its own queries, so the cost would grow as queries x models and 1,000
+models at 30 s would be ~300 queries a second; the loop asks one query per signal for all
+models due in the same slot and shares the answer. The index gives the loop every
+ModelDeployment as the watch last saw it, without reading them again, and kopf keeps it up
+to date (and drops deleted ones) for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+
+from onnxops import k8s
+from onnxops.api import GROUP, PLURAL, VERSION
+from onnxops.config import OperatorConfig, config
+from onnxops.monitor.cycle import Monitor
+from onnxops.monitor.detect import Track
+from onnxops.monitor.metrics import OperatorMetrics
+from onnxops.remediation.hook import Healer
+
+log = logging.getLogger("onnxops.monitor")
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def monitored_models(
+    namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every ModelDeployment by (namespace, name), as last seen by the watch."""
+    return {(namespace or "", name or ""): dict(body)}
+
+
+def _snapshot(index: kopf.Index[Any, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    bodies = {}
+    for key, store in index.items():
+        for body in store:  # one per key: the key is the object's identity
+            if not (body.get("metadata") or {}).get("deletionTimestamp"):
+                bodies[key] = body
+    return bodies
+
+
+def peering_allows(peering: Mapping[str, Any] | None, priority: int, now: datetime) -> bool:
+    """Whether this replica is the active one, by kopf's own rule: no live peer of a higher
+    priority and none other of the same (kopf pauses both then).
+
+    kopf pauses a standby's watches, but its index keeps the last bodies it saw, so without
+    this check a standby's monitor would write stale status and repeat every Event."""
+    same = 0
+    for info in ((peering or {}).get("status") or {}).values():
+        try:
+            seen = datetime.fromisoformat(str(info["lastseen"]))
+            alive = seen + timedelta(seconds=int(info.get("lifetime", 60))) > now
+            other = int(info.get("priority", 0))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not alive:
+            continue
+        if other > priority:
+            return False
+        same += other == priority
+    return same <= 1  # ourselves
+
+
+def _active(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> bool:
+    if settings.peering.standalone:
+        return True
+    namespaces = [n for n in cfg.namespaces.split(",") if n]
+    name = settings.peering.name
+    path = (
+        f"/apis/kopf.dev/v1/namespaces/{namespaces[0]}/kopfpeerings/{name}"
+        if namespaces
+        else f"/apis/kopf.dev/v1/clusterkopfpeerings/{name}"
+    )
+    try:
+        peering = k8s.request("GET", path)
+    except Exception:  # unknown: rather skip a cycle than write twice
+        return False
+    return peering_allows(peering, settings.peering.priority, datetime.now(UTC))
+
+
+async def monitor_loop(
+    monitor: Monitor, index: kopf.Index[Any, Any], settings: kopf.OperatorSettings
+) -> None:
+    """Wake every tick; evaluate whatever is due, in a worker thread (the queries and API
+    calls block), so kopf's own handlers keep running meanwhile."""
+    cfg = monitor.cfg
+    while True:
+        try:
+            bodies = _snapshot(index)
+            now = time.time()
+            due = monitor.due(bodies, now)
+            active: bool = bool(due) and await asyncio.to_thread(_active, settings, cfg)
+            if active:
+                result = await asyncio.to_thread(monitor.run_cycle, [bodies[k] for k in due], now)
+                log.debug("monitor cycle: %s", result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the loop outlives any one bad cycle
+            log.exception("monitor cycle failed")
+        await asyncio.sleep(cfg.monitor_tick_s)
+
+
+@kopf.on.startup()
+async def start_monitor(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    # kopf passes every index to startup handlers by its name (pre-populated, then filled).
+    index: kopf.Index[Any, Any] = kwargs["monitored_models"]
+    cfg = config()
+    metrics = OperatorMetrics()
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port)
+    memo.monitor = Monitor(cfg, metrics)
+    # Heal after each detection; pools and the fleet limit come from startup.configure.
+    memo.monitor.hooks.append(
+        Healer(
+            memo.pools,
+            cfg,
+            memo.fleet,
+            registry=metrics.registry,
+            unreadable=lambda key: memo.monitor.tracks.get(key, Track()).unreadable,
+        )
+    )
+    memo.monitor_task = asyncio.create_task(
+        monitor_loop(memo.monitor, index, settings), name="onnxops monitor"
+    )
+    log.info(
+        "monitor: %s",
+        f"Prometheus at {cfg.prometheus_url}" if cfg.prometheus_url else "off (no URL)",
+    )
+
+
+@kopf.on.cleanup()
+async def stop_monitor(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "monitor_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    monitor = getattr(memo, "monitor", None)
+    if monitor is not None and monitor.reader is not None:
+        monitor.reader.close()

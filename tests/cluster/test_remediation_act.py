@@ -1,0 +1,323 @@
+"""Remediation's acting half against the real apiserver (KWOK pods): a restart is an eviction
+that honours the PodDisruptionBudget and spares the healthy replicas; a resize becomes the
+override the Deployment template takes (in place through `pods/resize` when the kubelet
+reports resources, a rollout when it cannot); a rollback serves the earlier model with the
+spec untouched; dryRun only records; an operator killed mid-action finishes it exactly once.
+
+`heal` and `reconcile` run in this process (no kopf loop), so nothing restores children
+behind the test's back; the faults are handed in as the monitor would write them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes import config
+from onnxops import k8s, reconcile
+from onnxops.config import OperatorConfig
+from onnxops.pools import default_pools
+from onnxops.remediation import act
+from onnxops.remediation.guardrails import FleetLimit
+from operator_kit import Kube, model_deployment, wait_for
+
+pytestmark = pytest.mark.cluster
+
+POOLS = default_pools()
+CFG = OperatorConfig()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def in_process_client(crds: Any) -> Iterator[None]:
+    """The operator's k8s module, in this process, talking to the devcluster."""
+    saved = k8s._client
+    k8s._client = config.new_client_from_config(config_file=str(crds.kubeconfig))
+    try:
+        yield
+    finally:
+        k8s._client = saved
+
+
+def fault(signal: str, pods: list[str] | None = None) -> dict[str, Any]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "signal": signal,
+        "value": 1,
+        "threshold": 0.5,
+        "since": now,
+        "message": signal,
+        "pods": pods or [],
+    }
+
+
+def deploy(kube: Kube, name: str, **spec: Any) -> dict[str, Any]:
+    """Apply a ModelDeployment, reconcile it once here, wait for its pods to run."""
+    body = model_deployment(name, target={"pool": "cloud"}, **spec)
+    assert kube.apply(body).returncode == 0
+    reconcile.reconcile(mdep(kube, name), POOLS, CFG)
+    replicas = spec.get("replicas", 1)
+    wait_for(lambda: len(running(kube, name)) == replicas, f"{replicas} running pods", 60)
+    return mdep(kube, name)
+
+
+def mdep(kube: Kube, name: str) -> dict[str, Any]:
+    found = kube.get("mdep", name)
+    assert found is not None
+    return found
+
+
+def running(kube: Kube, name: str) -> list[dict[str, Any]]:
+    pods = kube.items("pods", f"onnxops.io/model-deployment={name}")
+    return [
+        p
+        for p in pods
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def heal(kube: Kube, name: str, faults: list[dict[str, Any]], **kw: Any) -> act.Healed:
+    kw.setdefault("fleet", FleetLimit())
+    return act.heal(mdep(kube, name), faults, pools=POOLS, cfg=CFG, now=datetime.now(UTC), **kw)
+
+
+def records(kube: Kube, name: str) -> list[dict[str, Any]]:
+    return list(kube.status(name).get("remediations", []))
+
+
+def template(kube: Kube, name: str) -> dict[str, Any]:
+    dep = kube.get("deployment", name)
+    assert dep is not None
+    return dict(dep["spec"]["template"])
+
+
+def test_restart_evicts_only_the_bad_replica(kube: Kube) -> None:
+    deploy(kube, "three", replicas=3)
+    pods = sorted(running(kube, "three"), key=lambda p: p["metadata"]["name"])
+    bad, good = pods[1], [pods[0], pods[2]]
+    wait_for(
+        lambda: (kube.get("pdb", "three") or {}).get("status", {}).get("disruptionsAllowed") == 1,
+        "the PDB allows one",
+    )
+    healed = heal(kube, "three", [fault("ErrorRate", [bad["metadata"]["name"]])])
+    (record,) = records(kube, "three")
+    assert (record["action"], record["result"]) == ("restart", "Succeeded"), record
+    assert record["pods"] == [f"{bad['metadata']['name']}/{bad['metadata']['uid']}"]
+    assert ("Normal", "RestartSucceeded") in [e[:2] for e in healed.events]
+    uids = lambda: {p["metadata"]["uid"] for p in running(kube, "three")}  # noqa: E731
+    wait_for(lambda: bad["metadata"]["uid"] not in uids() and len(uids()) == 3, "a replacement")
+    assert {p["metadata"]["uid"] for p in good} <= uids()  # the healthy ones untouched
+
+
+def test_a_disruption_budget_that_forbids_it_stops_the_restart(kube: Kube) -> None:
+    deploy(kube, "guarded", replicas=2)
+    # No operator runs here to restore its PDB: make it forbid any disruption.
+    kube.run("patch", "pdb", "guarded", "--type=merge", "-p", '{"spec":{"maxUnavailable":0}}')
+    wait_for(
+        lambda: (kube.get("pdb", "guarded") or {}).get("status", {}).get("observedGeneration") == 2,
+        "the PDB re-judged",
+    )
+    victim = running(kube, "guarded")[0]["metadata"]
+    heal(kube, "guarded", [fault("NotReady", [victim["name"]])])
+    (record,) = records(kube, "guarded")
+    assert (record["action"], record["result"]) == ("restart", "Failed")
+    assert "PodDisruptionBudget forbids evicting" in record["message"]
+    assert victim["uid"] in {p["metadata"]["uid"] for p in running(kube, "guarded")}
+
+
+def test_dry_run_records_and_changes_nothing(kube: Kube) -> None:
+    deploy(kube, "dry", replicas=2, remediation={"mode": "dryRun"})
+    before = {p["metadata"]["uid"] for p in running(kube, "dry")}
+    spec_before = template(kube, "dry")
+    victim = sorted(before)[0]
+    name = next(
+        p["metadata"]["name"] for p in running(kube, "dry") if p["metadata"]["uid"] == victim
+    )
+    healed = heal(kube, "dry", [fault("ErrorRate", [name])])
+    assert [e[1] for e in healed.events] == ["RestartDryRun"]
+    healed = heal(kube, "dry", [fault("ErrorRate", [name])])  # the next cycle
+    assert [e[1] for e in healed.events] == ["RestartRefused"]  # cooldown, as if taken
+    assert heal(kube, "dry", [fault("ErrorRate", [name])]).events == []  # said already
+    healed = heal(kube, "dry", [fault("OOMKilled")])
+    assert [e[1] for e in healed.events] == ["ResizeDryRun"]
+    assert [(r["action"], r["result"], r.get("refusal")) for r in records(kube, "dry")] == [
+        ("restart", "DryRun", None),
+        ("restart", "Refused", "Cooldown"),
+        ("resize", "DryRun", None),
+    ]
+    assert kube.status("dry").get("override", {}).get("resources") is None
+    assert {p["metadata"]["uid"] for p in running(kube, "dry")} == before
+    assert template(kube, "dry") == spec_before
+
+
+def container(kube: Kube, name: str) -> dict[str, Any]:
+    return dict(template(kube, name)["spec"]["containers"][0])
+
+
+def test_resize_by_rollout_reaches_the_template(kube: Kube) -> None:
+    deploy(kube, "grow", remediation={"resize": {"inPlace": "never", "maxMemory": "1Gi"}})
+    assert container(kube, "grow")["resources"]["limits"]["memory"] == "1Gi"  # cloud default
+    heal(kube, "grow", [fault("OOMKilled")])
+    (record,) = records(kube, "grow")
+    assert (record["action"], record["result"]) == ("resize", "Refused")
+    assert record["refusal"] == "Ceiling"  # 1Gi is the spec's own ceiling: nowhere to go
+    kube.run(
+        "patch",
+        "mdep",
+        "grow",
+        "--type=merge",
+        "-p",
+        '{"spec":{"remediation":{"resize":{"maxMemory":"2Gi"}}}}',
+    )
+    reconcile.reconcile(mdep(kube, "grow"), POOLS, CFG)
+    heal(kube, "grow", [fault("OOMKilled")])
+    last = records(kube, "grow")[-1]
+    assert (last["action"], last["result"]) == ("resize", "Succeeded"), last
+    assert container(kube, "grow")["resources"]["limits"]["memory"] == "1536Mi"
+    assert kube.status("grow")["override"]["resources"]["limits"]["memory"] == "1536Mi"
+    spec_resources = mdep(kube, "grow")["spec"]["resources"]
+    assert spec_resources == {"limits": {}, "requests": {}}  # the spec is the user's
+
+
+def test_in_place_resize_calls_pods_resize_or_falls_back(kube: Kube) -> None:
+    deploy(kube, "inplace", remediation={"resize": {"inPlace": "auto"}})
+    (pod,) = running(kube, "inplace")
+    # KWOK reports no container resources, so the apiserver refuses an in-place resize of
+    # this pod: the resize falls back to a rollout.
+    heal(kube, "inplace", [fault("OOMKilled")])
+    (record,) = records(kube, "inplace")
+    assert (record["action"], record["result"]) == ("resize", "Succeeded"), record
+    assert (
+        "in-place resize refused" in record["message"] and "rolled out instead" in record["message"]
+    )
+    assert container(kube, "inplace")["resources"]["limits"]["memory"] == "1536Mi"
+    assert kube.status("inplace")["override"].get("inPlaceGeneration") is None
+    old = pod["metadata"]["uid"]
+    wait_for(lambda: old not in {p["metadata"]["uid"] for p in running(kube, "inplace")}, "rolled")
+
+
+def test_in_place_resize_is_confirmed_by_the_kubelets_status(kube: Kube) -> None:
+    deploy(kube, "kubelet", remediation={"resize": {"inPlace": "always"}})
+    (pod,) = running(kube, "kubelet")
+    name = pod["metadata"]["name"]
+    report_resources(kube, name, pod["spec"]["containers"][0]["resources"])
+    heal(kube, "kubelet", [fault("OOMKilled")])
+    (record,) = records(kube, "kubelet")
+    assert (record["action"], record["result"]) == ("resize", "InProgress"), record
+    resized = kube.get("pod", name)
+    assert resized is not None and resized["metadata"]["uid"] == pod["metadata"]["uid"]  # same pod
+    wanted = resized["spec"]["containers"][0]["resources"]
+    assert wanted["limits"]["memory"] == "1536Mi"
+    assert container(kube, "kubelet")["resources"]["limits"]["memory"] == "1Gi"  # no rollout
+    heal(kube, "kubelet", [])  # the kubelet has not applied it yet
+    assert records(kube, "kubelet")[-1]["result"] == "InProgress"
+    report_resources(kube, name, wanted, generation=resized["metadata"]["generation"])
+    heal(kube, "kubelet", [])
+    assert records(kube, "kubelet")[-1]["result"] == "Succeeded"
+    conditions = {c["type"]: c for c in kube.status("kubelet")["conditions"]}
+    assert conditions["Remediating"]["status"] == "False"
+
+
+def report_resources(
+    kube: Kube, pod: str, resources: dict[str, Any], generation: int | None = None
+) -> None:
+    """Write container resources into pod status as a kubelet with resize support does
+    (KWOK does not); the apiserver only accepts a resize of such a pod."""
+    status: dict[str, Any] = {
+        "containerStatuses": [
+            {
+                "name": "server",
+                "resources": resources,
+                "ready": True,
+                "restartCount": 0,
+                "image": "img",
+                "imageID": "",
+                "started": True,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }
+        ]
+    }
+    if generation is not None:
+        status["observedGeneration"] = generation
+    kube.run(
+        "patch",
+        "pod",
+        pod,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def settled(kube: Kube, name: str) -> bool:
+    """Status from the Deployment, as the operator's watch would refresh it."""
+    reconcile.refresh(mdep(kube, name), kube.get("deployment", name))
+    return kube.status(name).get("phase") == "Ready"
+
+
+def test_rollback_serves_the_earlier_model_and_leaves_the_spec(kube: Kube) -> None:
+    v1 = {"uri": "https://models.example.com/roll/1/model.onnx", "version": "1"}
+    # Healthy = no fault for failureThreshold x intervalSeconds: 5 s here.
+    deploy(kube, "roll", model=v1, monitoring={"intervalSeconds": 5, "failureThreshold": 1})
+    wait_for(lambda: settled(kube, "roll"), "Ready")
+
+    def healthy_model() -> Any:
+        heal(kube, "roll", [])  # a monitor cycle that found nothing
+        return kube.status("roll")["models"].get("healthy")
+
+    assert wait_for(healthy_model, "v1 proven healthy", 30)["version"] == "1"
+    v2 = {"uri": "https://models.example.com/roll/2/model.onnx", "version": "2"}
+    kube.run("patch", "mdep", "roll", "--type=merge", "-p", json.dumps({"spec": {"model": v2}}))
+    reconcile.reconcile(mdep(kube, "roll"), POOLS, CFG)
+    heal(kube, "roll", [fault("ErrorRate")])
+    last = records(kube, "roll")[-1]
+    assert (last["action"], last["result"]) == ("rollback", "Succeeded"), last
+    env = {e["name"]: e["value"] for e in container(kube, "roll")["env"]}
+    assert env["ONNXOPS_MODEL_VERSION"] == "1" and env["ONNXOPS_MODEL_URI"].endswith(
+        "/1/model.onnx"
+    )
+    assert mdep(kube, "roll")["spec"]["model"]["version"] == "2"  # GitOps owns the spec
+    conditions = {c["type"]: c for c in kube.status("roll")["conditions"]}
+    assert "version 1 instead of 2" in conditions["RolledBack"]["message"]
+
+
+def test_killed_mid_restart_finishes_it_exactly_once(
+    kube: Kube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy(kube, "crash", replicas=2)
+    wait_for(
+        lambda: (kube.get("pdb", "crash") or {}).get("status", {}).get("disruptionsAllowed") == 1,
+        "the PDB allows one",
+    )
+    victim = running(kube, "crash")[0]["metadata"]
+
+    def killed(*_: Any, **__: Any) -> str:
+        # Stands in for SIGKILL at the one moment that matters (after the intent is written,
+        # before the eviction): a real kill cannot be timed to land there.
+        raise KeyboardInterrupt("operator killed")
+
+    monkeypatch.setattr(k8s, "evict", killed)
+    with pytest.raises(KeyboardInterrupt):
+        heal(kube, "crash", [fault("ErrorRate", [victim["name"]])])
+    (pending,) = records(kube, "crash")
+    assert (pending["action"], pending["result"]) == ("restart", "Pending")
+    conditions = {c["type"]: c["status"] for c in kube.status("crash")["conditions"]}
+    assert conditions["Remediating"] == "True"
+    monkeypatch.undo()
+    # The restarted operator's first cycle; the fault is still reported.
+    heal(kube, "crash", [fault("ErrorRate", [victim["name"]])])
+    (done,) = [
+        r for r in records(kube, "crash") if r["action"] == "restart" and r["result"] != "Refused"
+    ]
+    assert done["id"] == pending["id"] and done["result"] == "Succeeded"
+    wait_for(
+        lambda: victim["uid"] not in {p["metadata"]["uid"] for p in running(kube, "crash")},
+        "evicted",
+    )
+    wait_for(lambda: len(running(kube, "crash")) == 2, "replaced")
+    survivors = {p["metadata"]["uid"] for p in running(kube, "crash")}
+    heal(kube, "crash", [fault("ErrorRate", [victim["name"]])])  # stale finding, same pod name
+    assert {p["metadata"]["uid"] for p in running(kube, "crash")} == survivors

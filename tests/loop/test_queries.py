@@ -1,0 +1,119 @@
+"""monitor/queries.py + prom.py against a real Prometheus: series of known values, backfilled
+with `promtool tsdb create-blocks-from openmetrics` (cAdvisor's container_* names included,
+which the devcluster pod runner does not export yet), read back through PrometheusReader.
+A stopped or absent Prometheus reads as an error (unknown), never as a value."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from devcluster import prometheus as prom
+from onnxops.monitor import queries
+from onnxops.monitor.prom import PrometheusReader, PromSettings
+
+LABEL = "onnxops_io_model_deployment"
+END = int(time.time()) - 120
+TIMES = range(END - 300, END + 1, 15)
+
+
+def _series() -> str:
+    a = f'namespace="ml",{LABEL}="a",pod="a-1"'
+    b = f'namespace="ml",{LABEL}="b",pod="b-1"'
+    c = 'namespace="ml",pod="a-1",container="server"'
+    rows: dict[str, list[str]] = {}
+
+    def add(name: str, labels: str, per_s: float = 0.0, value: float = 0.0) -> None:
+        rows.setdefault(name, []).extend(
+            f"{name}{{{labels}}} {value + per_s * (t - TIMES[0])} {t}" for t in TIMES
+        )
+
+    add("onnxops_requests_total", f'{a},endpoint="infer",code="200"', per_s=9)
+    add("onnxops_requests_total", f'{a},endpoint="infer",code="500"', per_s=1)  # 10% fail
+    add("onnxops_requests_total", f'{a},endpoint="metrics",code="500"', per_s=50)  # not inference
+    add("onnxops_requests_total", f'{b},endpoint="predict",code="200"', per_s=4)  # no 5xx series
+    for le, share in (("0.01", 0.5), ("0.1", 0.98), ("+Inf", 1.0)):
+        add("onnxops_request_duration_seconds_bucket", f'{a},le="{le}"', per_s=10 * share)
+    add("onnxops_model_ready", a, value=1)
+    add("onnxops_online_accuracy", a, value=0.7)
+    add("onnxops_drift_psi_max", a, value=0.4)
+    add("container_cpu_usage_seconds_total", c, per_s=0.3)
+    add("container_cpu_cfs_periods_total", c, per_s=10)
+    add("container_cpu_cfs_throttled_periods_total", c, per_s=4)
+    add("container_memory_working_set_bytes", c, value=2e8)
+    add("container_oom_events_total", c, value=1)
+    lines = []
+    for name, samples in rows.items():
+        lines += [f"# TYPE {name} unknown", *samples]
+    return "\n".join([*lines, "# EOF", ""])
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.Prometheus]:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: run `make system-deps`", pytrace=False)
+    work = tmp_path_factory.mktemp("backfilled")
+    (work / "series.om").write_text(_series())
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(work / "series.om"), str(work / "tsdb")],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    server = prom.start(work, tie_to_parent=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("query", "key", "expected"),
+    [
+        (queries.presence(LABEL), ("ml", "a"), 1.0),
+        (queries.error_ratio(LABEL, "1m"), ("ml", "a"), 0.1),
+        (queries.error_ratio(LABEL, "1m"), ("ml", "b"), 0.0),  # healthy, not "no data"
+        (queries.latency_p99(LABEL, "1m"), ("ml", "a"), 0.1),  # the 0.1 bucket's upper end
+        (queries.accuracy(LABEL), ("ml", "a"), 0.7),
+        (queries.drift(LABEL), ("ml", "a"), 0.4),
+        (queries.cpu_cores("1m"), ("ml", "a-1"), 0.3),
+        (queries.cpu_throttling("1m"), ("ml", "a-1"), 0.4),
+        (queries.memory_bytes(), ("ml", "a-1"), 2e8),
+        (queries.oom_events("1m"), ("ml", "a-1"), 0.0),  # the counter did not move
+    ],
+)
+def test_query_reads_the_known_value(
+    backfilled: prom.Prometheus, query: queries.Query, key: tuple[str, str], expected: float
+) -> None:
+    reader = PrometheusReader(PromSettings(backfilled.url), LABEL)
+    reading = reader.instant(query, at=float(END))
+    assert reading.error is None
+    assert reading.values.get(key) == pytest.approx(expected, rel=0.05), reading.values
+
+
+def test_history_is_one_range_query_for_all_models(backfilled: prom.Prometheus) -> None:
+    reader = PrometheusReader(PromSettings(backfilled.url), LABEL)
+    history = reader.history(queries.error_ratio(LABEL, "1m"), start=END - 240, end=END, step_s=30)
+    assert history.error is None
+    assert set(history.series) == {("ml", "a"), ("ml", "b")}
+    assert len(history.series[("ml", "a")]) == 9
+    assert reader.queries == 1
+
+
+def test_unreachable_prometheus_is_an_error_not_a_value(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    # A port nobody listens on: connection refused, right away (no retries inside a cycle).
+    reader = PrometheusReader(PromSettings("http://127.0.0.1:9", str(token), timeout_s=2), LABEL)
+    reading = reader.instant(queries.presence(LABEL))
+    assert reading.values == {} and reading.error and "ConnectionError" in reading.error
+    assert (reader.queries, reader.errors) == (1, 1)
+
+
+def test_a_bad_query_is_an_error_with_prometheus_reason(backfilled: prom.Prometheus) -> None:
+    reader = PrometheusReader(PromSettings(backfilled.url), LABEL)
+    reading = reader.instant(queries.Query("broken", "sum by (", "model"))
+    assert reading.error and "400" in reading.error

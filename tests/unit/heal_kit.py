@@ -1,0 +1,97 @@
+"""Builders of the remediation unit tests: ModelDeployments with status, faults and pods as
+the apiserver and the monitor hand them over, and a fixed clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from onnxops.api import ModelDeployment
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+def ago(seconds: float) -> str:
+    return (NOW - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def md(
+    *,
+    spec: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+    version: str = "2",
+    generation: int = 3,
+) -> ModelDeployment:
+    body = {
+        "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": generation},
+        "spec": {
+            "model": {"uri": f"https://h/iris/{version}/model.onnx", "version": version},
+            "target": {"pool": "edge", "fallbackPool": "cloud"},
+            "replicas": 3,
+            **(spec or {}),
+        },
+        "status": {"phase": "Ready", "pool": "edge", **(status or {})},
+    }
+    return ModelDeployment.model_validate(body)
+
+
+def fault(
+    signal: str, *, pods: list[str] | None = None, since: float = 60, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "signal": signal,
+        "value": 1.0,
+        "threshold": 0.5,
+        "since": ago(since),
+        "message": f"{signal} over threshold",
+        "pods": pods or [],
+        **extra,
+    }
+
+
+def pod(
+    name: str,
+    *,
+    ready: bool = True,
+    waiting: str | None = None,
+    terminated: str | None = None,
+    memory: str = "256Mi",
+    unschedulable_for: float | None = None,
+    resize: tuple[str, str, float] | None = None,
+) -> dict[str, Any]:
+    """A serving pod; `resize` = (condition type, reason, seconds ago)."""
+    conditions: list[dict[str, Any]] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    if unschedulable_for is not None:
+        conditions.append(
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "lastTransitionTime": ago(unschedulable_for),
+            }
+        )
+    if resize is not None:
+        conditions.append(
+            {
+                "type": resize[0],
+                "status": "True",
+                "reason": resize[1],
+                "lastTransitionTime": ago(resize[2]),
+            }
+        )
+    resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": memory}}
+    container_status: dict[str, Any] = {"name": "server", "restartCount": 2 if terminated else 0}
+    if waiting:
+        container_status["state"] = {"waiting": {"reason": waiting}}
+    if terminated:
+        container_status["lastState"] = {"terminated": {"reason": terminated, "exitCode": 137}}
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1},
+        "spec": {"containers": [{"name": "server", "resources": resources}]},
+        "status": {
+            "phase": "Running",
+            "observedGeneration": 1,
+            "conditions": conditions,
+            "containerStatuses": [container_status],
+        },
+    }

@@ -1,0 +1,205 @@
+"""Guardrails: mode, cooldown, hourly cap, one disruptive action in flight, the operator-wide
+limit, ceilings, the HPA's ownership of CPU and unknown data, with `now` passed in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from heal_kit import NOW, ago, md
+from onnxops.api import ModelDeployment
+from onnxops.pools import default_pools
+from onnxops.remediation.guardrails import FleetLimit, Verdict, admit
+from onnxops.remediation.policy import Action
+
+EDGE = default_pools()["edge"]
+CURRENT = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+RESTART = Action("restart", "ErrorRate", "p-b bad", pods=("p-b/u",))
+ROLLOUT = Action("rolloutRestart", "LatencyP99", "all slow")
+MEMORY = Action(
+    "resize",
+    "OOMKilled",
+    "oom",
+    resources={"requests": {"cpu": "100m", "memory": "228Mi"}, "limits": {"memory": "384Mi"}},
+)
+CPU = Action(
+    "resize",
+    "CpuThrottling",
+    "slow",
+    resources={"requests": {"cpu": "150m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+)
+WARN = Action("warn", "Drift", "drift")
+
+
+def record(
+    action: str, seconds_ago: float, result: str = "Succeeded", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "id": f"r{seconds_ago}",
+        "time": ago(seconds_ago),
+        "action": action,
+        "result": result,
+        **extra,
+    }
+
+
+def model(
+    mode: str = "auto", history: list[dict[str, Any]] | None = None, **remediation: Any
+) -> ModelDeployment:
+    return md(
+        spec={"remediation": {"mode": mode, **remediation}},
+        status={"remediations": history or []},
+    )
+
+
+def judge(
+    m: ModelDeployment, *actions: Action, fleet: FleetLimit | None = None, **kw: Any
+) -> list[tuple[str, str | None]]:
+    verdicts = admit(
+        list(actions), md=m, pool=EDGE, current=CURRENT, now=NOW, fleet=fleet or FleetLimit(), **kw
+    )
+    return [(v.result, v.refusal) for v in verdicts]
+
+
+CASES = [
+    ("auto acts", model(), [RESTART], [("Pending", None)]),
+    ("dryRun records only", model("dryRun"), [RESTART], [("DryRun", None)]),
+    ("off refuses", model("off"), [RESTART], [("Refused", "Off")]),
+    (
+        "cooldown per kind",
+        model(history=[record("restart", 100)]),
+        [RESTART, MEMORY],
+        [("Refused", "Cooldown"), ("Pending", None)],
+    ),
+    ("cooldown over", model(history=[record("restart", 400)]), [RESTART], [("Pending", None)]),
+    (
+        "a refused action starts no cooldown",
+        model(history=[record("restart", 10, "Refused")]),
+        [RESTART],
+        [("Pending", None)],
+    ),
+    (
+        "hourly cap counts every kind in the last hour",
+        model(history=[record("resize", 3000), record("rollback", 1000)], maxActionsPerHour=2),
+        [RESTART],
+        [("Refused", "HourlyCap")],
+    ),
+    (
+        "older actions leave the hour",
+        model(history=[record("resize", 4000), record("rollback", 3700)], maxActionsPerHour=2),
+        [RESTART],
+        [("Pending", None)],
+    ),
+    (
+        "hourly cap within one batch",
+        model(maxActionsPerHour=1),
+        [MEMORY, RESTART],
+        [("Pending", None), ("Refused", "HourlyCap")],
+    ),
+    (
+        "one disruptive action in flight",
+        model(history=[record("rollback", 5000, "Pending")]),
+        [RESTART, MEMORY],
+        [("Refused", "InFlight"), ("Pending", None)],
+    ),
+    (
+        "one disruptive action per batch",
+        model(),
+        [ROLLOUT, RESTART],
+        [("Pending", None), ("Refused", "InFlight")],
+    ),
+    ("warnings pass every guardrail but unknown data", model("off"), [WARN], [("Succeeded", None)]),
+]
+
+
+@pytest.mark.parametrize(
+    ("m", "actions", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_admit(m: ModelDeployment, actions: list[Action], expected: list[Any]) -> None:
+    assert judge(m, *actions) == expected
+
+
+def test_unknown_data_refuses_everything() -> None:
+    got = judge(model(), RESTART, MEMORY, WARN, problems=["unknown fault signal 'Foo'"])
+    assert got == [("Refused", "UnknownData")] * 3
+
+
+def test_operator_wide_limit_spans_models_and_expires() -> None:
+    fleet = FleetLimit(limit=1, window_s=60)
+    assert judge(model(), RESTART, fleet=fleet) == [("Pending", None)]
+    assert judge(model(), RESTART, fleet=fleet) == [("Refused", "FleetLimit")]
+    assert judge(model(), MEMORY, fleet=fleet) == [("Pending", None)]  # not disruptive
+    later = admit(
+        [RESTART],
+        md=model(),
+        pool=EDGE,
+        current=CURRENT,
+        now=NOW + timedelta(seconds=61),
+        fleet=fleet,
+    )
+    assert later[0].result == "Pending"
+
+
+def test_dry_run_takes_nothing_from_the_fleet() -> None:
+    fleet = FleetLimit(limit=1, window_s=60)
+    assert judge(model("dryRun"), RESTART, fleet=fleet) == [("DryRun", None)]
+    assert fleet.allows(NOW)
+
+
+def only(m: ModelDeployment, action: Action, **kw: Any) -> Verdict:
+    (verdict,) = admit(
+        [action], md=m, pool=EDGE, current=CURRENT, now=NOW, fleet=FleetLimit(), **kw
+    )
+    return verdict
+
+
+def test_resize_is_capped_at_the_spec_ceiling() -> None:
+    verdict = only(model(resize={"maxMemory": "300Mi"}), MEMORY)
+    assert verdict.result == "Pending"
+    assert verdict.action.resources is not None
+    assert verdict.action.resources["limits"]["memory"] == str(300 * 1024 * 1024)
+    assert verdict.action.resources["requests"]["memory"] == "228Mi"  # under the cap
+    assert "ceiling 300Mi" in verdict.note
+
+
+def test_resize_is_capped_at_the_pool_ceiling() -> None:
+    huge = Action(
+        "resize",
+        "OOMKilled",
+        "oom",
+        resources={"requests": {"memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+    )
+    verdict = only(model(resize={"maxMemory": "16Gi"}), huge)  # edge's own ceiling is 1Gi
+    assert verdict.action.resources == {
+        "requests": {"memory": str(1024**3)},
+        "limits": {"memory": str(1024**3)},
+    }
+
+
+def test_resize_already_at_the_ceiling_is_refused() -> None:
+    verdict = only(model(resize={"maxMemory": "256Mi"}), MEMORY)  # the limit is 256Mi already
+    assert (verdict.result, verdict.refusal) == ("Refused", "Ceiling")
+
+
+@pytest.mark.parametrize(
+    ("replicas", "expected"), [(2, ("Refused", "HpaOwnsCpu")), (4, ("Pending", None))]
+)
+def test_cpu_pressure_is_the_hpas_below_max_replicas(
+    replicas: int, expected: tuple[str, str | None]
+) -> None:
+    m = md(spec={"autoscaling": {"minReplicas": 1, "maxReplicas": 4}})
+    verdict = only(m, CPU, current_replicas=replicas)
+    assert (verdict.result, verdict.refusal) == expected
+    assert only(m, MEMORY, current_replicas=replicas).result == "Pending"  # memory is ours
+
+
+def test_a_repeated_refusal_is_no_news() -> None:
+    history = [
+        record("restart", 100),
+        record("restart", 30, "Refused", reason="ErrorRate", refusal="Cooldown"),
+    ]
+    verdict = only(model(history=history), RESTART)
+    assert (verdict.refusal, verdict.news) == ("Cooldown", False)
+    fresh = only(model(history=[record("restart", 100)]), RESTART)
+    assert (fresh.refusal, fresh.news) == ("Cooldown", True)

@@ -1,0 +1,37 @@
+"""When the monitor's heal hook may skip a model without reading it again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from heal_kit import ago, md
+from onnxops.api import Fault
+from onnxops.remediation.hook import _idle
+
+V2 = {"uri": "https://h/iris/2/model.onnx", "version": "2"}
+MARKED = {"models": {"current": V2, "currentSince": ago(10), "healthy": V2}}
+
+
+@pytest.mark.parametrize(
+    ("status", "faults", "idle"),
+    [
+        (MARKED, [], True),
+        (MARKED, [Fault(signal="ErrorRate")], False),
+        ({}, [], False),  # the model marks are still to be written
+        ({"phase": "Progressing"}, [], True),  # a rollout is the deploy path's
+        (
+            {
+                **MARKED,
+                "remediations": [{"time": ago(5), "action": "resize", "result": "InProgress"}],
+            },
+            [],
+            False,
+        ),
+        ({**MARKED, "override": {"pool": "cloud"}}, [], False),  # a failback may be due
+        ({"models": {"current": V2, "currentSince": ago(10)}}, [], False),  # v2 not yet healthy
+        ({"phase": "Progressing", "models": {"current": V2, "currentSince": ago(10)}}, [], True),
+    ],
+)
+def test_idle(status: dict[str, Any], faults: list[Fault], idle: bool) -> None:
+    assert _idle(md(status=status), faults) is idle

@@ -21,10 +21,10 @@ if [[ -z $engine ]]; then
     die "neither a running Docker engine nor podman: run 'make system-deps'"
   fi
 fi
-# runc, not podman's default crun: crun refuses hosts with cgroups in hybrid mode.
 cmd=("$engine")
 build_args=()
 if [[ $engine == podman ]]; then
+  # runc, not podman's default crun: crun refuses hosts with cgroups in hybrid mode.
   cmd+=(--runtime runc)
   # RUN steps get the limits this shell has: raising them needs CAP_SYS_RESOURCE, which a
   # container host may not grant (podman's defaults are above them).

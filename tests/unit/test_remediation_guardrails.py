@@ -203,3 +203,14 @@ def test_a_repeated_refusal_is_no_news() -> None:
     assert (verdict.refusal, verdict.news) == ("Cooldown", False)
     fresh = only(model(history=[record("restart", 100)]), RESTART)
     assert (fresh.refusal, fresh.news) == ("Cooldown", True)
+
+
+def test_prometheus_unknown_blocks_only_what_prometheus_measures() -> None:
+    why = "the monitor could not read Prometheus"
+    oom = MEMORY  # OOM kills are read from the pods (the API), not from Prometheus
+    got = judge(model(), RESTART, fleet=FleetLimit(), metrics_unknown=why)
+    assert got == [("Refused", "UnknownData")]
+    assert judge(model(), oom, CPU, metrics_unknown=why) == [
+        ("Pending", None),
+        ("Refused", "UnknownData"),
+    ]

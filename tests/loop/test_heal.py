@@ -1,15 +1,22 @@
 """Heal end to end: the operator (monitor + remediation) against a real Prometheus and the
-pod runner as kubelet, with faults produced for real. OOM kills under a small memory limit
-are healed by raising memory in place, within the ceiling, without restarting the pod.
+pod runner as kubelet, with faults produced for real: OOM kills under a small memory limit
+are healed by raising memory in place, within the ceiling, without restarting the pod; a new
+model version that fails at inference is rolled back, the spec left as it is.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+from pathlib import Path
 from typing import Any
 
+import httpx
+import onnx
 import pytest
 from devcluster.podrunner import PodRunner
 from faults import condition, fault
+from onnx import TensorProto, helper
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
@@ -98,3 +105,114 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
         assert {"ResizeInProgress", "ResizeSucceeded"} <= reasons
     finally:
         loop_kube.run("delete", "mdep", "hungry", "--wait=false", check=False)
+
+
+def _broken_copy(good: Path, out: Path) -> Path:
+    """The same model with a shorter lookup table: rows with index 3 now fail at inference."""
+    model = onnx.load(str(good))
+    (table,) = [t for t in model.graph.initializer if t.name == "table"]
+    table.CopyFrom(helper.make_tensor("table", TensorProto.FLOAT, [2], [10.0, 11.0]))
+    onnx.save(model, str(out))
+    return out
+
+
+class _Traffic:
+    """Requests to whichever serving process the ModelDeployment has now (pods come and go
+    with rollouts), counting answers by status code."""
+
+    def __init__(self, runner: PodRunner, prefix: str, model: str) -> None:
+        self.runner, self.prefix, self.model = runner, prefix, model
+        self.codes: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def _run(self) -> None:
+        body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [3.0, 0.0]}]}
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                procs = [p for t, p in self.runner.serving().items() if t.startswith(self.prefix)]
+                for proc in procs:
+                    try:
+                        code = client.post(
+                            f"{proc.url}/v2/models/{self.model}/infer", json=body
+                        ).status_code
+                    except httpx.HTTPError:
+                        code = 0
+                    self.codes[code] = self.codes.get(code, 0) + 1
+                self._stop.wait(0.05)
+
+    def __enter__(self) -> _Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
+    watcher: Operator,
+    loop_kube: Kube,
+    loop_runner: PodRunner,
+    loop_models: Models,
+    tmp_path: Path,
+) -> None:
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    broken = _broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{broken}", "name": "lookup", "version": "2"}
+    body = _md("lookup", v1["uri"])
+    body["spec"]["model"] = v1
+    assert loop_kube.apply(body).returncode == 0
+    prefix = f"{loop_kube.namespace}.lookup-"
+    try:
+        with _Traffic(loop_runner, prefix, "lookup") as traffic:
+            # v1 serves well long enough (failureThreshold x intervalSeconds) to count as healthy.
+            wait_for(
+                lambda: (
+                    ((loop_kube.status("lookup").get("models") or {}).get("healthy") or {}).get(
+                        "version"
+                    )
+                    == "1"
+                ),
+                "v1 remembered as healthy",
+                180,
+            )
+            loop_kube.run(
+                "patch", "mdep", "lookup", "--type=merge", "-p", json.dumps({"spec": {"model": v2}})
+            )
+            (record,) = wait_for(
+                lambda: [
+                    r
+                    for r in loop_kube.status("lookup").get("remediations") or []
+                    if r["action"] == "rollback" and r["result"] == "Succeeded"
+                ],
+                "the rollback",
+                240,
+            )
+            assert record["reason"] == "ErrorRate"
+            assert "serving version 1 again" in record["message"]
+            st = wait_for(
+                lambda: (
+                    (s := loop_kube.status("lookup")).get("phase") == "Degraded"
+                    and condition(s, "RolledBack").get("status") == "True"
+                    and not fault(s, "ErrorRate")
+                    and s
+                ),
+                "v1 serving again, the fault cleared",
+                240,
+            )
+            assert "version 1 instead of 2" in condition(st, "RolledBack")["message"]
+            assert traffic.codes.get(500, 0) > 0  # v2 failed for real
+        md = loop_kube.get("mdep", "lookup")
+        assert md is not None and md["spec"]["model"]["version"] == "2"  # GitOps owns the spec
+        dep = loop_kube.get("deployment", "lookup")
+        assert dep is not None
+        env = {
+            e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["ONNXOPS_MODEL_URI"] == v1["uri"] and env["ONNXOPS_MODEL_VERSION"] == "1"
+        taken = [r["action"] for r in st["remediations"] if r["result"] != "Refused"]
+        assert taken == ["rollback"]  # one action for the fault; no restart on top of it
+        assert any(e["reason"] == "RollbackSucceeded" for e in loop_kube.events("lookup"))
+    finally:
+        loop_kube.run("delete", "mdep", "lookup", "--wait=false", check=False)

@@ -74,6 +74,12 @@ CASES = [
     ),
     ("cooldown over", model(history=[record("restart", 400)]), [RESTART], [("Pending", None)]),
     (
+        "no disruption while the last action settles",
+        model(history=[record("rollback", 60, reason="ErrorRate")]),
+        [ROLLOUT, MEMORY],
+        [("Refused", "Cooldown"), ("Pending", None)],
+    ),
+    (
         "a refused action starts no cooldown",
         model(history=[record("restart", 10, "Refused")]),
         [RESTART],

@@ -178,6 +178,7 @@ def admit(
             note=note,
             cooldown=cooldown,
             recent_kinds={r.action for r in _recent(taken, now, cooldown)},
+            settling=bool(_recent(taken, now, cooldown)),
             in_flight=in_flight,
             hourly=last_hour,
             fleet=fleet,
@@ -203,6 +204,7 @@ def _judge(
     note: str,
     cooldown: timedelta,
     recent_kinds: set[str],
+    settling: bool,
     in_flight: bool,
     hourly: int,
     fleet: FleetLimit,
@@ -233,6 +235,10 @@ def _judge(
         return refuse("InFlight", "another disruptive action is still in flight")
     if action.kind in recent_kinds:
         return refuse("Cooldown", f"a {action.kind} ran less than {rem.cooldown_seconds}s ago")
+    if action.disruptive and settling:
+        # Faults outlive their remedy for a while (a rollout, a restart after a resize, the
+        # monitor's window): a second disruption on top would be one action too many.
+        return refuse("Cooldown", f"the last action is less than {rem.cooldown_seconds}s old")
     if hourly >= rem.max_actions_per_hour:
         return refuse("HourlyCap", f"{rem.max_actions_per_hour} actions in the last hour")
     if rem.mode == "dryRun":

@@ -7,7 +7,9 @@ model version that fails at inference is rolled back, the spec left as it is.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,23 @@ def _md(name: str, uri: str, **spec: Any) -> dict[str, Any]:
             **spec,
         },
     }
+
+
+def _bench_record(fault_type: str, *moments_and_actions: float) -> None:
+    """With HEAL_BENCH_OUT set (bench/heal/run.py), append this run's figures: seconds from
+    the fault's injection to its detection and to recovery, and actions taken."""
+    out = os.environ.get("HEAL_BENCH_OUT")
+    if not out:
+        return
+    started, detected, recovered, actions = moments_and_actions
+    row = {
+        "fault": fault_type,
+        "detect_s": round(detected - started, 1),
+        "recover_s": round(recovered - started, 1),
+        "actions": int(actions),
+    }
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _records(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
@@ -77,7 +96,9 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
     try:
         (pod,) = wait_for(lambda: _pods(loop_kube, "hungry"), "the pod", 60)
         uid = pod["metadata"]["uid"]
+        started = time.monotonic()
         wait_for(lambda: fault(loop_kube.status("hungry"), "OOMKilled"), "an OOMKilled fault", 180)
+        detected = time.monotonic()
         (record,) = _resize_confirmed(loop_kube)
         assert record["reason"] == "OOMKilled"
         assert "the kubelet applied the new resources" in record["message"]
@@ -91,6 +112,7 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
             "Ready again",
             240,
         )
+        recovered = time.monotonic()
         assert condition(st, "Remediating")["status"] == "False"
         # The template keeps the spec's values until the spec's next rollout: nothing rolled.
         dep = loop_kube.get("deployment", "hungry")
@@ -103,6 +125,7 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
         assert len(taken) == 1  # one action for the fault
         reasons = {e["reason"] for e in loop_kube.events("hungry")}
         assert {"ResizeInProgress", "ResizeSucceeded"} <= reasons
+        _bench_record("oom", started, detected, recovered, len(taken))
     finally:
         loop_kube.run("delete", "mdep", "hungry", "--wait=false", check=False)
 
@@ -180,6 +203,9 @@ def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
             loop_kube.run(
                 "patch", "mdep", "lookup", "--type=merge", "-p", json.dumps({"spec": {"model": v2}})
             )
+            started = time.monotonic()
+            wait_for(lambda: fault(loop_kube.status("lookup"), "ErrorRate"), "ErrorRate", 180)
+            detected = time.monotonic()
             (record,) = wait_for(
                 lambda: [
                     r
@@ -201,6 +227,7 @@ def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
                 "v1 serving again, the fault cleared",
                 240,
             )
+            recovered = time.monotonic()
             assert "version 1 instead of 2" in condition(st, "RolledBack")["message"]
             assert traffic.codes.get(500, 0) > 0  # v2 failed for real
         md = loop_kube.get("mdep", "lookup")
@@ -213,6 +240,7 @@ def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
         assert env["ONNXOPS_MODEL_URI"] == v1["uri"] and env["ONNXOPS_MODEL_VERSION"] == "1"
         taken = [r["action"] for r in st["remediations"] if r["result"] != "Refused"]
         assert taken == ["rollback"]  # one action for the fault; no restart on top of it
+        _bench_record("bad-model", started, detected, recovered, len(taken))
         assert any(e["reason"] == "RollbackSucceeded" for e in loop_kube.events("lookup"))
     finally:
         loop_kube.run("delete", "mdep", "lookup", "--wait=false", check=False)

@@ -121,7 +121,7 @@ def test_a_disruption_budget_that_forbids_it_stops_the_restart(kube: Kube) -> No
         "the PDB re-judged",
     )
     victim = running(kube, "guarded")[0]["metadata"]
-    heal(kube, "guarded", [fault("NotReady", [victim["name"]])])
+    heal(kube, "guarded", [fault("ErrorRate", [victim["name"]])])
     (record,) = records(kube, "guarded")
     assert (record["action"], record["result"]) == ("restart", "Failed")
     assert "PodDisruptionBudget forbids evicting" in record["message"]

@@ -114,4 +114,6 @@ def make_pod_runner(
         yield make
     finally:
         for runner in runners:
+            if runner.namespace:
+                devcluster.release_namespace(runner.namespace)
             runner.stop()

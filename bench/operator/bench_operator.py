@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
 
 from devcluster import controlplane  # noqa: E402
 from devcluster.nodes import default_pools  # noqa: E402
+from devcluster.podrunner import PodRunner  # noqa: E402
+from devcluster.prometheus import ScrapeTargets  # noqa: E402
 
 # Small requests: 2 x burst + latency pods must fit the edge pool (3 x 2 CPU / 2Gi).
 SMALL = {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}
@@ -122,6 +124,7 @@ def main() -> int:
             tie_to_parent=True,
         )
         operator: subprocess.Popen[bytes] | None = None
+        runner: PodRunner | None = None
         timeline = Timeline()
         try:
             cluster.run_kubectl("apply", "-f", str(ROOT / "crds"))
@@ -136,6 +139,16 @@ def main() -> int:
                 "KUBECONFIG": str(cluster.kubeconfig),
                 "ONNXOPS_STANDALONE": "true",
             }
+            # Serving pods are the pod runner's (the devcluster's kubelet for them): without
+            # it they stay Pending. Its process is the tests' light fake server, which answers
+            # the probes, so the figures measure the operator and the kubelet, not model loads.
+            runner = PodRunner(
+                cluster.api(),
+                ScrapeTargets(Path(tmp) / "targets"),
+                Path(tmp) / "pods",
+                command=[sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.py")],
+                namespace=ns,
+            ).start()
             log = (Path(tmp) / "operator.log").open("wb")
             operator = subprocess.Popen(
                 [sys.executable, "-m", "onnxops.run"],
@@ -209,6 +222,8 @@ def main() -> int:
                     operator.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     operator.kill()
+            if runner is not None:
+                runner.stop()
             cluster.stop()
 
     mib = 2**20

@@ -4,12 +4,18 @@ namespace per module, and one operator process per module (always stopped).
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from devcluster.podrunner import PodRunner
+from devcluster.prometheus import ScrapeTargets
 from operator_kit import ROOT, Kube, Operator
+
+FAKE_SERVING_COMMAND = [sys.executable, str(Path(__file__).with_name("fake_serving.py"))]
 
 
 @pytest.fixture(scope="session")
@@ -27,15 +33,31 @@ def crds(devcluster: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def kube(crds: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
-    """A fresh namespace for one test module, deleted afterwards (children cascade)."""
+def kube(
+    crds: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Kube]:
+    """A fresh namespace for one test module, deleted afterwards (children cascade), with a pod
+    runner as the kubelet of its serving pods: without one they would stay Pending, as on a
+    node whose kubelet is down. The runner's process is ``fake_serving.py`` (cheap, answers the
+    probes), or the real serving runtime where the module sets ``POD_RUNNER_COMMAND = None``.
+    """
     stem = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:40]
     namespace = f"{stem}-{uuid.uuid4().hex[:5]}"
     crds.run_kubectl("create", "namespace", namespace)
+    work = tmp_path_factory.mktemp("kube-pods")
+    runner = PodRunner(
+        crds.api(),
+        ScrapeTargets(work / "targets"),
+        work / "logs",
+        command=getattr(request.module, "POD_RUNNER_COMMAND", FAKE_SERVING_COMMAND),
+        namespace=namespace,
+    )
     try:
+        runner.start()
         yield Kube(crds, namespace)
     finally:
-        crds.run_kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        crds.release_namespace(namespace)
+        runner.stop()
 
 
 @pytest.fixture(scope="module")

@@ -99,10 +99,13 @@ def test_quantity_parses_binary_and_milli_suffixes() -> None:
         quantity("12parsecs")
 
 
-def test_only_running_serving_containers_get_a_process() -> None:
+def test_only_scheduled_serving_containers_get_a_process() -> None:
     server = {"name": "server", "image": IMAGE}
     assert wants_process(_pod([server]))
-    assert not wants_process(_pod([server], phase="Pending"))
+    assert wants_process(_pod([server], phase="Pending"))  # the runner is its kubelet
+    unscheduled = _pod([server], phase="Pending")
+    del unscheduled["spec"]["nodeName"]
+    assert not wants_process(unscheduled)
     assert not wants_process(_pod([{"name": "server", "image": "nginx:1"}]))
     assert not wants_process(_pod([{"name": "sidecar", "image": IMAGE}]))
     deleting = _pod([server])

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import cgroups, controlplane, prometheus
 from . import cluster as cluster_state
-from . import controlplane, prometheus
 from .binaries import BinariesMissing
 from .nodes import default_pools
 from .podrunner import PodRunner, default_command, run_forever
@@ -74,6 +74,8 @@ def status(args: argparse.Namespace) -> int:
         print(f"{record.name:24} pid {record.pid:<8} {state}")
     print(f"server {cluster.server}  kubeconfig {cluster.kubeconfig}")
     print(f"RSS {cluster.rss_bytes() / 2**20:.0f} MiB; started in {cluster.started_in_s:.1f}s")
+    mode = cgroups.detect()
+    print(f"pod runner resource limits: {mode.name} ({mode.reason})")
     ok = cluster.complete and cluster.api().ready()
     print(
         "ready" if ok else "NOT ready" + ("" if cluster.started_in_s else " (start did not finish)")

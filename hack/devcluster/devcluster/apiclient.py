@@ -35,12 +35,19 @@ class ApiClient:
             self._ssl.check_hostname = False
             self._ssl.verify_mode = ssl.CERT_NONE
 
-    def request(self, method: str, path: str, body: Any = None, timeout_s: float = 5) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout_s: float = 5,
+        content_type: str = "application/json",
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         with urllib.request.urlopen(req, context=self._ssl, timeout=timeout_s) as resp:
             raw = resp.read()
         return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
@@ -54,6 +61,19 @@ class ApiClient:
             return self.request("POST", path, obj)
         except urllib.error.HTTPError as error:
             if error.code == 409:
+                return None
+            raise
+
+    def merge_patch(self, path: str, patch: dict[str, Any]) -> Any:
+        """PATCH with a JSON merge patch (lists in ``patch`` replace the object's lists)."""
+        return self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    def delete(self, path: str, options: dict[str, Any] | None = None) -> Any:
+        """DELETE with DeleteOptions; a 404 (already gone) or 409 (another object now) is None."""
+        try:
+            return self.request("DELETE", path, options or {})
+        except urllib.error.HTTPError as error:
+            if error.code in (404, 409):
                 return None
             raise
 

@@ -66,6 +66,16 @@ class Cluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def release_namespace(self, namespace: str, timeout_s: int = 60) -> None:
+        """Delete ``namespace`` and wait (bounded) for its pods to go. Call it while the pod
+        runner of its serving pods still runs: their deletion is finished by their kubelet,
+        and a pod left terminating keeps holding its node's capacity."""
+        self.run_kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        self.run_kubectl(
+            "delete", "pods", "--all", "-n", namespace, "--wait=true",
+            f"--timeout={timeout_s}s", check=False, timeout_s=timeout_s + 30,
+        )  # fmt: skip
+
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.run_kubectl(*args, "-o", "json").stdout)
 

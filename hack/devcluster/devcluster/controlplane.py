@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import binaries, processes
+from . import binaries, kwokstages, processes
 from .apiclient import ApiClient
 from .cluster import Cluster, ClusterError, load
 from .nodes import NodePool, default_pools, node_manifests
@@ -256,7 +256,7 @@ def _start_once(
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={POD_CIDR}",
             "--node-ip=10.0.0.1",
-            f"--config={bin_dir / binaries.STAGES}",
+            f"--config={kwokstages.write(bin_dir / binaries.STAGES, state_dir / binaries.STAGES)}",
             # Heartbeats through Lease objects: cheap, and what the node controller watches.
             "--node-lease-duration-seconds=40",
         )

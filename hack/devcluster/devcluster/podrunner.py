@@ -1,19 +1,27 @@
-"""The pod runner: it stands in for the kubelet and the container runtime of the devcluster's
-fake (KWOK) nodes, for the onnxops serving container only.
+"""The pod runner: the kubelet of the devcluster's serving pods.
 
-KWOK marks pods Running but runs nothing. For every Running pod with a container named
-``server`` whose image contains ``onnxops-serving``, the runner starts the real serving runtime
-(``python -m onnxops_serving`` from the project's .venv, or any configured command) as a local
-process with that container's environment, ``ONNXOPS_HOST=127.0.0.1`` and a free
-``ONNXOPS_PORT``; registers it as a Prometheus file_sd target labelled with namespace, pod,
-container, node and the pod's labels; and stops it when the pod is deleted or stops Running.
+KWOK simulates every other pod; pods with a container named ``server`` whose image contains
+``onnxops-serving`` are left alone by KWOK's stages (see `kwokstages.py`) and are this runner's:
+for each such pod bound to a node it runs the real serving runtime (``python -m
+onnxops_serving`` from the project's .venv, or any configured command) as a local process, and
+does what the kubelet (v1.36) does for it:
 
-Like a kubelet (``restartPolicy: Always``), it restarts a process that exits, with a back-off of
-1 s doubling to 30 s, on the same port; the scrape target stays, so Prometheus sees ``up == 0``
-meanwhile, as for a crashed container. A pod whose environment cannot be built yet (a missing
-ConfigMap or Secret: the kubelet's CreateContainerConfigError) is retried every few seconds.
-Restarted processes and retries are started by a supervisor thread that lives as long as the
-runner (PR_SET_PDEATHSIG is tied to the thread that forks).
+- the process runs in its own cgroup with the container's limits (`cgroups.py`): memory limit →
+  kernel OOM kill, CPU limit → CFS quota, CPU request → shares;
+- startup, liveness and readiness probes (httpGet) run on the pod's schedule (`probes.py`); a
+  failed liveness or startup probe kills and restarts the container;
+- a process that exits is restarted with back-off (``CrashLoopBackOff`` meanwhile);
+- the pod's whole status is written as the kubelet writes it (`podstatus.py`): phase, IPs,
+  conditions, container state, restart count, last termination (``OOMKilled``/137, ``Error``);
+- ``pods/resize`` is applied in place or by a restart per ``resizePolicy`` (`resize.py`);
+- deletion: SIGTERM, the grace period, SIGKILL, then the pod object is removed;
+- container metrics with cAdvisor's names on one ``/metrics/cadvisor`` endpoint (`cadvisor.py`)
+  and each serving process, registered as Prometheus file_sd targets.
+
+Container ports are mapped to free local ports (``ONNXOPS_PORT``, and ``ONNXOPS_GRPC_PORT`` for
+a port named ``grpc``); probes use the mapping. One sync thread owns the processes
+(PR_SET_PDEATHSIG is tied to the thread that forks); a watch thread feeds it pods; probes run
+on a small thread pool so a hung process never stalls the others.
 """
 
 from __future__ import annotations
@@ -21,97 +29,45 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import subprocess
+import queue
 import threading
 import time
-import urllib.error
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import processes
+from . import cgroups
 from .apiclient import ApiClient
-from .podenv import EnvError, container_env
-from .processes import ProcessRecord
-from .prometheus import ScrapeTargets, label_name
+from .cadvisor import PATH as CADVISOR_PATH
+from .cadvisor import ContainerSample, MetricsServer
+from .container import ServingProcess, default_command, target_labels, wants_process
+from .events import EventRecorder
+from .probes import Prober, http_get
+from .prometheus import ScrapeTargets
 
 log = logging.getLogger("devcluster.podrunner")
 
-REPO = Path(__file__).resolve().parents[3]
-CONTAINER = "server"
-IMAGE_MARKER = "onnxops-serving"
 # How long one watch request lasts; a stop is noticed at the latest after this.
 WATCH_SECONDS = 10
-# Restart back-off (the kubelet's is 10 s doubling to 5 min; shorter suits a dev loop), reset
-# once a process has run this long; and how often a pod with a missing env source is retried.
-BACKOFF_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 1.0, 30.0, 60.0
-ENV_RETRY_S = 2.0
-SUPERVISE_S = 0.2
+SYNC_S = 0.1
+# Crash back-off: the kubelet's is 10 s doubling to 300 s, reset after 10 min of running; a dev
+# loop wants shorter. DEVCLUSTER_BACKOFF_S / DEVCLUSTER_BACKOFF_MAX_S set them.
+BACKOFF_S = float(os.environ.get("DEVCLUSTER_BACKOFF_S", "2"))
+BACKOFF_MAX_S = float(os.environ.get("DEVCLUSTER_BACKOFF_MAX_S", "60"))
 
-
-def default_command() -> list[str]:
-    """The serving runtime from the project's virtualenv (the image's entrypoint)."""
-    python = REPO / ".venv" / "bin" / "python"
-    return [str(python if python.exists() else "python3"), "-m", "onnxops_serving"]
-
-
-@dataclass
-class ServingProcess:
-    """One local process standing in for one pod's serving container."""
-
-    namespace: str
-    pod: str
-    uid: str
-    port: int
-    record: ProcessRecord
-    child: subprocess.Popen[bytes]
-    env: dict[str, str]
-    started_at: float
-    restarts: int = 0  # like the pod's restartCount: never reset
-    exited_at: float | None = None
-    next_delay_s: float = BACKOFF_S
-
-    @property
-    def target(self) -> str:
-        return f"{self.namespace}.{self.pod}"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def serving_container(pod: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The pod's onnxops serving container, if it has one."""
-    for container in pod.get("spec", {}).get("containers", []):
-        if container.get("name") == CONTAINER and IMAGE_MARKER in container.get("image", ""):
-            return dict(container)
-    return None
-
-
-def wants_process(pod: Mapping[str, Any]) -> bool:
-    """Should a serving process run for this pod right now?"""
-    return (
-        pod.get("status", {}).get("phase") == "Running"
-        and not pod["metadata"].get("deletionTimestamp")
-        and serving_container(pod) is not None
-    )
-
-
-def target_labels(pod: Mapping[str, Any]) -> dict[str, str]:
-    """Scrape-target labels: pod labels (sanitized like ``labelmap``) + namespace/pod/container."""
-    labels = {label_name(k): str(v) for k, v in pod["metadata"].get("labels", {}).items()}
-    labels.update(
-        namespace=pod["metadata"]["namespace"],
-        pod=pod["metadata"]["name"],
-        container=CONTAINER,
-        node=pod["spec"].get("nodeName", ""),
-    )
-    return labels
+__all__ = [
+    "PodRunner",
+    "ServingProcess",
+    "default_command",
+    "run_forever",
+    "target_labels",
+    "wants_process",
+]
 
 
 class PodRunner:
-    """Watches pods and keeps one serving process per matching Running pod."""
+    """Watches pods and runs the serving pods bound to the devcluster's nodes."""
 
     def __init__(
         self,
@@ -123,6 +79,8 @@ class PodRunner:
         extra_env: Mapping[str, str] | None = None,
         namespace: str | None = None,
         tie_to_parent: bool = True,
+        backoff_s: float = BACKOFF_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
     ) -> None:
         self.api = api
         self.targets = targets
@@ -130,34 +88,55 @@ class PodRunner:
         self.command = list(command) if command else default_command()
         self.extra_env = dict(extra_env or {})
         self.tie_to_parent = tie_to_parent
+        self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
+        self.namespace = namespace
+        self.mode = cgroups.detect()
         # One namespace (tests sharing a cluster) or all of them (the demo).
         self._pods_path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
         self._lock = threading.Lock()
-        self._running: dict[str, ServingProcess] = {}  # by pod uid
-        self._waiting: dict[str, tuple[Mapping[str, Any], float]] = {}  # uid -> (pod, retry at)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="podrunner", daemon=True)
-        self._supervisor = threading.Thread(
-            target=self._supervise, name="podrunner-supervisor", daemon=True
+        self._pods: dict[str, ServingProcess] = {}  # by pod uid
+        self._inbox: queue.SimpleQueue[tuple[Mapping[str, Any], bool]] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[ServingProcess, Prober, bool, str]] = (
+            queue.SimpleQueue()
         )
+        self._nodes: dict[str, Mapping[str, Any]] = {}
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._probe_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self.events = EventRecorder(api)
+        self.metrics = MetricsServer(self._samples)
+        self._target_name = f"kubelet-{namespace or 'all'}-{os.getpid()}-{id(self) % 10**6}"
+        self._watcher = threading.Thread(target=self._watch_loop, name="podrunner", daemon=True)
+        self._syncer = threading.Thread(target=self._sync_loop, name="podrunner-sync", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> PodRunner:
-        self._thread.start()
-        self._supervisor.start()
+        level = logging.INFO if self.mode.enforces_cpu else logging.WARNING
+        log.log(level, "pod runner: resource limits mode %s (%s)", self.mode.name, self.mode.reason)
+        self.metrics.start()
+        self.targets.add(
+            self._target_name,
+            f"127.0.0.1:{self.metrics.port}",
+            {"job": "kubelet", "__metrics_path__": CADVISOR_PATH, "metrics_path": CADVISOR_PATH},
+        )
+        self._watcher.start()
+        self._syncer.start()
         return self
 
     def stop(self) -> None:
         """Stop watching and stop every serving process; targets are removed."""
         self._stopping.set()
+        self._wake.set()
         self.api.cancel_watches()
-        with self._lock:
-            for proc in list(self._running.values()):
-                self._stop_process(proc)
-            self._waiting.clear()
-        for thread in (self._thread, self._supervisor):
+        for thread in (self._watcher, self._syncer):
             if thread.is_alive():
-                thread.join(timeout=5)
+                thread.join(timeout=15)
+        with self._lock:
+            for proc in list(self._pods.values()):
+                self._forget(proc)
+        self._probe_pool.shutdown(wait=False, cancel_futures=True)
+        self.targets.remove(self._target_name)
+        self.metrics.stop()
 
     def __enter__(self) -> PodRunner:
         return self.start()
@@ -166,68 +145,117 @@ class PodRunner:
         self.stop()
 
     def serving(self) -> dict[str, ServingProcess]:
-        """Processes by target name (``namespace.pod``); ``child.poll()`` tells if one exited."""
+        """Pods with a started process, by target name (``namespace.pod``)."""
         with self._lock:
-            return {p.target: p for p in self._running.values()}
+            return {p.target: p for p in self._pods.values() if p.child is not None}
 
-    # -- the watch loop ----------------------------------------------------------------------
-    def _loop(self) -> None:
-        # This thread also owns the children (PR_SET_PDEATHSIG fires when it exits), so it
-        # must not die on errors: it logs, waits a moment and lists again.
+    # -- the watch -----------------------------------------------------------------------------
+    def _watch_loop(self) -> None:
         resource_version: str | None = None
         while not self._stopping.is_set():
             try:
                 if resource_version is None:
-                    resource_version = self._resync()
-                resource_version = self._watch(resource_version)
+                    listing = self.api.get(self._pods_path)
+                    for pod in listing["items"]:
+                        self._inbox.put((pod, False))
+                    self._inbox.put(
+                        ({"resync": {p["metadata"]["uid"] for p in listing["items"]}}, False)
+                    )
+                    resource_version = str(listing["metadata"]["resourceVersion"])
+                    self._wake.set()
+                for event in self.api.watch(self._pods_path, resource_version, WATCH_SECONDS):
+                    if self._stopping.is_set():
+                        return
+                    kind, obj = event["type"], event["object"]
+                    if kind == "ERROR":  # e.g. 410 Gone: our resourceVersion is too old
+                        resource_version = None
+                        break
+                    resource_version = obj["metadata"]["resourceVersion"]
+                    if kind != "BOOKMARK":
+                        self._inbox.put((obj, kind == "DELETED"))
+                        self._wake.set()
             except Exception as error:
                 if self._stopping.is_set():
-                    break  # stop() cut the watch connection
+                    return
                 log.warning("pod watch failed, listing again: %s", error)
                 resource_version = None
                 self._stopping.wait(1)
 
-    def _resync(self) -> str:
-        listing = self.api.get(self._pods_path)
-        pods = {p["metadata"]["uid"]: p for p in listing["items"]}
-        with self._lock:
-            for uid in list(self._running):
-                if uid not in pods or not wants_process(pods[uid]):
-                    self._stop_process(self._running[uid])
-            for uid in list(self._waiting):
-                if uid not in pods:
-                    del self._waiting[uid]
-        for pod in pods.values():
-            self._handle(pod, deleted=False)
-        return str(listing["metadata"]["resourceVersion"])
+    # -- the sync loop (owns every process) --------------------------------------------------
+    def _sync_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(SYNC_S)
+            self._wake.clear()
+            try:
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self._drain_inbox()
+                    self._drain_probe_results()
+                    now = time.monotonic()
+                    for proc in list(self._pods.values()):
+                        try:
+                            proc.sync(self, now)
+                        except Exception:
+                            log.exception("syncing %s", proc.target)
+                        if proc.gone:
+                            self._forget(proc)
+            except Exception:  # keep syncing: this thread owns the processes
+                log.exception("pod runner sync")
 
-    def _watch(self, resource_version: str) -> str | None:
-        for event in self.api.watch(self._pods_path, resource_version, WATCH_SECONDS):
-            if self._stopping.is_set():
-                return resource_version
-            kind, obj = event["type"], event["object"]
-            if kind == "ERROR":  # e.g. 410 Gone: our resourceVersion is too old
-                return None
-            resource_version = obj["metadata"]["resourceVersion"]
-            if kind != "BOOKMARK":
-                self._handle(obj, deleted=kind == "DELETED")
-        return resource_version
-
-    def _handle(self, pod: Mapping[str, Any], *, deleted: bool) -> None:
-        uid = pod["metadata"]["uid"]
-        with self._lock:
-            if self._stopping.is_set():
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                pod, deleted = self._inbox.get_nowait()
+            except queue.Empty:
                 return
-            current = self._running.get(uid)
-            if deleted or not wants_process(pod):
-                self._waiting.pop(uid, None)
-            if current is not None and (deleted or not wants_process(pod)):
-                self._stop_process(current)
-            elif current is None and not deleted and wants_process(pod):
-                self._start_process(pod)
+            if "resync" in pod:  # a fresh listing: pods it lacks were deleted meanwhile
+                for proc in list(self._pods.values()):
+                    if proc.uid not in pod["resync"]:
+                        proc.deleted = True
+                continue
+            uid = pod["metadata"]["uid"]
+            known = self._pods.get(uid)
+            if known is not None:
+                known.observe(pod, deleted=deleted)
+            elif not deleted and wants_process(pod):
+                self._pods[uid] = ServingProcess(pod)
 
-    # -- processes ---------------------------------------------------------------------------
-    def _lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
+    def _drain_probe_results(self) -> None:
+        while True:
+            try:
+                proc, prober, ok, message = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if proc.uid in self._pods:
+                proc.probe_result(self, prober, ok, message, time.monotonic())
+
+    def _forget(self, proc: ServingProcess) -> None:
+        proc.stop_now()
+        self.targets.remove(proc.target)
+        self._pods.pop(proc.uid, None)
+
+    # -- services for ServingProcess -----------------------------------------------------------
+    def run_probe(self, proc: ServingProcess, prober: Prober) -> None:
+        prober.in_flight = True
+
+        def work() -> None:
+            ok, message = http_get(prober.spec)
+            self._results.put((proc, prober, ok, message))
+            self._wake.set()
+
+        self._probe_pool.submit(work)
+
+    def node(self, name: str) -> Mapping[str, Any]:
+        if name not in self._nodes:
+            self._nodes[name] = self.api.get(f"/api/v1/nodes/{name}")
+        return self._nodes[name]
+
+    def node_pods(self, node: str) -> list[Mapping[str, Any]]:
+        listing = self.api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")
+        return list(listing["items"])
+
+    def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
         obj = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
         if obj is None:
@@ -237,87 +265,14 @@ class PodRunner:
             return {k: base64.b64decode(v).decode() for k, v in data.items()}
         return dict(data)
 
-    def _start_process(self, pod: Mapping[str, Any]) -> None:
-        meta = pod["metadata"]
-        container = serving_container(pod)
-        assert container is not None
-        try:
-            pod_env = container_env(pod, container, self._lookup)
-        except (EnvError, urllib.error.URLError) as error:
-            if meta["uid"] not in self._waiting:
-                log.warning("not starting %s/%s yet: %s", meta["namespace"], meta["name"], error)
-            self._waiting[meta["uid"]] = (pod, time.monotonic() + ENV_RETRY_S)
-            return
-        self._waiting.pop(meta["uid"], None)
-        port = processes.free_port()
+    def host_env(self) -> dict[str, str]:
         # The host's own ONNXOPS_* settings must not leak into a "container".
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")}
-        env.update(pod_env)
-        env.update(self.extra_env)
-        env.update(ONNXOPS_HOST="127.0.0.1", ONNXOPS_PORT=str(port))
-        # The shutdown delay covers kube-proxy still routing to a terminating pod; with no
-        # kube-proxy here nothing routes to it, so stopping need not wait.
-        env["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
-        name = f"{meta['namespace']}.{meta['name']}"
-        child, record = self._spawn(name, env)
-        proc = ServingProcess(
-            meta["namespace"], meta["name"], meta["uid"], port, record, child, env, time.monotonic()
-        )
-        self._running[meta["uid"]] = proc
-        self.targets.add(proc.target, f"127.0.0.1:{port}", target_labels(pod))
-        log.info("started %s on port %d (pid %d)", name, port, child.pid)
+        return {k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")}
 
-    def _spawn(
-        self, name: str, env: Mapping[str, str]
-    ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
-        # Output of every run of the pod's process is appended to one log file.
-        return processes.start(
-            name,
-            self.command,
-            self.log_dir / f"{name}.log",
-            env=env,
-            tie_to_parent=self.tie_to_parent,
-        )
-
-    def _stop_process(self, proc: ServingProcess) -> None:
-        self.targets.remove(proc.target)
-        processes.stop([proc.record], grace_s=5)
-        proc.child.poll()
-        self._running.pop(proc.uid, None)
-        log.info("stopped %s", proc.target)
-
-    # -- the supervisor: restarts and retries ------------------------------------------------
-    def _supervise(self) -> None:
-        while not self._stopping.wait(SUPERVISE_S):
-            try:
-                with self._lock:
-                    if self._stopping.is_set():
-                        return
-                    now = time.monotonic()
-                    for proc in list(self._running.values()):
-                        self._restart_if_exited(proc, now)
-                    for pod, retry_at in list(self._waiting.values()):
-                        if now >= retry_at:
-                            self._start_process(pod)
-            except Exception:  # keep supervising: this thread owns the restarted processes
-                log.exception("pod runner supervisor")
-
-    def _restart_if_exited(self, proc: ServingProcess, now: float) -> None:
-        code = proc.child.poll()
-        if code is None:
-            return
-        if proc.exited_at is None:
-            proc.exited_at = now
-            if now - proc.started_at >= BACKOFF_RESET_S:
-                proc.next_delay_s = BACKOFF_S
-            log.warning("%s exited with %s; restart in %.0fs", proc.target, code, proc.next_delay_s)
-        if now < proc.exited_at + proc.next_delay_s:
-            return
-        proc.child, proc.record = self._spawn(proc.target, proc.env)
-        proc.restarts += 1
-        proc.started_at, proc.exited_at = now, None
-        proc.next_delay_s = min(BACKOFF_MAX_S, proc.next_delay_s * 2)
-        log.info("restarted %s (restart %d, pid %d)", proc.target, proc.restarts, proc.child.pid)
+    def _samples(self) -> list[ContainerSample]:
+        with self._lock:
+            procs = [p for p in self._pods.values() if p.cgroup is not None]
+        return [p.sample() for p in procs]
 
 
 def run_forever(runner: PodRunner) -> None:

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,17 @@ def start(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     tie_to_parent: bool = False,
+    preexec: Callable[[], None] | None = None,
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
-    """Start ``argv`` in a new session (its own process group), output appended to ``log_path``."""
+    """Start ``argv`` in a new session (its own process group), output appended to ``log_path``;
+    ``preexec`` runs in the child before exec (e.g. joining a cgroup)."""
+
+    def before_exec() -> None:
+        if tie_to_parent:
+            _die_with_parent()
+        if preexec is not None:
+            preexec()
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -90,7 +99,7 @@ def start(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if tie_to_parent else None,
+            preexec_fn=before_exec if tie_to_parent or preexec else None,
         )
     ticks = _start_ticks(proc.pid) or 0
     return proc, ProcessRecord(name, proc.pid, ticks, argv[0], str(log_path))

@@ -1,0 +1,248 @@
+"""Pod runner (the devcluster's kubelet for serving pods) benchmark: its CPU per managed pod at
+idle, the time from a process answering readiness to its pod Ready in the API, and memory
+(runner RSS, RSS per serving process).
+
+Starts its own devcluster in a temp dir and the runner as the CLI does (``python -m devcluster
+podrunner``, a separate process measured with psutil). Pods: N with the tests' light fake server
+(probes every second, as a serving pod's readiness probe might be tuned) and R with the real
+serving runtime and a tiny model.
+
+    .venv/bin/python bench/podrunner/bench_podrunner.py --pods 20 --real 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
+
+from devcluster import controlplane, processes  # noqa: E402
+
+IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
+FAKE = [sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.py")]
+
+
+def probe(path: str, period: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period}
+
+
+def pod(name: str, env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "podrunner"}},
+        "spec": {
+            "nodeSelector": {"onnxops.io/pool": "cloud"},
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "server",
+                    "image": IMAGE,
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "resources": {"limits": {"cpu": "1", "memory": "256Mi"}},
+                    "startupProbe": {**probe("/v2/health/live", 1), "failureThreshold": 120},
+                    "readinessProbe": probe("/v2/health/ready", 1),
+                    "livenessProbe": probe("/v2/health/live", 10),
+                }
+            ],
+        },
+    }
+
+
+def doubler(path: Path) -> str:
+    two = helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "doubler",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [two],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path.write_bytes(model.SerializeToString())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def runner_cli(cluster: Any, ns: str, work: Path, command: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "hack" / "devcluster")}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devcluster",
+            "--state-dir",
+            str(cluster.state_dir),
+            "podrunner",
+            "--namespace",
+            ns,
+            "--targets-dir",
+            str(work / f"targets-{ns}"),
+            *command,
+        ],
+        env=env,
+        stdout=(work / f"runner-{ns}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def ready_in_api(cluster: Any, ns: str) -> dict[str, bool]:
+    items = cluster.api().get(f"/api/v1/namespaces/{ns}/pods")["items"]
+    out = {}
+    for p in items:
+        conds = p.get("status", {}).get("conditions", [])
+        out[p["metadata"]["name"]] = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in conds
+        )
+    return out
+
+
+def measure_readiness_lag(cluster: Any, ns: str, count: int, runner_pid: int) -> list[float]:
+    """For each pod: (first Ready seen in the API) - (first 200 from its readiness endpoint)."""
+    first_ok: dict[str, float] = {}
+    first_ready: dict[str, float] = {}
+    ports: dict[str, int] = {}
+    stop = threading.Event()
+
+    def poll_processes() -> None:
+        # The runner's children: their ONNXOPS_PORT tells which pod they serve.
+        while not stop.is_set():
+            for child in psutil.Process(runner_pid).children():
+                try:
+                    env = child.environ()
+                except psutil.Error:
+                    continue
+                name = env.get("POD_NAME_BENCH")
+                if name and name not in ports:
+                    ports[name] = int(env["ONNXOPS_PORT"])
+            for name, port in list(ports.items()):
+                if name in first_ok:
+                    continue
+                try:
+                    ok = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=0.5)
+                    if ok.status_code == 200:
+                        first_ok[name] = time.monotonic()
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.005)
+
+    def poll_api() -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            for name, ready in ready_in_api(cluster, ns).items():
+                if ready and name not in first_ready:
+                    first_ready[name] = now
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (poll_processes, poll_api)]
+    for t in threads:
+        t.start()
+    body = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [pod(f"p{i:03d}", {"POD_NAME_BENCH": f"p{i:03d}"}) for i in range(count)],
+    }
+    cluster.run_kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body))
+    processes.wait_for(
+        lambda: len(first_ready) == count, timeout_s=300, what="all pods Ready", interval_s=0.5
+    )
+    stop.set()
+    return [first_ready[n] - first_ok[n] for n in first_ready if n in first_ok]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=20, help="fake-server pods")
+    parser.add_argument("--real", type=int, default=3, help="pods with the real serving runtime")
+    parser.add_argument("--idle-s", type=float, default=20, help="idle window for CPU")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="onnxops-bench-") as tmp:
+        work = Path(tmp)
+        cluster = controlplane.start(work / "cluster", tie_to_parent=True)
+        runners: list[subprocess.Popen[bytes]] = []
+        try:
+            for ns in ("fake", "real"):
+                cluster.run_kubectl("create", "namespace", ns)
+            runner = runner_cli(cluster, "fake", work, FAKE)
+            runners.append(runner)
+            time.sleep(2)
+            proc = psutil.Process(runner.pid)
+            cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+            time.sleep(args.idle_s)
+            idle_empty = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
+
+            lags = measure_readiness_lag(cluster, "fake", args.pods, runner.pid)
+            time.sleep(3)  # probes settle
+            cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+            time.sleep(args.idle_s)
+            idle_full = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
+            runner_rss = proc.memory_info().rss
+            fake_rss = [c.memory_info().rss for c in proc.children()]
+
+            model = work / "doubler.onnx"
+            sha = doubler(model)
+            real = runner_cli(cluster, "real", work, [])
+            runners.append(real)
+            env = {"ONNXOPS_MODEL_URI": str(model), "ONNXOPS_MODEL_SHA256": sha}
+            body = {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [pod(f"r{i}", env) for i in range(args.real)],
+            }
+            cluster.run_kubectl("apply", "-n", "real", "-f", "-", input=json.dumps(body))
+            processes.wait_for(
+                lambda: sum(ready_in_api(cluster, "real").values()) == args.real,
+                timeout_s=300,
+                what="real serving pods Ready",
+                interval_s=0.5,
+            )
+            real_rss = [c.memory_info().rss for c in psutil.Process(real.pid).children()]
+        finally:
+            for r in runners:
+                r.terminate()
+                r.wait(timeout=30)
+            cluster.stop()
+    mib = 2**20
+    figures = {
+        "pods": args.pods,
+        "runner_cpu_idle_empty_percent": round(idle_empty * 100, 2),
+        "runner_cpu_idle_percent": round(idle_full * 100, 2),
+        "runner_cpu_per_pod_percent": round((idle_full - idle_empty) * 100 / args.pods, 3),
+        "ready_lag_p50_ms": round(pct(lags, 0.5) * 1000),
+        "ready_lag_p95_ms": round(pct(lags, 0.95) * 1000),
+        "ready_lag_samples": len(lags),
+        "runner_rss_mib": round(runner_rss / mib, 1),
+        "fake_process_rss_mib": round(statistics.median(fake_rss) / mib, 1),
+        "serving_process_rss_mib": round(statistics.median(real_rss) / mib, 1),
+    }
+    print(json.dumps(figures, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

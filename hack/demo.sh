@@ -209,5 +209,6 @@ then
   exit 1
 fi
 
-"$KUBECTL" delete namespace "$NS" --wait=false >/dev/null
+# Waited for: the pod runner (the serving pods' kubelet) finishes their deletion before it stops.
+"$KUBECTL" delete namespace "$NS" --timeout=90s >/dev/null || echo "namespace $NS still terminating" >&2
 printf '\ndemo done. Logs: %s/{operator,podrunner,prometheus}.log. KEEP=1 make demo keeps the cluster.\n' "$OUT"

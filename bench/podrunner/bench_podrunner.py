@@ -20,12 +20,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from onnx import TensorProto, helper
 
@@ -113,57 +111,31 @@ def ready_in_api(cluster: Any, ns: str) -> dict[str, bool]:
     return out
 
 
-def measure_readiness_lag(cluster: Any, ns: str, count: int, runner_pid: int) -> list[float]:
-    """For each pod: (first Ready seen in the API) - (first 200 from its readiness endpoint)."""
-    first_ok: dict[str, float] = {}
+def measure_readiness_lag(cluster: Any, ns: str, count: int, log_dir: Path) -> list[float]:
+    """For each pod: (wall time its Ready is first seen in the API) - (wall time its process
+    could first answer a readiness probe: the fake server prints when its socket is bound)."""
     first_ready: dict[str, float] = {}
-    ports: dict[str, int] = {}
-    stop = threading.Event()
-
-    def poll_processes() -> None:
-        # The runner's children: their ONNXOPS_PORT tells which pod they serve.
-        while not stop.is_set():
-            for child in psutil.Process(runner_pid).children():
-                try:
-                    env = child.environ()
-                except psutil.Error:
-                    continue
-                name = env.get("POD_NAME_BENCH")
-                if name and name not in ports:
-                    ports[name] = int(env["ONNXOPS_PORT"])
-            for name, port in list(ports.items()):
-                if name in first_ok:
-                    continue
-                try:
-                    ok = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=0.5)
-                    if ok.status_code == 200:
-                        first_ok[name] = time.monotonic()
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.005)
-
-    def poll_api() -> None:
-        while not stop.is_set():
-            now = time.monotonic()
-            for name, ready in ready_in_api(cluster, ns).items():
-                if ready and name not in first_ready:
-                    first_ready[name] = now
-            time.sleep(0.02)
-
-    threads = [threading.Thread(target=f, daemon=True) for f in (poll_processes, poll_api)]
-    for t in threads:
-        t.start()
     body = {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [pod(f"p{i:03d}", {"POD_NAME_BENCH": f"p{i:03d}"}) for i in range(count)],
+        "items": [pod(f"p{i:03d}", {}) for i in range(count)],
     }
     cluster.run_kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body))
-    processes.wait_for(
-        lambda: len(first_ready) == count, timeout_s=300, what="all pods Ready", interval_s=0.5
-    )
-    stop.set()
-    return [first_ready[n] - first_ok[n] for n in first_ready if n in first_ok]
+
+    def all_seen() -> bool:
+        now = time.time()
+        for name, ready in ready_in_api(cluster, ns).items():
+            if ready and name not in first_ready:
+                first_ready[name] = now
+        return len(first_ready) == count
+
+    processes.wait_for(all_seen, timeout_s=300, what="all pods Ready", interval_s=0.02)
+    lags = []
+    for name, seen in first_ready.items():
+        lines = (log_dir / f"{ns}.{name}.log").read_text().split()
+        since = float(lines[lines.index("serving-since") + 1])
+        lags.append(seen - since)
+    return lags
 
 
 def pct(values: list[float], q: float) -> float:
@@ -194,7 +166,9 @@ def main() -> int:
             time.sleep(args.idle_s)
             idle_empty = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
 
-            lags = measure_readiness_lag(cluster, "fake", args.pods, runner.pid)
+            lags = measure_readiness_lag(
+                cluster, "fake", args.pods, cluster.state_dir / "logs" / "pods"
+            )
             time.sleep(3)  # probes settle
             cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
             time.sleep(args.idle_s)

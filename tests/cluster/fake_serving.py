@@ -78,4 +78,7 @@ if __name__ == "__main__":
     if os.environ.get("FAKE_IGNORE_TERM") == "1":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     port = int(os.environ["ONNXOPS_PORT"])
-    ThreadingHTTPServer((os.environ["ONNXOPS_HOST"], port), Handler).serve_forever()
+    server = ThreadingHTTPServer((os.environ["ONNXOPS_HOST"], port), Handler)
+    # Bound: from here a readiness probe is answered (the benchmark reads this line).
+    print(f"serving-since {time.time():.6f}", flush=True)
+    server.serve_forever()

@@ -147,6 +147,10 @@ class ServingProcess:
         return self.view.restart_count
 
     @property
+    def status_path(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods/{self.pod}/status"
+
+    @property
     def container(self) -> dict[str, Any]:
         return serving_container(self.obj) or {}
 
@@ -456,8 +460,11 @@ class ServingProcess:
     def _write_status(
         self, runner: PodRunner, now: float, terminal_phase: str | None = None
     ) -> None:
+        """Hand the pod's status to the runner's writers when it changed. Transition times
+        are judged against what was last sent (the watch may not have echoed it yet)."""
+        seen = {**self.obj, "status": self.last_status} if self.last_status else self.obj
         status = build_status(
-            self.obj,
+            seen,
             self.view,
             host_ip=self.host_ip or "10.0.0.1",
             pod_ip=self.pod_ip,
@@ -469,15 +476,17 @@ class ServingProcess:
         )
         if status == self.last_status:
             return
-        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod}/status"
-        try:
-            self.obj = runner.api.merge_patch(path, {"status": status})
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                self.deleted = True
-                return
-            raise
         self.last_status = status
+        runner.write_status(self, status, wait=terminal_phase is not None)
+
+    def status_written(self, error: Exception | None) -> None:
+        """The writers' answer (in the sync thread): a gone pod is forgotten, a failed write
+        is retried at the next sync."""
+        if isinstance(error, urllib.error.HTTPError) and error.code == 404:
+            self.deleted = True
+        elif error is not None:
+            log.warning("status of %s not written: %s", self.target, error)
+            self.last_status = None
 
     def sample(self) -> ContainerSample:
         assert self.cgroup is not None

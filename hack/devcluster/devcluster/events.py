@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from typing import Any
 
 from .apiclient import ApiClient
@@ -23,12 +25,29 @@ log = logging.getLogger("devcluster.podrunner")
 class EventRecorder:
     """Posts core/v1 Events about pods; correlates repeats by (uid, reason, message)."""
 
-    def __init__(self, api: ApiClient) -> None:
+    def __init__(self, api: ApiClient, executor: Executor) -> None:
         self.api = api
+        self.executor = executor
+        self._lock = threading.Lock()
         self._seen: dict[tuple[str, str, str], tuple[str, int]] = {}  # -> (event name, count)
 
     def post(
         self, pod: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        """Post (or count again) an Event, on the executor: never blocks the caller."""
+        self.executor.submit(self._post, pod, reason, message, warning)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            for key in [k for k in self._seen if k[0] == uid]:
+                del self._seen[key]
+
+    def _post(self, pod: Mapping[str, Any], reason: str, message: str, warning: bool) -> None:
+        with self._lock:  # one at a time: a repeat must find the first one's name
+            self._post_locked(pod, reason, message, warning)
+
+    def _post_locked(
+        self, pod: Mapping[str, Any], reason: str, message: str, warning: bool
     ) -> None:
         meta = pod["metadata"]
         namespace, uid = meta["namespace"], meta["uid"]

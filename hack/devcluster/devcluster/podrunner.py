@@ -103,7 +103,14 @@ class PodRunner:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._probe_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
-        self.events = EventRecorder(api)
+        # Status and Event writes leave the sync thread: one slow API call must not delay the
+        # probes and exits of every other pod (the kubelet's status manager is asynchronous too).
+        self._writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="status")
+        self._writes: queue.SimpleQueue[tuple[ServingProcess, Exception | None]] = (
+            queue.SimpleQueue()
+        )
+        self._writing: dict[str, dict[str, Any] | None] = {}  # uid -> next status (in flight)
+        self.events = EventRecorder(api, self._writers)
         self.metrics = MetricsServer(self._samples)
         self._target_name = f"kubelet-{namespace or 'all'}-{os.getpid()}-{id(self) % 10**6}"
         self._watcher = threading.Thread(target=self._watch_loop, name="podrunner", daemon=True)
@@ -135,6 +142,7 @@ class PodRunner:
             for proc in list(self._pods.values()):
                 self._forget(proc)
         self._probe_pool.shutdown(wait=False, cancel_futures=True)
+        self._writers.shutdown(wait=True, cancel_futures=True)
         self.targets.remove(self._target_name)
         self.metrics.stop()
 
@@ -191,6 +199,7 @@ class PodRunner:
                     if self._stopping.is_set():
                         return
                     self._drain_inbox()
+                    self._drain_writes()
                     self._drain_probe_results()
                     now = time.monotonic()
                     for proc in list(self._pods.values()):
@@ -221,6 +230,44 @@ class PodRunner:
             elif not deleted and wants_process(pod):
                 self._pods[uid] = ServingProcess(pod)
 
+    def write_status(self, proc: ServingProcess, status: dict[str, Any], *, wait: bool) -> None:
+        """PATCH the pod's status; one write in flight per pod, the newest status next.
+        ``wait``: now, in this thread (a terminal status, written before the pod is removed)."""
+        if wait:
+            error: Exception | None = None
+            try:
+                self.api.merge_patch(proc.status_path, {"status": status})
+            except Exception as exc:
+                error = exc
+            proc.status_written(error)
+            return
+        if proc.uid in self._writing:
+            self._writing[proc.uid] = status
+            return
+        self._writing[proc.uid] = None
+        self._writers.submit(self._write, proc, status)
+
+    def _write(self, proc: ServingProcess, status: dict[str, Any]) -> None:
+        error: Exception | None = None
+        try:
+            self.api.merge_patch(proc.status_path, {"status": status})
+        except Exception as exc:
+            error = exc
+        self._writes.put((proc, error))
+        self._wake.set()
+
+    def _drain_writes(self) -> None:
+        while True:
+            try:
+                proc, error = self._writes.get_nowait()
+            except queue.Empty:
+                return
+            queued = self._writing.pop(proc.uid, None)
+            proc.status_written(error)
+            if queued is not None and proc.uid in self._pods and not proc.deleted:
+                self._writing[proc.uid] = None
+                self._writers.submit(self._write, proc, queued)
+
     def _drain_probe_results(self) -> None:
         while True:
             try:
@@ -232,6 +279,7 @@ class PodRunner:
 
     def _forget(self, proc: ServingProcess) -> None:
         proc.stop_now()
+        self.events.forget(proc.uid)
         self.targets.remove(proc.target)
         self._pods.pop(proc.uid, None)
 

@@ -164,6 +164,11 @@ def main() -> int:
         cluster = controlplane.start(work / "cluster", bin_dir=require(), tie_to_parent=True)
         os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
         try:
+            cluster.run_kubectl("apply", "-f", str(ROOT / "crds"))
+            cluster.run_kubectl(
+                "wait", "--for=condition=Established", "--timeout=60s",
+                "crd/modeldeployments.onnxops.io",
+            )  # fmt: skip
             for n in args.models:
                 rows += measure(cluster, work, n)
         finally:

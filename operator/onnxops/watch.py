@@ -44,8 +44,13 @@ def _snapshot(index: kopf.Index[Any, Any]) -> dict[tuple[str, str], Mapping[str,
     bodies = {}
     for key, store in index.items():
         for body in store:  # one per key: the key is the object's identity
-            if not (body.get("metadata") or {}).get("deletionTimestamp"):
-                bodies[key] = body
+            if (body.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            # Not reconciled yet: nothing runs to watch, and a status write now would only
+            # race the create handler's first one.
+            if (body.get("status") or {}).get("observedGeneration") is None:
+                continue
+            bodies[key] = body
     return bodies
 
 

@@ -4,18 +4,12 @@ namespace per module, and one operator process per module (always stopped).
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from devcluster.podrunner import PodRunner
-from devcluster.prometheus import ScrapeTargets
-from operator_kit import ROOT, Kube, Operator
-
-FAKE_SERVING_COMMAND = [sys.executable, str(Path(__file__).with_name("fake_serving.py"))]
+from operator_kit import FAKE_SERVING, ROOT, Kube, Operator, serving_kubelet
 
 
 @pytest.fixture(scope="session")
@@ -44,20 +38,9 @@ def kube(
     stem = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:40]
     namespace = f"{stem}-{uuid.uuid4().hex[:5]}"
     crds.run_kubectl("create", "namespace", namespace)
-    work = tmp_path_factory.mktemp("kube-pods")
-    runner = PodRunner(
-        crds.api(),
-        ScrapeTargets(work / "targets"),
-        work / "logs",
-        command=getattr(request.module, "POD_RUNNER_COMMAND", FAKE_SERVING_COMMAND),
-        namespace=namespace,
-    )
-    try:
-        runner.start()
+    command = getattr(request.module, "POD_RUNNER_COMMAND", FAKE_SERVING)
+    with serving_kubelet(crds, namespace, tmp_path_factory.mktemp("kube-pods"), command):
         yield Kube(crds, namespace)
-    finally:
-        crds.release_namespace(namespace)
-        runner.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,32 @@ class Operator:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+
+FAKE_SERVING = [sys.executable, str(Path(__file__).with_name("fake_serving.py"))]
+
+
+@contextmanager
+def serving_kubelet(
+    cluster: Any, namespace: str, work_dir: Path, command: Sequence[str] | None = FAKE_SERVING
+) -> Iterator[Any]:
+    """A pod runner for ``namespace``'s serving pods (without one they stay Pending, as on a node
+    whose kubelet is down), running ``command`` per pod: the light fake server by default, the
+    real serving runtime with None. On exit the namespace is released (deleted, its pods gone)
+    while the runner still runs, then the runner stops."""
+    from devcluster.podrunner import PodRunner
+    from devcluster.prometheus import ScrapeTargets
+
+    runner = PodRunner(
+        cluster.api(),
+        ScrapeTargets(work_dir / "targets"),
+        work_dir / "logs",
+        command=command,
+        namespace=namespace,
+    )
+    runner.start()
+    try:
+        yield runner
+    finally:
+        cluster.release_namespace(namespace)
+        runner.stop()

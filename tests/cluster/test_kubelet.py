@@ -223,8 +223,6 @@ def test_memory_limit_oom_kills_for_real(
 ) -> None:
     ns = k8s_namespace
     runner = make_pod_runner(command=FAKE, namespace=ns)
-    if not runner.mode.enforces_cpu and runner.mode.name != "watchdog":
-        pytest.fail(f"unexpected cgroup mode {runner.mode}")
     _apply(devcluster, ns, _pod("hungry", resources={"limits": {"memory": "64Mi"}}))
     _wait_pod(devcluster, ns, "hungry", _is_ready, "hungry Ready")
     _hit(_proc(runner, ns, "hungry"), "/alloc?mb=100")
@@ -242,6 +240,29 @@ def test_memory_limit_oom_kills_for_real(
         f'container_spec_memory_limit_bytes{{namespace="{ns}",pod="hungry"}}', timeout_s=30
     )
     assert float(limit[0]["value"][1]) == 64 * 2**20
+
+
+def test_watchdog_mode_keeps_the_oom_behaviour(
+    devcluster: controlplane.Cluster,
+    make_pod_runner: Runner,
+    k8s_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where no cgroup is writable (forced here), memory keeps its observable behaviour and the
+    mode says CPU is not capped."""
+    monkeypatch.setenv("DEVCLUSTER_CGROUPS", "watchdog")
+    ns = k8s_namespace
+    runner = make_pod_runner(command=FAKE, namespace=ns)
+    assert runner.mode.name == "watchdog" and not runner.mode.enforces_cpu
+    assert "CPU is NOT capped" in runner.mode.reason
+    _apply(devcluster, ns, _pod("hungry", resources={"limits": {"memory": "64Mi"}}))
+    _wait_pod(devcluster, ns, "hungry", _is_ready, "hungry Ready")
+    _hit(_proc(runner, ns, "hungry"), "/alloc?mb=100")
+    pod = _wait_pod(
+        devcluster, ns, "hungry", lambda p: _cstatus(p)["restartCount"] == 1, "the OOM restart"
+    )
+    last = _cstatus(pod)["lastState"]["terminated"]
+    assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137)
 
 
 def test_cpu_limit_throttles_for_real(

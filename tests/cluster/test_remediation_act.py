@@ -1,8 +1,9 @@
-"""Remediation's acting half against the real apiserver (KWOK pods): a restart is an eviction
-that honours the PodDisruptionBudget and spares the healthy replicas; a resize becomes the
-override the Deployment template takes (in place through `pods/resize` when the kubelet
-reports resources, a rollout when it cannot); a rollback serves the earlier model with the
-spec untouched; dryRun only records; an operator killed mid-action finishes it exactly once.
+"""Remediation's acting half against the real apiserver, the pod runner as the kubelet: a
+restart is an eviction that honours the PodDisruptionBudget and spares the healthy replicas; a
+resize is the override the Deployment template takes, or in place through `pods/resize`,
+confirmed by the kubelet's status, and rolled out instead when the node defers it too long; a
+rollback serves the earlier model with the spec untouched; dryRun only records; an operator
+killed mid-action finishes it exactly once.
 
 `heal` and `reconcile` run in this process (no kopf loop), so nothing restores children
 behind the test's back; the faults are handed in as the monitor would write them.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ def fault(signal: str, pods: list[str] | None = None) -> dict[str, Any]:
 
 def deploy(kube: Kube, name: str, **spec: Any) -> dict[str, Any]:
     """Apply a ModelDeployment, reconcile it once here, wait for its pods to run."""
-    body = model_deployment(name, target={"pool": "cloud"}, **spec)
+    body = model_deployment(name, **{"target": {"pool": "cloud"}, **spec})
     assert kube.apply(body).returncode == 0
     reconcile.reconcile(mdep(kube, name), POOLS, CFG)
     replicas = spec.get("replicas", 1)
@@ -120,7 +121,7 @@ def test_a_disruption_budget_that_forbids_it_stops_the_restart(kube: Kube) -> No
         "the PDB re-judged",
     )
     victim = running(kube, "guarded")[0]["metadata"]
-    heal(kube, "guarded", [fault("NotReady", [victim["name"]])])
+    heal(kube, "guarded", [fault("ErrorRate", [victim["name"]])])
     (record,) = records(kube, "guarded")
     assert (record["action"], record["result"]) == ("restart", "Failed")
     assert "PodDisruptionBudget forbids evicting" in record["message"]
@@ -181,75 +182,61 @@ def test_resize_by_rollout_reaches_the_template(kube: Kube) -> None:
     assert spec_resources == {"limits": {}, "requests": {}}  # the spec is the user's
 
 
-def test_in_place_resize_calls_pods_resize_or_falls_back(kube: Kube) -> None:
-    deploy(kube, "inplace", remediation={"resize": {"inPlace": "auto"}})
-    (pod,) = running(kube, "inplace")
-    # KWOK reports no container resources, so the apiserver refuses an in-place resize of
-    # this pod: the resize falls back to a rollout.
-    heal(kube, "inplace", [fault("OOMKilled")])
-    (record,) = records(kube, "inplace")
-    assert (record["action"], record["result"]) == ("resize", "Succeeded"), record
-    assert (
-        "in-place resize refused" in record["message"] and "rolled out instead" in record["message"]
-    )
-    assert container(kube, "inplace")["resources"]["limits"]["memory"] == "1536Mi"
-    assert kube.status("inplace")["override"].get("inPlaceGeneration") is None
-    old = pod["metadata"]["uid"]
-    wait_for(lambda: old not in {p["metadata"]["uid"] for p in running(kube, "inplace")}, "rolled")
-
-
 def test_in_place_resize_is_confirmed_by_the_kubelets_status(kube: Kube) -> None:
     deploy(kube, "kubelet", remediation={"resize": {"inPlace": "always"}})
     (pod,) = running(kube, "kubelet")
     name = pod["metadata"]["name"]
-    report_resources(kube, name, pod["spec"]["containers"][0]["resources"])
     heal(kube, "kubelet", [fault("OOMKilled")])
     (record,) = records(kube, "kubelet")
     assert (record["action"], record["result"]) == ("resize", "InProgress"), record
     resized = kube.get("pod", name)
-    assert resized is not None and resized["metadata"]["uid"] == pod["metadata"]["uid"]  # same pod
-    wanted = resized["spec"]["containers"][0]["resources"]
-    assert wanted["limits"]["memory"] == "1536Mi"
+    assert resized is not None and resized["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert resized["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1536Mi"
     assert container(kube, "kubelet")["resources"]["limits"]["memory"] == "1Gi"  # no rollout
-    heal(kube, "kubelet", [])  # the kubelet has not applied it yet
-    assert records(kube, "kubelet")[-1]["result"] == "InProgress"
-    report_resources(kube, name, wanted, generation=resized["metadata"]["generation"])
-    heal(kube, "kubelet", [])
-    assert records(kube, "kubelet")[-1]["result"] == "Succeeded"
+
+    def confirmed() -> bool:
+        heal(kube, "kubelet", [])  # a monitor cycle: the pod runner reports the resize done
+        return bool(records(kube, "kubelet")[-1]["result"] == "Succeeded")
+
+    wait_for(confirmed, "the kubelet to apply the resize", 60)
+    assert {p["metadata"]["uid"] for p in running(kube, "kubelet")} == {pod["metadata"]["uid"]}
     conditions = {c["type"]: c for c in kube.status("kubelet")["conditions"]}
     assert conditions["Remediating"]["status"] == "False"
 
 
-def report_resources(
-    kube: Kube, pod: str, resources: dict[str, Any], generation: int | None = None
-) -> None:
-    """Write container resources into pod status as a kubelet with resize support does
-    (KWOK does not); the apiserver only accepts a resize of such a pod."""
-    status: dict[str, Any] = {
-        "containerStatuses": [
+def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out(kube: Kube) -> None:
+    # Edge nodes hold 2Gi. Two 600Mi fillers and our 700Mi pod share edge-0; growing ours to
+    # the edge ceiling (1Gi) no longer fits there: the kubelet defers the resize.
+    on_edge0 = {"pool": "edge", "nodeSelector": {"kubernetes.io/hostname": "edge-0"}}
+    filler = {"requests": {"memory": "600Mi"}, "limits": {"memory": "600Mi"}}
+    deploy(kube, "filler", target=on_edge0, replicas=2, resources=filler)
+    tight = {"requests": {"memory": "700Mi"}, "limits": {"memory": "700Mi"}}
+    deploy(kube, "tight", target=on_edge0, resources=tight)
+    (pod,) = running(kube, "tight")
+    heal(kube, "tight", [fault("OOMKilled")])
+    assert records(kube, "tight")[-1]["result"] == "InProgress"
+    conditions = wait_for(
+        lambda: (
             {
-                "name": "server",
-                "resources": resources,
-                "ready": True,
-                "restartCount": 0,
-                "image": "img",
-                "imageID": "",
-                "started": True,
-                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
-            }
-        ]
-    }
-    if generation is not None:
-        status["observedGeneration"] = generation
-    kube.run(
-        "patch",
-        "pod",
-        pod,
-        "--subresource=status",
-        "--type=strategic",
-        "-p",
-        json.dumps({"status": status}),
+                c["type"]: c.get("reason")
+                for c in (kube.get("pod", pod["metadata"]["name"]) or {})["status"].get(
+                    "conditions", []
+                )
+            }.get("PodResizePending")
+            == "Deferred"
+        ),
+        "the resize Deferred",
+        60,
     )
+    assert conditions
+    heal(kube, "tight", [])  # deferred, but not for long: wait
+    assert records(kube, "tight")[-1]["result"] == "InProgress"
+    later = datetime.now(UTC) + act.DEFERRED_FOR + timedelta(seconds=5)
+    act.heal(mdep(kube, "tight"), [], pools=POOLS, cfg=CFG, now=later, fleet=FleetLimit())
+    (record,) = records(kube, "tight")
+    assert (record["action"], record["result"]) == ("resize", "Succeeded"), record
+    assert "resize Deferred" in record["message"] and "rolled out instead" in record["message"]
+    assert container(kube, "tight")["resources"]["limits"]["memory"] == str(1024**3)
 
 
 def settled(kube: Kube, name: str) -> bool:

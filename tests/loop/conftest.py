@@ -18,8 +18,17 @@ sys.path.insert(0, str(HERE.parent / "serving"))  # serving_harness (test models
 
 from devcluster import processes  # noqa: E402
 from devcluster import prometheus as prom  # noqa: E402
-from devcluster.podrunner import PodRunner  # noqa: E402
-from operator_kit import ROOT, Kube, Operator  # noqa: E402
+from devcluster.podrunner import (  # noqa: E402
+    PodRunner,
+    ServingProcess,
+)
+from faults import serving_ready  # noqa: E402
+from operator_kit import (  # noqa: E402
+    ROOT,
+    Kube,
+    Operator,
+    wait_for,
+)
 from serving_harness import Models, build_models  # noqa: E402
 
 # Short enough that a fault shows in seconds; the rate window spans 10 scrapes (1 s apart).
@@ -107,3 +116,29 @@ def watcher(
         yield op
     finally:
         op.stop()
+
+
+@pytest.fixture
+def deploy(watcher: Operator, loop_kube: Kube, loop_runner: PodRunner) -> Iterator[Any]:
+    """Apply a ModelDeployment and return its serving process once it answers; deleted after."""
+    names: list[str] = []
+
+    def make(body: dict[str, Any]) -> ServingProcess:
+        name = body["metadata"]["name"]
+        result = loop_kube.apply(body)
+        assert result.returncode == 0, result.stderr
+        names.append(name)
+        prefix = f"{loop_kube.namespace}.{name}-"
+        proc: ServingProcess = wait_for(
+            lambda: next(
+                (p for t, p in loop_runner.serving().items() if t.startswith(prefix)), None
+            ),
+            f"a serving process for {name}",
+            timeout_s=120,
+        )
+        wait_for(lambda: serving_ready(proc), f"{name} to load its model", timeout_s=120)
+        return proc
+
+    yield make
+    for name in names:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

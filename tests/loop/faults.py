@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from devcluster.podrunner import ServingProcess
+from operator_kit import Kube, wait_for
 
 Payload = Callable[[], dict[str, Any]]
 
@@ -48,3 +50,37 @@ def fault(status: dict[str, Any], signal: str) -> dict[str, Any] | None:
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+FAST = {"intervalSeconds": 5, "failureThreshold": 2, "unknownThreshold": 2}
+
+
+def model_deployment(name: str, uri: str, **monitoring: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "onnxops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": uri, "name": name},
+            "target": {"pool": "cloud"},
+            "monitoring": {**FAST, **monitoring},
+            # The monitor is watched alone here; healing its faults is tests/loop/test_heal.py's.
+            "remediation": {"mode": "off"},
+        },
+    }
+
+
+def serving_ready(proc: ServingProcess) -> bool:
+    try:
+        return httpx.get(f"{proc.url}/v2/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def status_when(
+    kube: Kube, name: str, what: str, test: Any, timeout_s: float = 120
+) -> dict[str, Any]:
+    st: dict[str, Any] = wait_for(
+        lambda: (s := kube.status(name)) and test(s) and s, what, timeout_s=timeout_s
+    )
+    return st

@@ -35,7 +35,10 @@ def _pod(name: str, **status: Any) -> dict[str, Any]:
             "containers": [
                 {
                     "name": "server",
-                    "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "256Mi"}},
+                    "resources": {
+                        "requests": {"cpu": "250m"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
                 }
             ]
         },
@@ -76,8 +79,8 @@ def _by_signal(md: ModelDeployment, obs: Observations) -> dict[str, Any]:
         ({"latency_p99": 0.3}, "LatencyP99", "bad"),
         ({"latency_p99": 0.01}, "LatencyP99", "good"),
         ({"drift": 0.6}, "Drift", "bad"),
-        ({"cpu_cores": 0.24}, "CpuUtilization", "bad"),  # 0.24 of a 250m request = 96%
-        ({"cpu_cores": 0.1}, "CpuUtilization", "good"),
+        ({"cpu_cores": 0.48}, "CpuUtilization", "bad"),  # 0.48 of a 500m limit = 96%
+        ({"cpu_cores": 0.3}, "CpuUtilization", "good"),  # over the request: no fault
         ({"cpu_throttling": 0.5}, "CpuThrottling", "bad"),
         ({"memory_bytes": 250 * 2**20}, "MemoryUtilization", "bad"),
         ({"memory_bytes": 100 * 2**20}, "MemoryUtilization", "good"),
@@ -206,7 +209,7 @@ def test_pod_facts_ignore_foreign_pods_and_terminating_ones() -> None:
     going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     grouped = pods.by_model([foreign, going, _pod("iris-a")])
     assert [p.name for p in grouped[KEY]] == ["iris-a"]
-    assert grouped[KEY][0].cpu_cores == 0.25  # no CPU limit: against the request
+    assert grouped[KEY][0].cpu_cores == 0.5  # against the limit, not the 250m request
     assert grouped[KEY][0].memory_bytes == 256 * 2**20
 
 

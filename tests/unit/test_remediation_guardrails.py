@@ -74,6 +74,12 @@ CASES = [
     ),
     ("cooldown over", model(history=[record("restart", 400)]), [RESTART], [("Pending", None)]),
     (
+        "no disruption while the last action settles",
+        model(history=[record("rollback", 60, reason="ErrorRate")]),
+        [ROLLOUT, MEMORY],
+        [("Refused", "Cooldown"), ("Pending", None)],
+    ),
+    (
         "a refused action starts no cooldown",
         model(history=[record("restart", 10, "Refused")]),
         [RESTART],
@@ -203,3 +209,14 @@ def test_a_repeated_refusal_is_no_news() -> None:
     assert (verdict.refusal, verdict.news) == ("Cooldown", False)
     fresh = only(model(history=[record("restart", 100)]), RESTART)
     assert (fresh.refusal, fresh.news) == ("Cooldown", True)
+
+
+def test_prometheus_unknown_blocks_only_what_prometheus_measures() -> None:
+    why = "the monitor could not read Prometheus"
+    oom = MEMORY  # OOM kills are read from the pods (the API), not from Prometheus
+    got = judge(model(), RESTART, fleet=FleetLimit(), metrics_unknown=why)
+    assert got == [("Refused", "UnknownData")]
+    assert judge(model(), oom, CPU, metrics_unknown=why) == [
+        ("Pending", None),
+        ("Refused", "UnknownData"),
+    ]

@@ -80,11 +80,18 @@ CASES = [
         [],
     ),
     (
-        "one replica not ready",
+        "one replica not ready for minutes",
         md(),
-        [fault("NotReady", pods=["p-c"])],
+        [fault("NotReady", pods=["p-c"], since=200)],
         [pod("p-a"), pod("p-b"), pod("p-c", ready=False)],
         [("restart", "NotReady", ("p-c/uid-p-c",))],
+    ),
+    (
+        "one replica not ready for a moment: maybe still starting",
+        md(),
+        [fault("NotReady", pods=["p-c"], since=30)],
+        [pod("p-a"), pod("p-b"), pod("p-c", ready=False)],
+        [],
     ),
     (
         "every replica bad, no earlier model: rollout restart",

@@ -34,7 +34,8 @@ class PodFacts:
     unschedulable: str | None
     """The scheduler's message while no node fits."""
     cpu_cores: float | None
-    """The container's CPU limit, or its request without one: what utilization is against."""
+    """The container's CPU limit: what utilization is against. Without a limit a container may
+    use idle CPU beyond its request, which is no fault, so CPU use is then not judged."""
     memory_bytes: float | None
     """The container's memory limit (the OOM killer's line); None without one."""
 
@@ -78,7 +79,6 @@ def facts(pod: Mapping[str, Any]) -> PodFacts | None:
         else None
     )
     resources = container.get("resources") or {}
-    cpu = _amount(resources, "limits", "cpu") or _amount(resources, "requests", "cpu")
     return PodFacts(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -91,7 +91,7 @@ def facts(pod: Mapping[str, Any]) -> PodFacts | None:
         last_termination_at=_timestamp(terminated.get("finishedAt")),
         waiting=waiting.get("reason"),
         unschedulable=unschedulable,
-        cpu_cores=cpu,
+        cpu_cores=_amount(resources, "limits", "cpu"),
         memory_bytes=_amount(resources, "limits", "memory"),
     )
 

@@ -64,11 +64,9 @@ def heal(
         needed = found or in_flight
         pods = k8s.list_pods(md.namespace, pod_selector(md)) if needed else []
     pod_facts = [facts.pod_facts(p) for p in pods]
-    if not monitoring_known:
-        problems.append("the monitor could not measure (Prometheus unreachable?)")
     cycle = _Cycle(md, pools, cfg, now)
     cycle.follow_up(pod_facts)
-    healthy = not found and not problems and md.status.phase == "Ready"
+    healthy = not found and not problems and monitoring_known and md.status.phase == "Ready"
     cycle.set(models=history.remember_models(cycle.md, healthy=healthy, now=now))
     current = effective_resources(applied(cycle.md).spec, pool)
     actions = policy.decide(
@@ -89,6 +87,7 @@ def heal(
         now=now,
         fleet=fleet,
         problems=problems,
+        metrics_unknown=None if monitoring_known else "the monitor could not read Prometheus",
         current_replicas=len([p for p in pod_facts if not p.deleting]) or None,
     )
     pending = cycle.record(verdicts)

@@ -23,6 +23,9 @@ Verdict_ = Literal["Pending", "Refused", "DryRun", "Succeeded"]
 # Records that count as an action having been taken (or, in dryRun, as if it had been).
 TAKEN = ("Pending", "InProgress", "Succeeded", "Failed", "DryRun")
 IN_FLIGHT = ("Pending", "InProgress")
+# Signals the monitor reads from the pods themselves (the API), not from Prometheus: they stay
+# known when Prometheus is down or has no series yet (a pod OOM-killed as it starts has none).
+API_SIGNALS = frozenset({"OOMKilled", "CrashLoop", "NotReady", "Unschedulable", "PoolHasRoom"})
 HOUR = timedelta(hours=1)
 # A refusal or warning repeated every monitor cycle would drown the Events; say it again
 # only after this long (or the model's cooldown, if longer).
@@ -142,9 +145,13 @@ def admit(
     now: datetime,
     fleet: FleetLimit,
     problems: list[str] | None = None,
+    metrics_unknown: str | None = None,
     current_replicas: int | None = None,
 ) -> list[Verdict]:
-    """One verdict per action, in order; at most one disruptive action is admitted."""
+    """One verdict per action, in order; at most one disruptive action is admitted.
+
+    `problems`: the faults themselves could not be read (nothing may act); `metrics_unknown`:
+    why Prometheus could not be read (only actions on API-read signals may act)."""
     rem = md.spec.remediation
     history = md.status.remediations
     cooldown = timedelta(seconds=rem.cooldown_seconds)
@@ -159,11 +166,19 @@ def admit(
             action,
             md=md,
             now=now,
-            problems=problems or [],
+            problems=[
+                *(problems or []),
+                *(
+                    [metrics_unknown]
+                    if metrics_unknown and action.reason not in API_SIGNALS
+                    else []
+                ),
+            ],
             current=current,
             note=note,
             cooldown=cooldown,
             recent_kinds={r.action for r in _recent(taken, now, cooldown)},
+            settling=bool(_recent(taken, now, cooldown)),
             in_flight=in_flight,
             hourly=last_hour,
             fleet=fleet,
@@ -189,6 +204,7 @@ def _judge(
     note: str,
     cooldown: timedelta,
     recent_kinds: set[str],
+    settling: bool,
     in_flight: bool,
     hourly: int,
     fleet: FleetLimit,
@@ -219,6 +235,10 @@ def _judge(
         return refuse("InFlight", "another disruptive action is still in flight")
     if action.kind in recent_kinds:
         return refuse("Cooldown", f"a {action.kind} ran less than {rem.cooldown_seconds}s ago")
+    if action.disruptive and settling:
+        # Faults outlive their remedy for a while (a rollout, a restart after a resize, the
+        # monitor's window): a second disruption on top would be one action too many.
+        return refuse("Cooldown", f"the last action is less than {rem.cooldown_seconds}s old")
     if hourly >= rem.max_actions_per_hour:
         return refuse("HourlyCap", f"{rem.max_actions_per_hour} actions in the last hour")
     if rem.mode == "dryRun":

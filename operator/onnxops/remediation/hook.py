@@ -5,6 +5,7 @@ the ModelDeployment, posts its Events and counts its actions in the operator's m
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from onnxops.remediation import act, guardrails
 from onnxops.remediation.override import active, model_ref
 
 EVENT_COMPONENT = "onnxops-operator"
+log = logging.getLogger("onnxops.heal")
 
 
 def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bool | None:
@@ -105,6 +107,15 @@ class Healer:
             monitoring_known=self.unreadable((md.namespace, md.name)) == 0,
             preferred_has_room=preferred_has_room(current, self.pools),
         )
+        if healed.verdicts:
+            log.info(
+                "heal %s/%s: %s",
+                md.namespace,
+                md.name,
+                ", ".join(
+                    f"{v.action.kind} {v.result} {v.refusal or ''}".strip() for v in healed.verdicts
+                ),
+            )
         for type_, reason, message in healed.events:
             k8s.post_event(fresh, type_, reason, message, EVENT_COMPONENT)
         for action, result in healed.outcomes:

@@ -22,6 +22,9 @@ OOM_MIN_BUMP = 100 * MIB
 RESTART_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "LatencyP99", "LatencyAnomaly", "NotReady")
 # A model change shows as errors or lost quality across the whole deployment.
 ROLLBACK_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "Accuracy")
+# The serving pods' startupProbe allows 60 x 2 s to start: a pod not ready for less than
+# that may still be loading its model, and restarting it would only start that over.
+STARTUP_GRACE_S = 120
 DISRUPTIVE: frozenset[str] = frozenset(
     {"restart", "rolloutRestart", "failover", "failback", "rollback"}
 )
@@ -193,7 +196,13 @@ def _rollback(s: Situation, faults: dict[str, Finding]) -> Action | None:
 
 
 def _restarts(s: Situation, faults: dict[str, Finding]) -> list[Action]:
-    cause = next((faults[n] for n in RESTART_SIGNALS if n in faults), None)
+    found = dict(faults)
+    not_ready = found.get("NotReady")
+    if not_ready is not None and (
+        not_ready.since is None or (s.now - not_ready.since).total_seconds() < STARTUP_GRACE_S
+    ):
+        del found["NotReady"]  # maybe still starting: the startup probe allows that long
+    cause = next((found[n] for n in RESTART_SIGNALS if n in found), None)
     if cause is None:
         return []
     live = [p for p in s.pods if not p.deleting]

@@ -9,75 +9,16 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from devcluster import prometheus as prom
-from devcluster.podrunner import PodRunner, ServingProcess
-from faults import Load, condition, fault
+from faults import Load, condition, fault, model_deployment, status_when
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
-
-FAST = {"intervalSeconds": 5, "failureThreshold": 2, "unknownThreshold": 2}
-
-
-def _md(name: str, uri: str, **monitoring: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "onnxops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": uri, "name": name},
-            "target": {"pool": "cloud"},
-            "monitoring": {**FAST, **monitoring},
-        },
-    }
-
-
-@pytest.fixture
-def deploy(watcher: Operator, loop_kube: Kube, loop_runner: PodRunner) -> Iterator[Any]:
-    """Apply a ModelDeployment and return its serving process once it answers; deleted after."""
-    names: list[str] = []
-
-    def make(body: dict[str, Any]) -> ServingProcess:
-        name = body["metadata"]["name"]
-        result = loop_kube.apply(body)
-        assert result.returncode == 0, result.stderr
-        names.append(name)
-        prefix = f"{loop_kube.namespace}.{name}-"
-        proc: ServingProcess = wait_for(
-            lambda: next(
-                (p for t, p in loop_runner.serving().items() if t.startswith(prefix)), None
-            ),
-            f"a serving process for {name}",
-            timeout_s=120,
-        )
-        wait_for(lambda: _ready(proc), f"{name} to load its model", timeout_s=120)
-        return proc
-
-    yield make
-    for name in names:
-        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
-
-
-def _ready(proc: ServingProcess) -> bool:
-    try:
-        return httpx.get(f"{proc.url}/v2/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _status_when(
-    kube: Kube, name: str, what: str, test: Any, timeout_s: float = 120
-) -> dict[str, Any]:
-    st: dict[str, Any] = wait_for(
-        lambda: (s := kube.status(name)) and test(s) and s, what, timeout_s=timeout_s
-    )
-    return st
 
 
 def _events(kube: Kube, name: str, reason: str, signal_name: str) -> list[dict[str, Any]]:
@@ -103,15 +44,17 @@ def _rows(x: list[float], n: int = 1) -> dict[str, Any]:
 def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
     deploy: Any, loop_kube: Kube, loop_models: Models, watcher: Operator
 ) -> None:
-    proc = deploy(_md("burst", f"file://{loop_models.poison}", anomaly={"enabled": False}))
+    proc = deploy(
+        model_deployment("burst", f"file://{loop_models.poison}", anomaly={"enabled": False})
+    )
     payload = [_rows([1.0, 0.0])]  # index 1: served; 99 makes the model fail at run time
     with Load(proc.url, "/v2/models/burst/infer", lambda: payload[0]) as load:
-        _status_when(
+        status_when(
             loop_kube, "burst", "Healthy=True on good traffic",
             lambda s: condition(s, "Healthy").get("status") == "True",
         )  # fmt: skip
         payload[0] = _rows([99.0, 0.0])
-        st = _status_when(loop_kube, "burst", "an ErrorRate fault", lambda s: fault(s, "ErrorRate"))
+        st = status_when(loop_kube, "burst", "an ErrorRate fault", lambda s: fault(s, "ErrorRate"))
         found = fault(st, "ErrorRate")
         assert found is not None
         assert found["value"] > 0.05 and found["threshold"] == 0.05
@@ -124,7 +67,7 @@ def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
         assert _operator_metric(watcher, 'onnxops_operator_faults{signal="ErrorRate"}') >= 1
 
         payload[0] = _rows([1.0, 0.0])
-        st = _status_when(
+        st = status_when(
             loop_kube, "burst", "the fault to clear", lambda s: not fault(s, "ErrorRate"), 120
         )
         assert st["phase"] == "Ready"
@@ -136,7 +79,7 @@ def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
 def test_wrong_feedback_and_skewed_inputs_are_accuracy_and_drift_faults(
     deploy: Any, loop_kube: Kube, loop_models: Models
 ) -> None:
-    body = _md(
+    body = model_deployment(
         "quality", f"file://{loop_models.iris}", thresholds={"minAccuracy": 0.9, "maxDrift": 0.25}
     )
     body["spec"]["model"]["name"] = "iris"
@@ -153,7 +96,7 @@ def test_wrong_feedback_and_skewed_inputs_are_accuracy_and_drift_faults(
         assert reply.status_code == 200, reply.text
         skewed = (x[:150] * 3 + 5).tolist()  # far outside the training distribution
         assert client.post("/predict", json={"features": skewed}).status_code == 200
-    st = _status_when(
+    st = status_when(
         loop_kube, "quality", "Accuracy and Drift faults",
         lambda s: fault(s, "Accuracy") and fault(s, "Drift"),
     )  # fmt: skip
@@ -168,15 +111,15 @@ def test_wrong_feedback_and_skewed_inputs_are_accuracy_and_drift_faults(
 def test_prometheus_stopped_is_no_fault_but_monitoring_unavailable_until_it_returns(
     deploy: Any, loop_kube: Kube, loop_models: Models, loop_prometheus: prom.Prometheus
 ) -> None:
-    deploy(_md("blind", f"file://{loop_models.poison}"))
-    _status_when(
+    deploy(model_deployment("blind", f"file://{loop_models.poison}"))
+    status_when(
         loop_kube, "blind", "MonitoringAvailable=True",
         lambda s: condition(s, "MonitoringAvailable").get("status") == "True",
     )  # fmt: skip
     pid = loop_prometheus.record.pid  # started by this module's fixture
     os.kill(pid, signal.SIGSTOP)  # stopped: connections hang, queries time out
     try:
-        st = _status_when(
+        st = status_when(
             loop_kube, "blind", "MonitoringAvailable=False",
             lambda s: condition(s, "MonitoringAvailable").get("status") == "False",
         )  # fmt: skip
@@ -185,7 +128,7 @@ def test_prometheus_stopped_is_no_fault_but_monitoring_unavailable_until_it_retu
         assert condition(st, "Healthy")["status"] != "False"
     finally:
         os.kill(pid, signal.SIGCONT)
-    st = _status_when(
+    st = status_when(
         loop_kube, "blind", "MonitoringAvailable=True again",
         lambda s: condition(s, "MonitoringAvailable").get("status") == "True",
     )  # fmt: skip
@@ -216,7 +159,7 @@ def test_latency_spike_is_an_anomaly_against_history_but_not_on_a_fresh_model(
     watcher: Operator,
 ) -> None:
     anomaly = {"window": "3m", "minSamples": 10, "method": "medianMAD", "zScore": 3}
-    body = _md("spiky", f"file://{loop_models.iris}", anomaly=anomaly)
+    body = model_deployment("spiky", f"file://{loop_models.iris}", anomaly=anomaly)
     body["spec"]["model"]["name"] = "iris"
     proc = deploy(body)
     ns = loop_kube.namespace
@@ -242,7 +185,7 @@ def test_latency_spike_is_an_anomaly_against_history_but_not_on_a_fresh_model(
         wait_for(fast_baseline, "a history of mostly fast requests", timeout_s=240)
         assert not fault(loop_kube.status("spiky"), "LatencyAnomaly")
         payload[0] = big
-        st = _status_when(
+        st = status_when(
             loop_kube, "spiky", "a LatencyAnomaly fault", lambda s: fault(s, "LatencyAnomaly")
         )
     found = fault(st, "LatencyAnomaly")

@@ -1,0 +1,246 @@
+"""Heal end to end: the operator (monitor + remediation) against a real Prometheus and the
+pod runner as kubelet, with faults produced for real: OOM kills under a small memory limit
+are healed by raising memory in place, within the ceiling, without restarting the pod; a new
+model version that fails at inference is rolled back, the spec left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import onnx
+import pytest
+from devcluster.podrunner import PodRunner
+from faults import condition, fault
+from onnx import TensorProto, helper
+from operator_kit import Kube, Operator, wait_for
+from serving_harness import Models
+
+pytestmark = [pytest.mark.loop, pytest.mark.slow]
+
+FAST = {"intervalSeconds": 5, "failureThreshold": 2, "unknownThreshold": 2}
+
+
+def _md(name: str, uri: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "onnxops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": uri, "name": name},
+            "target": {"pool": "cloud"},
+            "monitoring": {**FAST, "anomaly": {"enabled": False}},
+            **spec,
+        },
+    }
+
+
+def _bench_record(fault_type: str, *moments_and_actions: float) -> None:
+    """With HEAL_BENCH_OUT set (bench/heal/run.py), append this run's figures: seconds from
+    the fault's injection to its detection and to recovery, and actions taken."""
+    out = os.environ.get("HEAL_BENCH_OUT")
+    if not out:
+        return
+    started, detected, recovered, actions = moments_and_actions
+    row = {
+        "fault": fault_type,
+        "detect_s": round(detected - started, 1),
+        "recover_s": round(recovered - started, 1),
+        "actions": int(actions),
+    }
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _records(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
+    return [r for r in kube.status(name).get("remediations") or [] if r["action"] == action]
+
+
+def _pods(kube: Kube, name: str) -> list[dict[str, Any]]:
+    return kube.items("pods", f"onnxops.io/model-deployment={name}")
+
+
+def _resize_confirmed(kube: Kube) -> list[dict[str, Any]]:
+    """The resize records the kubelet confirmed; on a timeout the failure shows status."""
+    try:
+        found: list[dict[str, Any]] = wait_for(
+            lambda: [r for r in _records(kube, "hungry", "resize") if r["result"] == "Succeeded"],
+            "the resize confirmed by the kubelet",
+            240,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status {kube.status('hungry')}") from None
+    return found
+
+
+def test_oom_kills_raise_memory_in_place_within_the_ceiling(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models
+) -> None:
+    # The serving runtime holds ~44 MiB of anonymous memory once loaded: under a 32Mi limit
+    # the kernel kills it as it starts, again and again.
+    body = _md(
+        "hungry",
+        f"file://{loop_models.iris}",
+        resources={"requests": {"memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        remediation={"resize": {"maxMemory": "256Mi", "inPlace": "auto"}},
+    )
+    body["spec"]["model"]["name"] = "iris"
+    result = loop_kube.apply(body)
+    assert result.returncode == 0, result.stderr
+    try:
+        (pod,) = wait_for(lambda: _pods(loop_kube, "hungry"), "the pod", 60)
+        uid = pod["metadata"]["uid"]
+        started = time.monotonic()
+        wait_for(lambda: fault(loop_kube.status("hungry"), "OOMKilled"), "an OOMKilled fault", 180)
+        detected = time.monotonic()
+        (record,) = _resize_confirmed(loop_kube)
+        assert record["reason"] == "OOMKilled"
+        assert "the kubelet applied the new resources" in record["message"]
+        # max(32Mi x 1.5, 32Mi + 100Mi) = 132Mi, under the 256Mi ceiling.
+        (now,) = _pods(loop_kube, "hungry")
+        assert now["metadata"]["uid"] == uid  # resized in place: the same pod
+        resources = now["spec"]["containers"][0]["resources"]
+        assert resources["limits"]["memory"] == "132Mi"
+        st = wait_for(
+            lambda: (s := loop_kube.status("hungry")).get("readyReplicas") == 1 and s,
+            "Ready again",
+            240,
+        )
+        recovered = time.monotonic()
+        assert condition(st, "Remediating")["status"] == "False"
+        # The template keeps the spec's values until the spec's next rollout: nothing rolled.
+        dep = loop_kube.get("deployment", "hungry")
+        assert dep is not None
+        assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+            "memory": "32Mi"
+        }
+        assert st["override"]["resources"]["limits"]["memory"] == "132Mi"
+        taken = [r for r in _records(loop_kube, "hungry", "resize") if r["result"] != "Refused"]
+        assert len(taken) == 1  # one action for the fault
+        reasons = {e["reason"] for e in loop_kube.events("hungry")}
+        assert {"ResizeInProgress", "ResizeSucceeded"} <= reasons
+        _bench_record("oom", started, detected, recovered, len(taken))
+    finally:
+        loop_kube.run("delete", "mdep", "hungry", "--wait=false", check=False)
+
+
+def _broken_copy(good: Path, out: Path) -> Path:
+    """The same model with a shorter lookup table: rows with index 3 now fail at inference."""
+    model = onnx.load(str(good))
+    (table,) = [t for t in model.graph.initializer if t.name == "table"]
+    table.CopyFrom(helper.make_tensor("table", TensorProto.FLOAT, [2], [10.0, 11.0]))
+    onnx.save(model, str(out))
+    return out
+
+
+class _Traffic:
+    """Requests to whichever serving process the ModelDeployment has now (pods come and go
+    with rollouts), counting answers by status code."""
+
+    def __init__(self, runner: PodRunner, prefix: str, model: str) -> None:
+        self.runner, self.prefix, self.model = runner, prefix, model
+        self.codes: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def _run(self) -> None:
+        body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [3.0, 0.0]}]}
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                procs = [p for t, p in self.runner.serving().items() if t.startswith(self.prefix)]
+                for proc in procs:
+                    try:
+                        code = client.post(
+                            f"{proc.url}/v2/models/{self.model}/infer", json=body
+                        ).status_code
+                    except httpx.HTTPError:
+                        code = 0
+                    self.codes[code] = self.codes.get(code, 0) + 1
+                self._stop.wait(0.05)
+
+    def __enter__(self) -> _Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
+    watcher: Operator,
+    loop_kube: Kube,
+    loop_runner: PodRunner,
+    loop_models: Models,
+    tmp_path: Path,
+) -> None:
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    broken = _broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{broken}", "name": "lookup", "version": "2"}
+    body = _md("lookup", v1["uri"])
+    body["spec"]["model"] = v1
+    assert loop_kube.apply(body).returncode == 0
+    prefix = f"{loop_kube.namespace}.lookup-"
+    try:
+        with _Traffic(loop_runner, prefix, "lookup") as traffic:
+            # v1 serves well long enough (failureThreshold x intervalSeconds) to count as healthy.
+            wait_for(
+                lambda: (
+                    ((loop_kube.status("lookup").get("models") or {}).get("healthy") or {}).get(
+                        "version"
+                    )
+                    == "1"
+                ),
+                "v1 remembered as healthy",
+                180,
+            )
+            loop_kube.run(
+                "patch", "mdep", "lookup", "--type=merge", "-p", json.dumps({"spec": {"model": v2}})
+            )
+            started = time.monotonic()
+            wait_for(lambda: fault(loop_kube.status("lookup"), "ErrorRate"), "ErrorRate", 180)
+            detected = time.monotonic()
+            (record,) = wait_for(
+                lambda: [
+                    r
+                    for r in loop_kube.status("lookup").get("remediations") or []
+                    if r["action"] == "rollback" and r["result"] == "Succeeded"
+                ],
+                "the rollback",
+                240,
+            )
+            assert record["reason"] == "ErrorRate"
+            assert "serving version 1 again" in record["message"]
+            st = wait_for(
+                lambda: (
+                    (s := loop_kube.status("lookup")).get("phase") == "Degraded"
+                    and condition(s, "RolledBack").get("status") == "True"
+                    and not fault(s, "ErrorRate")
+                    and s
+                ),
+                "v1 serving again, the fault cleared",
+                240,
+            )
+            recovered = time.monotonic()
+            assert "version 1 instead of 2" in condition(st, "RolledBack")["message"]
+            assert traffic.codes.get(500, 0) > 0  # v2 failed for real
+        md = loop_kube.get("mdep", "lookup")
+        assert md is not None and md["spec"]["model"]["version"] == "2"  # GitOps owns the spec
+        dep = loop_kube.get("deployment", "lookup")
+        assert dep is not None
+        env = {
+            e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["ONNXOPS_MODEL_URI"] == v1["uri"] and env["ONNXOPS_MODEL_VERSION"] == "1"
+        taken = [r["action"] for r in st["remediations"] if r["result"] != "Refused"]
+        assert taken == ["rollback"]  # one action for the fault; no restart on top of it
+        _bench_record("bad-model", started, detected, recovered, len(taken))
+        assert any(e["reason"] == "RollbackSucceeded" for e in loop_kube.events("lookup"))
+    finally:
+        loop_kube.run("delete", "mdep", "lookup", "--wait=false", check=False)

@@ -142,6 +142,8 @@ served: dict[str, str] = {}
 while time.monotonic() < deadline and len(served) < 3:
     for f in targets_dir.glob("*.json"):
         for group in json.loads(f.read_text()):
+            if "pod" not in group["labels"]:
+                continue  # the pod runner's cAdvisor endpoint (job=kubelet), not a pod
             addr = group["targets"][0]
             try:
                 urllib.request.urlopen(f"http://{addr}/v2/health/ready", timeout=2)
@@ -181,7 +183,7 @@ from pathlib import Path
 skewed = [[51.0 + i % 7, 35.0, 14.0 + i % 5, 2.0] for i in range(200)]
 for f in Path(sys.argv[1]).glob("*.json"):
     for group in json.loads(f.read_text()):
-        if group["labels"]["pod"].startswith("iris-"):
+        if group["labels"].get("pod", "").startswith("iris-"):
             req = urllib.request.Request(
                 f"http://{group['targets'][0]}/predict", json.dumps({"features": skewed}).encode(),
                 headers={"Content-Type": "application/json"},

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_kit import Kube, Operator, model_deployment, wait_for
+from operator_kit import Kube, Operator, model_deployment, serving_kubelet, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -56,15 +57,11 @@ def test_corrupt_bookkeeping_is_treated_as_absent_and_said(kube: Kube, operator:
 
 
 @pytest.fixture
-def doomed_namespace(kube: Kube) -> Iterator[Kube]:
+def doomed_namespace(kube: Kube, tmp_path: Path) -> Iterator[Kube]:
     doomed = Kube(kube.cluster, f"doomed-{uuid.uuid4().hex[:5]}")
     kube.cluster.run_kubectl("create", "namespace", doomed.namespace)
-    try:
+    with serving_kubelet(kube.cluster, doomed.namespace, tmp_path):
         yield doomed
-    finally:
-        kube.cluster.run_kubectl(
-            "delete", "namespace", doomed.namespace, "--wait=false", check=False
-        )
 
 
 def test_deleting_a_namespace_is_not_a_failure(doomed_namespace: Kube, operator: Operator) -> None:

@@ -67,6 +67,13 @@ class _Outage:
                 failures,
             )
 
+    def describe(self) -> str:
+        """ "reachable", or how long the API has been unavailable (for the liveness JSON)."""
+        since = self.since
+        if since is None:
+            return "reachable"
+        return f"unavailable for {time.monotonic() - since:.0f} s ({self.failures} calls failed)"
+
 
 outage = _Outage()
 

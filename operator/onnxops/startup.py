@@ -12,6 +12,7 @@ from onnxops import k8s
 from onnxops.api import GROUP
 from onnxops.bookkeeping import SafeProgressStorage, SpecDiffBaseStorage
 from onnxops.config import config
+from onnxops.outage import outage
 from onnxops.pools import load_pools
 from onnxops.remediation.guardrails import FleetLimit
 
@@ -85,5 +86,11 @@ def configure(
 
 @kopf.on.probe(id="peering")
 def peering_mode(memo: kopf.Memo, **_: Any) -> str:
-    """The liveness endpoint's JSON says how this replica coordinates with others."""
+    """The liveness endpoint's JSON says how this replica coordinates with others..."""
     return str(memo.get("peering", "starting"))
+
+
+@kopf.on.probe(id="api")
+def api_state(**_: Any) -> str:
+    """...and whether the operator's own calls reach the apiserver."""
+    return outage.describe()

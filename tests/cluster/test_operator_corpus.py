@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from operator_kit import Kube, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -47,11 +48,13 @@ def apply(kube: Kube, path: Path) -> Any:
     [(p, ph) for p, outcome, ph in CASES if outcome == "rejected"],
     ids=lambda v: v.stem if isinstance(v, Path) else "",
 )
-def test_schema_rejects(kube: Kube, path: Path, phrase: str) -> None:
+def test_schema_rejects_with_a_readable_message(kube: Kube, path: Path, phrase: str) -> None:
     result = apply(kube, path)
     assert result.returncode != 0, f"{path.name} was accepted"
     assert phrase in result.stderr, result.stderr
-    assert kube.get("mdep", path.stem) is None
+    assert len(result.stderr.splitlines()) <= 6, "one readable message, not a dump"
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    assert kube.get("mdep", name) is None
 
 
 def failed(kube: Kube, name: str, reason: str) -> dict[str, Any] | None:

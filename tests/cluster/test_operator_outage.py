@@ -50,16 +50,25 @@ def test_outage_is_logged_briefly_and_caught_up(
     for name in names:
         wait_for(lambda n=name: ready(kube, n), f"{name} Ready", 60)
     offset = op.log_path.stat().st_size
+    assert (op.health() or {}).get("api") == "reachable"
     relay.cut()
     # While the operator is cut off, a user changes a spec (kubectl's path is direct).
     changed = model_deployment(names[0], target={"pool": "cloud"}, replicas=2)
     assert kube.apply(changed).returncode == 0
+    # The liveness JSON says so once the operator's calls fail (its timers run every 5 s).
+    wait_for(
+        lambda: str((op.health() or {}).get("api", "")).startswith("unavailable for"),
+        "the liveness JSON to say the API is unavailable",
+        90,  # a loaded machine delays the timers and kopf caches probes for 10 s
+    )
     time.sleep(OUTAGE_S)  # the fault itself: its length, not a wait for a result
     relay.restore()
     status = wait_for(lambda: ready(kube, names[0], 2), "the change made during the outage", 120)
     assert status["readyReplicas"] == 2
     back = "Kubernetes API reachable again after"
     wait_for(lambda: back in op.log_path.read_text(), "the outage's summary in the log")
+    # kopf keeps probe results up to 10 s.
+    wait_for(lambda: (op.health() or {}).get("api") == "reachable", "API reachable again", 90)
     with op.log_path.open() as log:
         log.seek(offset)
         during = log.read()

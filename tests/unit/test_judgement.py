@@ -38,9 +38,13 @@ def test_outage_is_logged_once_and_summarised(caplog: pytest.LogCaptureFixture) 
     outage = _Outage()
     caplog.set_level(logging.WARNING, logger="onnxops.k8s")
     outage.succeeded()  # nothing to say while all is well
+    assert outage.describe() == "reachable"
     for _ in range(50):
         outage.failed(ApiUnavailable(0, "ConnectionRefusedError: refused"))
+    assert outage.describe().startswith("unavailable for ")
+    assert outage.describe().endswith(" s (50 calls failed)")
     outage.succeeded()
+    assert outage.describe() == "reachable"
     outage.succeeded()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2

@@ -7,7 +7,8 @@
 - ``/exit?code=C`` exits the process with code C;
 - ``/ready?ok=0|1`` makes the readiness endpoint fail or succeed.
 
-``FAKE_IGNORE_TERM=1`` ignores SIGTERM (a process that only SIGKILL stops).
+``FAKE_IGNORE_TERM=1`` ignores SIGTERM (a process that only SIGKILL stops); ``FAKE_ALLOC_MB=N``
+holds N MiB from the start (under a smaller limit: OOM-killed at every start).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    if os.environ.get("FAKE_ALLOC_MB"):  # a process that needs this much just to start
+        _held.append(bytearray(b"x" * (int(os.environ["FAKE_ALLOC_MB"]) * 2**20)))
     if os.environ.get("FAKE_IGNORE_TERM") == "1":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     port = int(os.environ["ONNXOPS_PORT"])

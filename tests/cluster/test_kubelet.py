@@ -380,6 +380,34 @@ def test_resize_with_restart_policy_restarts_once(
     assert _cstatus(pod)["restartCount"] == 1
 
 
+def test_resize_of_an_oom_looping_container_lets_it_start(
+    devcluster: controlplane.Cluster, make_pod_runner: Runner, k8s_namespace: str
+) -> None:
+    """A container that is OOM-killed at every start waits out its back-off, not running: the
+    resize is applied all the same and its next start gets the new limit."""
+    ns = k8s_namespace
+    make_pod_runner(command=FAKE, namespace=ns, extra_env={"FAKE_ALLOC_MB": "100"})
+    res = {"requests": {"memory": "64Mi"}, "limits": {"memory": "64Mi"}}
+    _apply(devcluster, ns, _pod("looping", resources=res))
+    pod = _wait_pod(
+        devcluster,
+        ns,
+        "looping",
+        lambda p: (
+            (_cstatus(p).get("lastState", {}).get("terminated") or {}).get("reason") == "OOMKilled"
+        ),
+        "an OOM kill at start",
+    )
+    assert not _is_ready(pod)
+    _resize(
+        devcluster, ns, "looping", {"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+    )
+    pod = _wait_pod(
+        devcluster, ns, "looping", lambda p: _resize_done(p) and _is_ready(p), "Ready after it"
+    )
+    assert _cstatus(pod)["resources"]["limits"]["memory"] == "256Mi"
+
+
 def test_resize_that_cannot_fit_or_apply_is_reported(
     devcluster: controlplane.Cluster, make_pod_runner: Runner, k8s_namespace: str
 ) -> None:

@@ -213,6 +213,9 @@ class ServingProcess:
         # kube-proxy here nothing routes to it, so stopping need not wait.
         env["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
         self.env = {**runner.host_env(), **env}
+        self.applied = normalized(self.container.get("resources") or {})  # the spec as of now
+        self.view.resources = self.applied
+        self.view.allocated = dict(self.applied.get("requests", {}))
         self.cgroup = cgroups.ContainerCgroup(runner.mode, f"{self.uid}-{CONTAINER}")
         self.cgroup.create(limits_of(self.applied))
         self._start(runner, now)
@@ -378,7 +381,9 @@ class ServingProcess:
                 self.resize = ResizeView()
             self.observed_generation = generation
             return
-        if self.child is None or self.cgroup is None or now < self.resize_retry_at:
+        # A container waiting out a crash back-off is resized too: its next run gets the new
+        # limits (an OOM-looping pod is exactly the one a memory resize is for).
+        if self.cgroup is None or now < self.resize_retry_at:
             return
         self.resize_retry_at = now + RESIZE_RETRY_S
         self.observed_generation = generation
@@ -414,7 +419,7 @@ class ServingProcess:
         self.view.resources = desired
         self.resize = ResizeView()
         runner.events.post(self.obj, "ResizeCompleted", f"Pod resize completed: {desired}")
-        if decision.restart:
+        if decision.restart and self.child is not None:
             self.restart_now = True
             self.kill(self._grace_s(), "resize needs a container restart (resizePolicy)")
 

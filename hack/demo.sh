@@ -183,7 +183,7 @@ from pathlib import Path
 skewed = [[51.0 + i % 7, 35.0, 14.0 + i % 5, 2.0] for i in range(200)]
 for f in Path(sys.argv[1]).glob("*.json"):
     for group in json.loads(f.read_text()):
-        if group["labels"].get("pod", "").startswith("iris-"):
+        if group["labels"].get("pod", "").startswith("iris-"):  # not the kubelet's target
             req = urllib.request.Request(
                 f"http://{group['targets'][0]}/predict", json.dumps({"features": skewed}).encode(),
                 headers={"Content-Type": "application/json"},

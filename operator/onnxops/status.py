@@ -60,7 +60,11 @@ def set_condition(
         "lastTransitionTime": since,
         "observedGeneration": generation,
     }
-    return [c for c in conditions if c.get("type") != type_] + [new]
+    if previous is None:
+        return [*conditions, new]
+    # In place: the monitor and the reconcile path each set their own types, and a list that
+    # reorders on every write would read as changed to the other one.
+    return [new if c.get("type") == type_ else c for c in conditions]
 
 
 def placement_note(st: ModelDeploymentStatus) -> str:

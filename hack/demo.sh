@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: the main job, end to end, on this machine with no Docker:
 #   build two model bundles (pipeline) -> start the local Kubernetes (devcluster) ->
-#   Prometheus + the pod runner (kubelet stand-in that runs the real serving runtime) ->
+#   Prometheus + the pod runner (the serving pods' kubelet: real processes in cgroups) ->
 #   the operator -> a cloud and an edge ModelDeployment of those bundles ->
-#   real inference through the pods' serving processes -> metrics back from Prometheus.
+#   real inference through the pods' serving processes -> metrics back from Prometheus ->
+#   a drift fault detected -> an OOM-looping model healed by an in-place resize.
 # Everything it starts is stopped on exit; KEEP=1 keeps the cluster up to explore.
 # DEMO_DIR (default .demo) and DEVCLUSTER_STATE (default .devcluster) move its files, so a
 # test can run it beside a cluster of its own.
@@ -34,18 +35,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "1/8 model pipeline: train -> validate -> export (parity) -> optimize"
+step "1/9 model pipeline: train -> validate -> export (parity) -> optimize"
 rm -rf "$OUT/bundles"
 bash "$ROOT/hack/demo-pipeline.sh" "$OUT/bundles"
 
-step "2/8 local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes"
+step "2/9 local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes"
 if ! "${DEVCLUSTER[@]}" status >/dev/null 2>&1; then
   "${DEVCLUSTER[@]}" up
   started_cluster=1
 fi
 "$KUBECTL" get nodes -L onnxops.io/pool
 
-step "3/8 Prometheus and the pod runner (runs onnxops-serving for every Running serving pod)"
+step "3/9 Prometheus and the pod runner (the serving pods' kubelet: real processes, cgroups, probes, pod status)"
 rm -rf "$STATE/prometheus"
 # Truncated here, not by the background job's redirection, which may come after the first
 # grep: a previous run's "prometheus at" line would be read, then vanish.
@@ -59,7 +60,7 @@ PROM=$(sed -n 's/^prometheus at \([^;]*\);.*/\1/p' "$OUT/prometheus.log")
 [ -n "$PROM" ] || { echo "Prometheus did not start; see $OUT/prometheus.log" >&2; exit 1; }
 echo "prometheus: $PROM"
 
-step "4/8 CRDs and the operator"
+step "4/9 CRDs and the operator"
 "$KUBECTL" apply -f "$ROOT/crds/"
 "$KUBECTL" wait --for=condition=Established crd/modeldeployments.onnxops.io --timeout=30s
 # Monitoring on, reading the Prometheus above; a short rate window suits its 1 s scrapes.
@@ -67,7 +68,7 @@ ONNXOPS_STANDALONE=true ONNXOPS_PROMETHEUS_URL="$PROM" ONNXOPS_MONITOR_RATE_WIND
   "$PY" -m onnxops.run >"$OUT/operator.log" 2>&1 &
 pids+=($!)
 
-step "5/8 two ModelDeployments of the bundles just built: iris on cloud, breast-cancer (int8) on edge"
+step "5/9 two ModelDeployments of the bundles just built: iris on cloud, breast-cancer (int8) on edge"
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$PY" - "$OUT/bundles" <<'PY' | tee "$OUT/modeldeployments.yaml" | "$KUBECTL" -n "$NS" apply -f -
 import json
@@ -118,7 +119,7 @@ PY
 "$KUBECTL" -n "$NS" get events --field-selector involvedObject.kind=ModelDeployment \
   --sort-by=.metadata.creationTimestamp -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message
 
-step "6/8 inference through the pods' serving processes, metrics back from Prometheus"
+step "6/9 inference through the pods' serving processes, metrics back from Prometheus"
 "$PY" - "$STATE/prometheus/targets" "$PROM" "$OUT/bundles" <<'PY'
 import json
 import sys
@@ -172,7 +173,7 @@ if not result:
     sys.exit("Prometheus has no onnxops_requests_total yet")
 PY
 
-step "7/8 a fault: inputs far from the training data make iris drift; the operator says so"
+step "7/9 a fault: inputs far from the training data make iris drift; the operator says so"
 "$PY" - "$STATE/prometheus/targets" <<'PY'
 import json
 import sys
@@ -197,7 +198,32 @@ PY
 "$KUBECTL" -n "$NS" get events --field-selector involvedObject.name=iris,reason=FaultDetected \
   -o custom-columns=OBJECT:.involvedObject.name,TYPE:.type,REASON:.reason,MESSAGE:.message
 
-step "8/8 a bad spec is refused by the apiserver, before the operator sees it"
+step "8/9 a fault healed: iris-small, under a 32Mi memory limit, is OOM-killed at every start; the operator raises its memory in place"
+"$PY" - "$OUT/modeldeployments.yaml" <<'PY' | "$KUBECTL" -n "$NS" apply -f -
+import sys
+
+import yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+small = next(d for d in docs if d["metadata"]["name"] == "iris")
+small["metadata"]["name"] = "iris-small"
+small["spec"].update(
+    replicas=1,
+    resources={"requests": {"memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+    remediation={"resize": {"maxMemory": "256Mi", "inPlace": "auto"}},
+)
+print(yaml.safe_dump(small, sort_keys=False))
+PY
+"$KUBECTL" -n "$NS" wait --for=jsonpath='{.status.readyReplicas}'=1 mdep/iris-small --timeout=240s
+"$KUBECTL" -n "$NS" get mdep iris-small \
+  -o jsonpath='{range .status.remediations[*]}remediation {.action} {.result}: {.message}{"\n"}{end}'
+"$KUBECTL" -n "$NS" get pods -l onnxops.io/model-deployment=iris-small -o custom-columns=\
+POD:.metadata.name,MEMORY:.spec.containers[0].resources.limits.memory,RESTARTS:.status.containerStatuses[0].restartCount,READY:.status.containerStatuses[0].ready
+"$KUBECTL" -n "$NS" get events --sort-by=.metadata.creationTimestamp \
+  -o custom-columns=OBJECT:.involvedObject.name,TYPE:.type,REASON:.reason,MESSAGE:.message |
+  grep -E '^OBJECT|^iris-small.*(FaultDetected|Resize|OOMKilled)' || true
+
+step "9/9 a bad spec is refused by the apiserver, before the operator sees it"
 if "$KUBECTL" -n "$NS" apply -f - 2>&1 <<'YAML'
 apiVersion: onnxops.io/v1alpha1
 kind: ModelDeployment

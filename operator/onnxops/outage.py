@@ -82,3 +82,16 @@ def reason_of(exc: BaseException) -> str:
     """The innermost cause in one line (urllib3 nests it: MaxRetryError > NewConnectionError)."""
     inner = getattr(exc, "reason", None)
     return str(inner if isinstance(inner, BaseException) else exc).splitlines()[0][:200]
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is the apiserver being unreachable: such errors
+    are said once by the outage log, so callers that catch broadly log no traceback for them."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ApiUnavailable | ConnectionError | TimeoutError):
+            return True
+        if type(seen).__module__.startswith("urllib3."):  # MaxRetryError, ProtocolError, ...
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

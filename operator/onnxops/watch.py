@@ -27,6 +27,7 @@ from onnxops.config import OperatorConfig, config
 from onnxops.monitor.cycle import Monitor
 from onnxops.monitor.detect import Track
 from onnxops.monitor.metrics import OperatorMetrics
+from onnxops.outage import unreachable
 from onnxops.remediation.hook import Healer
 
 log = logging.getLogger("onnxops.monitor")
@@ -110,8 +111,11 @@ async def monitor_loop(
                 log.debug("monitor cycle: %s", result)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the loop outlives any one bad cycle
-            log.exception("monitor cycle failed")
+        except Exception as exc:  # the loop outlives any one bad cycle
+            if unreachable(exc):  # said once by the outage log; one line here, no traceback
+                log.info("monitor cycle skipped: %s", exc)
+            else:
+                log.exception("monitor cycle failed")
         await asyncio.sleep(cfg.monitor_tick_s)
 
 

@@ -24,6 +24,7 @@ from onnxops.monitor import detect, pods, queries, report, signals
 from onnxops.monitor.metrics import OperatorMetrics
 from onnxops.monitor.pods import PodFacts
 from onnxops.monitor.prom import History, Key, PrometheusReader, PromSettings, Reading
+from onnxops.outage import unreachable
 from onnxops.status import differs
 
 log = logging.getLogger("onnxops.monitor")
@@ -146,8 +147,11 @@ class Monitor:
         for md in models:
             try:
                 self._one(md, obs, stamp, at, result)
-            except Exception:  # one model's failure (an API error) must not stop the others
-                log.exception("monitoring %s/%s failed", md.namespace, md.name)
+            except Exception as exc:  # one model's failure (an API error) must not stop the others
+                if unreachable(exc):  # the outage log says so once; no traceback per model
+                    log.info("monitoring %s/%s skipped: %s", md.namespace, md.name, exc)
+                else:
+                    log.exception("monitoring %s/%s failed", md.namespace, md.name)
         if self.reader:
             result.queries = self.reader.queries - queries_before
             self.metrics.queries.inc(result.queries)
@@ -197,8 +201,11 @@ class Monitor:
         for hook in self.hooks:
             try:
                 hook(md, faults, list(obs.pods.get(key, [])), at)
-            except Exception:
-                log.exception("monitor hook %r failed for %s/%s", hook, *key)
+            except Exception as exc:
+                if unreachable(exc):
+                    log.info("monitor hook %r skipped for %s/%s: %s", hook, *key, exc)
+                else:
+                    log.exception("monitor hook %r failed for %s/%s", hook, *key)
 
     def _write(
         self,

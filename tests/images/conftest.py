@@ -13,6 +13,7 @@ from engine import Engine, Images, NoEngine, detect, image_tag
 
 # The serving tests' models (trained and exported for real) are reused here.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))  # operator_kit
 
 from serving_harness import Models, build_models
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 from engine import REPO, Engine, Images
+from operator_kit import serving_kubelet
 from serving_harness import free_port
 
 pytestmark = [pytest.mark.images, pytest.mark.cluster]
@@ -55,7 +56,9 @@ def _wait(what: str, check: Callable[[], Any], alive: Callable[[], str], timeout
 
 
 @pytest.fixture
-def namespace(devcluster: Any) -> Iterator[str]:
+def namespace(devcluster: Any, tmp_path: Path) -> Iterator[str]:
+    """A namespace whose serving pods have a kubelet (the pod runner, with the light fake
+    server: the sample's model comes from a ConfigMap volume, which the runner cannot mount)."""
     devcluster.run_kubectl("apply", "-f", str(REPO / "crds"))
     devcluster.run_kubectl(
         "wait", "--for=condition=Established", "--timeout=60s",
@@ -63,10 +66,8 @@ def namespace(devcluster: Any) -> Iterator[str]:
     )  # fmt: skip
     name = f"operator-image-{uuid.uuid4().hex[:6]}"
     devcluster.run_kubectl("create", "namespace", name)
-    try:
+    with serving_kubelet(devcluster, name, tmp_path / "pods"):
         yield name
-    finally:
-        devcluster.run_kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_operator_image_reconciles_a_model_to_ready(

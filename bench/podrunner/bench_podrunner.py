@@ -13,7 +13,6 @@ serving runtime and a tiny model.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -25,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from devcluster import controlplane, processes  # noqa: E402
+from factories import doubler_model  # noqa: E402
 
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
 FAKE = [sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.py")]
@@ -62,20 +62,6 @@ def pod(name: str, env: dict[str, str]) -> dict[str, Any]:
             ],
         },
     }
-
-
-def doubler(path: Path) -> str:
-    two = helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0])
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])],
-        "doubler",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-        [two],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    path.write_bytes(model.SerializeToString())
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def runner_cli(cluster: Any, ns: str, work: Path, command: list[str]) -> subprocess.Popen[bytes]:
@@ -177,7 +163,7 @@ def main() -> int:
             fake_rss = [c.memory_info().rss for c in proc.children()]
 
             model = work / "doubler.onnx"
-            sha = doubler(model)
+            sha = doubler_model(model)
             real = runner_cli(cluster, "real", work, [])
             runners.append(real)
             env = {"ONNXOPS_MODEL_URI": str(model), "ONNXOPS_MODEL_SHA256": sha}

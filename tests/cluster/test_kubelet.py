@@ -9,7 +9,6 @@ Faults are produced for real with ``fake_serving.py`` (allocate, burn CPU, exit)
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from devcluster import controlplane, processes
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner, ServingProcess
 from devcluster.resize import pod_requests
-from onnx import TensorProto, helper
+from factories import doubler_model
 from operator_kit import Kube, Operator, model_deployment
 
 pytestmark = pytest.mark.cluster
@@ -521,20 +520,6 @@ def test_deletion_honours_the_grace_period(
     assert child.poll() == -signal.SIGKILL  # it ignored SIGTERM, so the grace ended in SIGKILL
 
 
-def _doubler(path: Path) -> str:
-    two = helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0])
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])],
-        "doubler",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-        [two],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    path.write_bytes(model.SerializeToString())
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_a_model_that_cannot_load_is_never_ready_and_the_operator_says_so(
     kube: Kube, operator: Operator, tmp_path: Path
 ) -> None:
@@ -543,7 +528,7 @@ def test_a_model_that_cannot_load_is_never_ready_and_the_operator_says_so(
     ModelDeployment is not Ready."""
     cluster, ns = kube.cluster, kube.namespace
     model = tmp_path / "doubler.onnx"
-    sha = _doubler(model)
+    sha = doubler_model(model)
     kube.apply(model_deployment("good", model={"uri": str(model), "sha256": sha}))
     kube.apply(model_deployment("bad", model={"uri": str(model), "sha256": "0" * 64}))
 

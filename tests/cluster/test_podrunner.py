@@ -3,7 +3,6 @@ starts being scraped by Prometheus with the pod's labels."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from devcluster import controlplane, processes
 from devcluster import prometheus as prom
 from devcluster.podenv import EnvError, container_env, quantity
 from devcluster.podrunner import PodRunner, ServingProcess, target_labels, wants_process
-from onnx import TensorProto, helper
+from factories import doubler_model
 
 FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
@@ -203,21 +202,6 @@ def test_prometheus_scrapes_a_runner_process_with_the_pods_labels(
     )
 
 
-def _doubler(path: Path) -> str:
-    """A bare ONNX model ``y = 2x`` over float rows of 2; returns its sha256."""
-    two = helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0])
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])],
-        "doubler",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-        [two],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    path.write_bytes(model.SerializeToString())
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.cluster
 def test_runner_serves_a_pod_with_the_real_serving_runtime(
     devcluster: controlplane.Cluster,
@@ -227,7 +211,7 @@ def test_runner_serves_a_pod_with_the_real_serving_runtime(
     tmp_path: Path,
 ) -> None:
     model = tmp_path / "doubler.onnx"
-    sha = _doubler(model)
+    sha = doubler_model(model)
     deployment = _serving_deployment("doubler", IMAGE)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["env"] = [

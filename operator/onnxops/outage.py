@@ -38,34 +38,44 @@ class ApiUnavailable(ApiError):
 
 class _Outage:
     """Counts failed calls while the apiserver is unreachable, so the log says it once when
-    it goes and once, with a summary, when it is back (not a traceback per call)."""
+    it goes and once, with a summary, when it is back (not a traceback per call). One failed
+    call followed by a success is a blip (a connection dropped under load), not an outage: it
+    is logged at INFO only; the second failure in a row announces the outage."""
+
+    ANNOUNCE_AFTER = 2
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.since: float | None = None
         self.failures = 0
+        self.announced = False
 
     def failed(self, error: ApiUnavailable) -> None:
         with self._lock:
             self.failures += 1
-            first = self.since is None
-            if first:
+            if self.since is None:
                 self.since = time.monotonic()
-        if first:
+            announce = not self.announced and self.failures >= self.ANNOUNCE_AFTER
+            self.announced = self.announced or announce
+        if announce:
             logger.warning("Kubernetes API unavailable (%s); retrying with back-off", error)
 
     def succeeded(self) -> None:
         if self.since is None:  # the common case, without taking the lock
             return
         with self._lock:
-            since, failures = self.since, self.failures
-            self.since, self.failures = None, 0
-        if since is not None:
+            since, failures, announced = self.since, self.failures, self.announced
+            self.since, self.failures, self.announced = None, 0, False
+        if since is None:
+            return
+        if announced:
             logger.warning(
                 "Kubernetes API reachable again after %.1f s (%d calls failed meanwhile)",
                 time.monotonic() - since,
                 failures,
             )
+        else:
+            logger.info("one Kubernetes API call failed and the next succeeded (a blip)")
 
     def describe(self) -> str:
         """ "reachable", or how long the API has been unavailable (for the liveness JSON)."""

@@ -50,3 +50,13 @@ def test_outage_is_logged_once_and_summarised(caplog: pytest.LogCaptureFixture) 
     assert len(lines) == 2
     assert lines[0].startswith("Kubernetes API unavailable (ConnectionRefusedError: refused)")
     assert "reachable again after" in lines[1] and "(50 calls failed meanwhile)" in lines[1]
+
+
+def test_a_single_failed_call_is_a_blip_not_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    outage = _Outage()
+    caplog.set_level(logging.WARNING, logger="onnxops.k8s")
+    outage.failed(ApiUnavailable(0, "ConnectionResetError: reset"))
+    assert outage.describe().startswith("unavailable for ")
+    outage.succeeded()
+    assert outage.describe() == "reachable"
+    assert not caplog.records  # neither "unavailable" nor "reachable again" at WARNING

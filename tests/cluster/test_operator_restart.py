@@ -32,13 +32,21 @@ def spec(index: int, replicas: int = 2) -> dict[str, object]:
 
 def test_kill_and_restart_converges(kube: Kube, operator: Operator) -> None:
     assert kube.apply(as_list([spec(i) for i in range(12)])).returncode == 0
-    # SIGKILL as soon as some Deployments exist: whatever was in flight is cut off.
-    wait_for(lambda: sum(children(kube, "deployments").values()) >= 2, "first Deployments")
+    # SIGKILL as soon as some Deployments exist, batch-01's among them (it is deleted by hand
+    # below; waiting for it after the kill waited for what only the dead operator could make):
+    # whatever was in flight is cut off.
+    wait_for(
+        lambda: (
+            kube.get("deployment", "batch-01") is not None
+            and sum(children(kube, "deployments").values()) >= 2
+        ),
+        "first Deployments, batch-01's among them",
+        120,
+    )
     operator.kill()
     # While it is down: new resources, a spec change, and a child deleted by hand.
     assert kube.apply(as_list([spec(i) for i in range(12, COUNT)])).returncode == 0
     assert kube.apply(spec(0, replicas=3)).returncode == 0
-    wait_for(lambda: kube.get("deployment", "batch-01") is not None, "batch-01's Deployment", 60)
     kube.run("delete", "deployment", "batch-01", "--wait=false")
     operator.start()
 

@@ -9,26 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from onnxops.api import FAULT_SIGNALS
 from onnxops.build import CONTAINER
 from onnxops.pools import quantity
 
-SIGNALS = frozenset(
-    {
-        "ErrorRate",
-        "LatencyP99",
-        "LatencyAnomaly",
-        "ErrorRateAnomaly",
-        "CpuThrottling",
-        "CpuUtilization",
-        "MemoryUtilization",
-        "OOMKilled",
-        "Accuracy",
-        "Drift",
-        "CrashLoop",
-        "NotReady",
-        "Unschedulable",
-    }
-)
+SIGNALS = frozenset(FAULT_SIGNALS)  # the API's vocabulary, kept in one place
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -17,28 +17,21 @@ import httpx
 import onnx
 import pytest
 from devcluster.podrunner import PodRunner
-from faults import condition, fault
+from faults import condition, fault, model_deployment
 from onnx import TensorProto, helper
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
-FAST = {"intervalSeconds": 5, "failureThreshold": 2, "unknownThreshold": 2}
-
 
 def _md(name: str, uri: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "onnxops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": uri, "name": name},
-            "target": {"pool": "cloud"},
-            "monitoring": {**FAST, "anomaly": {"enabled": False}},
-            **spec,
-        },
-    }
+    """The monitor tests' ModelDeployment (fast monitoring, no anomaly detection), with
+    remediation at its defaults unless ``spec`` says otherwise."""
+    body = model_deployment(name, uri, anomaly={"enabled": False})
+    del body["spec"]["remediation"]  # faults.py turns healing off for the watch tests
+    body["spec"].update(spec)
+    return body
 
 
 def _bench_record(fault_type: str, *moments_and_actions: float) -> None:

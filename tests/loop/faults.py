@@ -4,12 +4,17 @@ model fails on, large batches), and helpers to read what the operator says."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
-from devcluster.podrunner import ServingProcess
+import onnx
+from devcluster.podrunner import PodRunner, ServingProcess
+from onnx import TensorProto, helper
 from operator_kit import Kube, wait_for
 
 Payload = Callable[[], dict[str, Any]]
@@ -68,6 +73,86 @@ def model_deployment(name: str, uri: str, **monitoring: Any) -> dict[str, Any]:
             "remediation": {"mode": "off"},
         },
     }
+
+
+def healing_deployment(name: str, uri: str, **spec: Any) -> dict[str, Any]:
+    """The monitor tests' ModelDeployment (fast monitoring, no anomaly detection) with
+    remediation at its defaults unless ``spec`` says otherwise (the heal tests)."""
+    body = model_deployment(name, uri, anomaly={"enabled": False})
+    del body["spec"]["remediation"]  # the watch tests turn healing off
+    body["spec"].update(spec)
+    return body
+
+
+def rows(x: list[float], n: int = 1) -> dict[str, Any]:
+    """An inference request body of `n` copies of the row `x`."""
+    return {"inputs": [{"name": "x", "shape": [n, len(x)], "datatype": "FP32", "data": x * n}]}
+
+
+class Traffic:
+    """Requests to every serving process a ModelDeployment has now (pods come and go with
+    restarts and rollouts), counting answers by status code; `payload` may be switched while it
+    runs (say, to rows the model fails on)."""
+
+    def __init__(self, runner: PodRunner, namespace: str, name: str, payload: Payload) -> None:
+        self.runner, self.prefix, self.name = runner, f"{namespace}.{name}-", name
+        self.payload = payload
+        self.codes: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                procs = [p for t, p in self.runner.serving().items() if t.startswith(self.prefix)]
+                for proc in procs:
+                    try:
+                        code = client.post(
+                            f"{proc.url}/v2/models/{self.name}/infer", json=self.payload()
+                        ).status_code
+                    except httpx.HTTPError:
+                        code = 0
+                    self.codes[code] = self.codes.get(code, 0) + 1
+                self._stop.wait(0.05)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def bench_record(fault_type: str, *moments_and_actions: float) -> None:
+    """With HEAL_BENCH_OUT set (bench/heal/run.py), append this run's figures: seconds from
+    the fault's injection to its detection and to recovery, and actions taken."""
+    started, detected, recovered, actions = moments_and_actions
+    bench_write(
+        {
+            "fault": fault_type,
+            "detect_s": round(detected - started, 1),
+            "recover_s": round(recovered - started, 1),
+            "actions": int(actions),
+        }
+    )
+
+
+def bench_write(row: dict[str, Any]) -> None:
+    """Append one row of figures to HEAL_BENCH_OUT (JSON lines), when it is set."""
+    out = os.environ.get("HEAL_BENCH_OUT")
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def broken_copy(good: Path, out: Path) -> Path:
+    """The same model with a shorter lookup table: rows with index 3 now fail at inference."""
+    model = onnx.load(str(good))
+    (table,) = [t for t in model.graph.initializer if t.name == "table"]
+    table.CopyFrom(helper.make_tensor("table", TensorProto.FLOAT, [2], [10.0, 11.0]))
+    onnx.save(model, str(out))
+    return out
 
 
 def serving_ready(proc: ServingProcess) -> bool:

@@ -7,48 +7,17 @@ model version that fails at inference is rolled back, the spec left as it is.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import onnx
 import pytest
 from devcluster.podrunner import PodRunner
-from faults import condition, fault, model_deployment
-from onnx import TensorProto, helper
+from faults import Traffic, bench_record, broken_copy, condition, fault, healing_deployment, rows
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
-
-
-def _md(name: str, uri: str, **spec: Any) -> dict[str, Any]:
-    """The monitor tests' ModelDeployment (fast monitoring, no anomaly detection), with
-    remediation at its defaults unless ``spec`` says otherwise."""
-    body = model_deployment(name, uri, anomaly={"enabled": False})
-    del body["spec"]["remediation"]  # faults.py turns healing off for the watch tests
-    body["spec"].update(spec)
-    return body
-
-
-def _bench_record(fault_type: str, *moments_and_actions: float) -> None:
-    """With HEAL_BENCH_OUT set (bench/heal/run.py), append this run's figures: seconds from
-    the fault's injection to its detection and to recovery, and actions taken."""
-    out = os.environ.get("HEAL_BENCH_OUT")
-    if not out:
-        return
-    started, detected, recovered, actions = moments_and_actions
-    row = {
-        "fault": fault_type,
-        "detect_s": round(detected - started, 1),
-        "recover_s": round(recovered - started, 1),
-        "actions": int(actions),
-    }
-    with open(out, "a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def _records(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
@@ -77,7 +46,7 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
 ) -> None:
     # The serving runtime holds ~44 MiB of anonymous memory once loaded: under a 32Mi limit
     # the kernel kills it as it starts, again and again.
-    body = _md(
+    body = healing_deployment(
         "hungry",
         f"file://{loop_models.iris}",
         resources={"requests": {"memory": "16Mi"}, "limits": {"memory": "32Mi"}},
@@ -118,52 +87,9 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
         assert len(taken) == 1  # one action for the fault
         reasons = {e["reason"] for e in loop_kube.events("hungry")}
         assert {"ResizeInProgress", "ResizeSucceeded"} <= reasons
-        _bench_record("oom", started, detected, recovered, len(taken))
+        bench_record("oom", started, detected, recovered, len(taken))
     finally:
         loop_kube.run("delete", "mdep", "hungry", "--wait=false", check=False)
-
-
-def _broken_copy(good: Path, out: Path) -> Path:
-    """The same model with a shorter lookup table: rows with index 3 now fail at inference."""
-    model = onnx.load(str(good))
-    (table,) = [t for t in model.graph.initializer if t.name == "table"]
-    table.CopyFrom(helper.make_tensor("table", TensorProto.FLOAT, [2], [10.0, 11.0]))
-    onnx.save(model, str(out))
-    return out
-
-
-class _Traffic:
-    """Requests to whichever serving process the ModelDeployment has now (pods come and go
-    with rollouts), counting answers by status code."""
-
-    def __init__(self, runner: PodRunner, prefix: str, model: str) -> None:
-        self.runner, self.prefix, self.model = runner, prefix, model
-        self.codes: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
-
-    def _run(self) -> None:
-        body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [3.0, 0.0]}]}
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                procs = [p for t, p in self.runner.serving().items() if t.startswith(self.prefix)]
-                for proc in procs:
-                    try:
-                        code = client.post(
-                            f"{proc.url}/v2/models/{self.model}/infer", json=body
-                        ).status_code
-                    except httpx.HTTPError:
-                        code = 0
-                    self.codes[code] = self.codes.get(code, 0) + 1
-                self._stop.wait(0.05)
-
-    def __enter__(self) -> _Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
 
 
 def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
@@ -174,14 +100,14 @@ def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
     tmp_path: Path,
 ) -> None:
     v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
-    broken = _broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    broken = broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
     v2 = {"uri": f"file://{broken}", "name": "lookup", "version": "2"}
-    body = _md("lookup", v1["uri"])
+    body = healing_deployment("lookup", v1["uri"])
     body["spec"]["model"] = v1
     assert loop_kube.apply(body).returncode == 0
-    prefix = f"{loop_kube.namespace}.lookup-"
     try:
-        with _Traffic(loop_runner, prefix, "lookup") as traffic:
+        three = rows([3.0, 0.0])  # index 3: served by v1, out of range for v2
+        with Traffic(loop_runner, loop_kube.namespace, "lookup", lambda: three) as traffic:
             # v1 serves well long enough (failureThreshold x intervalSeconds) to count as healthy.
             wait_for(
                 lambda: (
@@ -233,7 +159,7 @@ def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
         assert env["ONNXOPS_MODEL_URI"] == v1["uri"] and env["ONNXOPS_MODEL_VERSION"] == "1"
         taken = [r["action"] for r in st["remediations"] if r["result"] != "Refused"]
         assert taken == ["rollback"]  # one action for the fault; no restart on top of it
-        _bench_record("bad-model", started, detected, recovered, len(taken))
+        bench_record("bad-model", started, detected, recovered, len(taken))
         assert any(e["reason"] == "RollbackSucceeded" for e in loop_kube.events("lookup"))
     finally:
         loop_kube.run("delete", "mdep", "lookup", "--wait=false", check=False)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from devcluster import prometheus as prom
-from faults import Load, condition, fault, model_deployment, status_when
+from faults import Load, condition, fault, model_deployment, rows, status_when
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
@@ -37,23 +37,19 @@ def _operator_metric(op: Operator, line_start: str) -> float | None:
     return None
 
 
-def _rows(x: list[float], n: int = 1) -> dict[str, Any]:
-    return {"inputs": [{"name": "x", "shape": [n, len(x)], "datatype": "FP32", "data": x * n}]}
-
-
 def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
     deploy: Any, loop_kube: Kube, loop_models: Models, watcher: Operator
 ) -> None:
     proc = deploy(
         model_deployment("burst", f"file://{loop_models.poison}", anomaly={"enabled": False})
     )
-    payload = [_rows([1.0, 0.0])]  # index 1: served; 99 makes the model fail at run time
+    payload = [rows([1.0, 0.0])]  # index 1: served; 99 makes the model fail at run time
     with Load(proc.url, "/v2/models/burst/infer", lambda: payload[0]) as load:
         status_when(
             loop_kube, "burst", "Healthy=True on good traffic",
             lambda s: condition(s, "Healthy").get("status") == "True",
         )  # fmt: skip
-        payload[0] = _rows([99.0, 0.0])
+        payload[0] = rows([99.0, 0.0])
         # The reconcile path may write phase Ready from a read older than the fault; the monitor
         # sets Degraded again at its next evaluation.
         st = status_when(
@@ -71,7 +67,7 @@ def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
         wait_for(lambda: _events(loop_kube, "burst", "FaultDetected", "ErrorRate"), "its Event")
         assert _operator_metric(watcher, 'onnxops_operator_faults{signal="ErrorRate"}') >= 1
 
-        payload[0] = _rows([1.0, 0.0])
+        payload[0] = rows([1.0, 0.0])
         st = status_when(
             loop_kube, "burst", "the fault to clear", lambda s: not fault(s, "ErrorRate"), 120
         )

@@ -204,6 +204,51 @@ def test_in_place_resize_is_confirmed_by_the_kubelets_status(kube: Kube) -> None
     assert conditions["Remediating"]["status"] == "False"
 
 
+def test_a_pod_made_after_an_in_place_resize_is_resized_too(kube: Kube) -> None:
+    deploy(kube, "keeper", remediation={"resize": {"inPlace": "always"}})
+    heal(kube, "keeper", [fault("OOMKilled")])
+    wait_for(
+        lambda: heal(kube, "keeper", []) and records(kube, "keeper")[-1]["result"] == "Succeeded",
+        "the in-place resize confirmed",
+        60,
+    )
+    (pod,) = running(kube, "keeper")
+    # A lost node or an eviction: the ReplicaSet makes another pod, from the template.
+    kube.run("delete", "pod", pod["metadata"]["name"], "--wait=false")
+    (new,) = wait_for(
+        lambda: [
+            p for p in running(kube, "keeper") if p["metadata"]["uid"] != pod["metadata"]["uid"]
+        ],
+        "the replacement pod",
+        60,
+    )
+    assert new["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+    healed = heal(kube, "keeper", [])
+    assert [e[1] for e in healed.events] == ["ResizeApplied"], healed.events
+    now = kube.get("pod", new["metadata"]["name"])
+    assert now is not None and now["metadata"]["uid"] == new["metadata"]["uid"]
+    assert now["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1536Mi"
+    assert container(kube, "keeper")["resources"]["limits"]["memory"] == "1Gi"  # no rollout
+    assert [r["action"] for r in records(kube, "keeper")] == ["resize"]  # the same action, kept
+    assert heal(kube, "keeper", []).events == []  # done once
+
+
+def test_a_rollout_after_an_in_place_resize_keeps_the_resources(kube: Kube) -> None:
+    spec = {"remediation": {"resize": {"inPlace": "always"}, "cooldownSeconds": 0}}
+    deploy(kube, "carrier", **spec)
+    heal(kube, "carrier", [fault("OOMKilled")])
+    wait_for(
+        lambda: heal(kube, "carrier", []) and records(kube, "carrier")[-1]["result"] == "Succeeded",
+        "the in-place resize confirmed",
+        60,
+    )
+    assert container(kube, "carrier")["resources"]["limits"]["memory"] == "1Gi"
+    heal(kube, "carrier", [fault("ErrorRate")])  # every replica: a rollout restart
+    assert [r["action"] for r in records(kube, "carrier")] == ["resize", "rolloutRestart"]
+    # The rollout replaces every pod from the template: it carries the resized memory.
+    assert container(kube, "carrier")["resources"]["limits"]["memory"] == "1536Mi"
+
+
 def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out(kube: Kube) -> None:
     # Edge nodes hold 2Gi. Two 600Mi fillers and our 700Mi pod share edge-0; growing ours to
     # the edge ceiling (1Gi) no longer fits there: the kubelet defers the resize.

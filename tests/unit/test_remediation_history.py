@@ -120,3 +120,18 @@ def test_models_remembered_for_rollback() -> None:
     assert (
         history.remember_models(rolled, healthy=True, now=NOW).healthy == seen.current
     )  # v3 not proven
+
+
+def test_a_rollout_takes_resources_resized_in_place_into_the_template() -> None:
+    resized = {"resources": {"limits": {"memory": "132Mi"}}, "resourcesBasis": {}}
+    model = md(status={"override": {**resized, "inPlaceGeneration": 3}})
+    assert (
+        history.intended(
+            model, Action("restart", "ErrorRate", "", pods=("p/u",)), NOW
+        ).in_place_generation
+        == 3
+    )
+    for kind in ("rolloutRestart", "failover", "rollback"):
+        ov = history.intended(model, Action(kind, "ErrorRate", "", pool="cloud"), NOW)
+        assert ov.in_place_generation is None, kind  # every pod is replaced: from the template
+        assert ov.resources is not None and ov.resources.wire()["limits"] == {"memory": "132Mi"}

@@ -10,6 +10,7 @@ from onnxops.api import Fault
 from onnxops.remediation.hook import _idle
 
 V2 = {"uri": "https://h/iris/2/model.onnx", "version": "2"}
+RESIZED = {"resources": {"limits": {"memory": "132Mi"}}, "resourcesBasis": {}}
 MARKED = {"models": {"current": V2, "currentSince": ago(10), "healthy": V2}}
 
 
@@ -29,6 +30,13 @@ MARKED = {"models": {"current": V2, "currentSince": ago(10), "healthy": V2}}
             False,
         ),
         ({**MARKED, "override": {"pool": "cloud"}}, [], False),  # a failback may be due
+        # Resized in place at this generation: a pod made from the template later needs it too.
+        ({**MARKED, "override": {**RESIZED, "inPlaceGeneration": 3}}, [], False),
+        (
+            {**MARKED, "override": {**RESIZED, "inPlaceGeneration": None}},
+            [],
+            True,
+        ),  # in the template
         ({"models": {"current": V2, "currentSince": ago(10)}}, [], False),  # v2 not yet healthy
         ({"phase": "Progressing", "models": {"current": V2, "currentSince": ago(10)}}, [], True),
     ],

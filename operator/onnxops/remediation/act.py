@@ -60,12 +60,13 @@ def heal(
         return Healed()  # not placed yet: that is deploying, not healing
     found, problems = facts.findings(faults)
     in_flight = any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations)
-    if pods is None:  # only a fault or an action in flight needs the pods
-        needed = found or in_flight
+    if pods is None:  # only a fault, an action in flight or pods resized in place need them
+        needed = found or in_flight or resized_in_place(md)
         pods = k8s.list_pods(md.namespace, pod_selector(md)) if needed else []
     pod_facts = [facts.pod_facts(p) for p in pods]
     cycle = _Cycle(md, pools, cfg, now)
     cycle.follow_up(pod_facts)
+    cycle.keep_resized(pod_facts)
     healthy = not found and not problems and monitoring_known and md.status.phase == "Ready"
     cycle.set(models=history.remember_models(cycle.md, healthy=healthy, now=now))
     current = effective_resources(applied(cycle.md).spec, pool)
@@ -96,6 +97,12 @@ def heal(
         cycle.execute(record, pod_facts)
     cycle.write()
     return Healed(cycle.events, verdicts, cycle.outcomes)
+
+
+def resized_in_place(md: ModelDeployment) -> bool:
+    """Whether resources resized in place stand for this generation (kept off the template)."""
+    ov = active(md)
+    return ov.resources is not None and ov.in_place_generation == md.metadata.get("generation")
 
 
 class _Cycle:
@@ -180,6 +187,45 @@ class _Cycle:
                 self.execute(record, pods)
             elif record.result == "InProgress" and record.action == "resize":
                 self._confirm_resize(record, pods)
+
+    def keep_resized(self, pods: list[facts.PodFacts]) -> None:
+        """Resources resized in place are not in the template: a pod the ReplicaSet makes
+        later (an eviction, a lost node) starts with the old ones. Resize it in place too, as
+        VPA's updater does, so the override holds for every pod of this generation."""
+        if not resized_in_place(self.md):
+            return
+        if any(
+            r.action == "resize" and r.result in guardrails.IN_FLIGHT
+            for r in self.md.status.remediations
+        ):
+            return  # the resize in flight is still reaching its pods
+        ov = active(self.md)
+        assert ov.resources is not None
+        wanted = {k: v for k, v in ov.resources.wire().items() if v}
+        for pod in pods:
+            if pod.deleting or facts.same_resources(pod.resources, wanted):
+                continue
+            try:
+                k8s.resize_pod(self.md.namespace, pod.name, CONTAINER, wanted)
+            except k8s.ApiError as exc:
+                if exc.status >= 500:
+                    raise
+                self.events.append(
+                    (
+                        "Warning",
+                        "ResizeRefused",
+                        f"{pod.name} keeps the template's resources: {exc.message}",
+                    )
+                )
+                continue
+            self.events.append(
+                (
+                    "Normal",
+                    "ResizeApplied",
+                    f"{pod.name} started with the template's resources; resized in place to the"
+                    f" remediated ones ({_short(wanted)})",
+                )
+            )
 
     # -- the actions ------------------------------------------------------------------------
 
@@ -266,3 +312,7 @@ class _Cycle:
         self.set(override=ov)
         self.write()  # the fallback is part of the intent: a restart must not redo the resize
         self._reapply(record, f"{why}: rolled out instead")
+
+
+def _short(resources: Mapping[str, Mapping[str, str]]) -> str:
+    return ", ".join(f"{part} {k}={v}" for part, vals in resources.items() for k, v in vals.items())

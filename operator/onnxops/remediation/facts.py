@@ -122,11 +122,11 @@ class PodFacts:
         return (
             self.resize is None
             and self.observed_generation >= self.generation
-            and _same(self.applied, self.resources)
+            and same_resources(self.applied, self.resources)
         )
 
 
-def _same(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> bool:
+def same_resources(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> bool:
     def norm(r: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
         return {part: {k: quantity(v) for k, v in vals.items()} for part, vals in r.items() if vals}
 

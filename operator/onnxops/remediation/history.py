@@ -121,6 +121,10 @@ def intended(md: ModelDeployment, action: Action, now: datetime) -> Override:
     """The override with the part `action` stands for (written with its Pending record)."""
     ov = active(md).model_copy()
     when = iso(now)
+    if action.disruptive and action.kind != "restart":
+        # A rollout replaces every pod anyway: the template takes the resources resized in
+        # place too, or the new pods would start with the old ones.
+        ov.in_place_generation = None
     if action.kind == "rolloutRestart":
         ov.restarted_at = when
     elif action.kind == "resize" and action.resources is not None:

@@ -47,10 +47,10 @@ def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bo
 
 def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
     """Nothing for heal to do or remember: no fault, nothing in flight, no failover to
-    undo, and the model already marked healthy (or not Ready: a rollout in progress is the
+    undo, no resources resized in place to keep on new pods, and the model already marked healthy (or not Ready: a rollout in progress is the
     deploy path's, and writing status into it would only race its writes). Spares a read
     and a write per model per cycle."""
-    if faults or active(md).pool is not None:
+    if faults or active(md).pool is not None or act.resized_in_place(md):
         return False
     if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
         return False

@@ -99,7 +99,7 @@ def _error_rate(obs: Observations, key: Key, pods: Sequence[PodFacts], limit: fl
     """The deployment's 5xx ratio, unless some of its pods are over the limit while others
     are not: then those pods are named (outliers, each to be replaced on its own), even where
     their peers' good answers dilute the deployment's ratio under the limit. Pods that served
-    nothing in the window do not count either way."""
+    nothing in the window, and pods the API no longer lists, do not count either way."""
     overall = _value(obs, "error_ratio", key)
     per_pod = {
         p.name: v
@@ -107,6 +107,15 @@ def _error_rate(obs: Observations, key: Key, pods: Sequence[PodFacts], limit: fl
         if (v := _value(obs, "pod_error_ratio", (p.namespace, p.name))) is not None
     }
     over = sorted(name for name, v in per_pod.items() if v > limit)
+    if per_pod and not over and overall is not None and overall > limit:
+        # Every pod serving now is fine: the excess is a replaced pod's, whose series outlive
+        # it by a rate window (its replacement would otherwise look like a second fault).
+        best = max(per_pod.values())
+        message = (
+            f"5xx ratio at most {best:.4g} on each of the {len(per_pod)} pods serving now, "
+            f"limit {limit:.4g}; the deployment's {overall:.4g} counts pods gone"
+        )
+        return Evaluation("ErrorRate", "good", best, limit, message)
     if not over or len(over) == len(per_pod):
         return detect.above("ErrorRate", overall, limit, what="5xx ratio")
     worst = max(per_pod[name] for name in over)

@@ -76,6 +76,8 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.Promet
         (queries.presence(LABEL), ("ml", "a"), 1.0),
         (queries.error_ratio(LABEL, "1m"), ("ml", "a"), 0.1),
         (queries.error_ratio(LABEL, "1m"), ("ml", "b"), 0.0),  # healthy, not "no data"
+        (queries.pod_error_ratio("1m"), ("ml", "a-1"), 0.1),  # the same, by the pod label
+        (queries.pod_error_ratio("1m"), ("ml", "b-1"), 0.0),
         (queries.latency_p99(LABEL, "1m"), ("ml", "a"), 0.1),  # the 0.1 bucket's upper end
         (queries.accuracy(LABEL), ("ml", "a"), 0.7),
         (queries.drift(LABEL), ("ml", "a"), 0.4),

@@ -95,6 +95,60 @@ def test_signal_verdicts(values: dict[str, float], signal: str, verdict: str) ->
         assert ev.pods == ("iris-a",)
 
 
+THREE = [_pod("iris-a"), _pod("iris-b"), _pod("iris-c")]
+
+
+def _errors(overall: float | None, per_pod: dict[str, float], pod_list: Any = None) -> Any:
+    """The ErrorRate evaluation from the deployment's 5xx ratio and the pods' own."""
+    obs = _obs({}, THREE if pod_list is None else pod_list)
+    readings = dict(obs.readings)
+    readings["error_ratio"] = Reading({} if overall is None else {KEY: overall})
+    readings["pod_error_ratio"] = Reading({("ml", name): v for name, v in per_pod.items()})
+    return _by_signal(_md(), Observations(NOW, readings, pods=obs.pods))["ErrorRate"]
+
+
+@pytest.mark.parametrize(
+    ("overall", "per_pod", "verdict", "named"),
+    [
+        # One failing replica of three: named, so that it alone is replaced.
+        (0.33, {"iris-a": 0.0, "iris-b": 1.0, "iris-c": 0.0}, "bad", ("iris-b",)),
+        # Diluted under the limit by its peers' good answers: still that pod's fault.
+        (0.03, {"iris-a": 0.0, "iris-b": 0.2, "iris-c": 0.0}, "bad", ("iris-b",)),
+        (0.6, {"iris-a": 0.0, "iris-b": 0.9, "iris-c": 0.9}, "bad", ("iris-b", "iris-c")),
+        # Every pod over the limit: the deployment's fault (no pod named; rollback's case).
+        (0.5, {"iris-a": 0.5, "iris-b": 0.4, "iris-c": 0.6}, "bad", ()),
+        # A pod without traffic in the window counts neither way.
+        (1.0, {"iris-b": 1.0}, "bad", ()),
+        (0.01, {"iris-a": 0.01, "iris-b": 0.0, "iris-c": 0.02}, "good", ()),
+        # No per-pod series (an older scrape config without a pod label): the deployment's.
+        (0.5, {}, "bad", ()),
+    ],
+)
+def test_error_rate_names_the_outlier_pods(
+    overall: float, per_pod: dict[str, float], verdict: str, named: tuple[str, ...]
+) -> None:
+    ev = _errors(overall, per_pod)
+    assert (ev.verdict, ev.pods) == (verdict, named), ev.message
+    if named:
+        assert ev.value == max(per_pod[n] for n in named)
+        assert all(n in ev.message for n in named) and f"of {len(per_pod)} pods" in ev.message
+
+
+def test_error_rate_ignores_pods_the_api_no_longer_lists() -> None:
+    # A replaced pod's series lingers for a rate window, in the deployment's ratio too: its
+    # replacement and peers, all fine, are no new fault (nor a rollout restart's reason).
+    ev = _errors(0.3, {"iris-old": 1.0, "iris-a": 0.0, "iris-b": 0.01}, THREE[:2])
+    assert (ev.verdict, ev.pods, ev.value) == ("good", (), 0.01), ev.message
+    assert "pods gone" in ev.message
+    # Only the listed pods are judged: one of them failing is still named.
+    ev = _errors(0.5, {"iris-old": 1.0, "iris-a": 0.0, "iris-b": 0.6}, THREE[:2])
+    assert (ev.verdict, ev.pods) == ("bad", ("iris-b",))
+
+
+def test_error_rate_without_any_traffic_is_unknown() -> None:
+    assert _errors(None, {}).verdict == "unknown"
+
+
 def test_accuracy_is_judged_only_with_a_minimum() -> None:
     assert "Accuracy" not in _by_signal(_md(), _obs({"accuracy": 0.2}))
     md = _md(thresholds={"minAccuracy": 0.8})
@@ -221,6 +275,8 @@ def test_queries_are_one_per_signal_grouped_for_all_models() -> None:
         assert f"by ({by}" in q.promql, q.promql
     error = next(q for q in found if q.name == "error_ratio").promql
     assert 'code=~"5.."' in error and "or" in error  # no 5xx series yet reads as 0, not nothing
+    per_pod = next(q for q in found if q.name == "pod_error_ratio")
+    assert per_pod.grouping == "pod" and 'code=~"5.."' in per_pod.promql and "or" in per_pod.promql
     assert all("[1m]" in q.promql for q in found if "rate" in q.promql or "increase" in q.promql)
 
 

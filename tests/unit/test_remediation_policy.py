@@ -94,11 +94,32 @@ CASES = [
         [],
     ),
     (
-        "every replica bad, no earlier model: rollout restart",
+        "every replica slow for long: rollout restart",
         md(),
-        [fault("LatencyP99")],
+        [fault("LatencyP99", since=200)],  # held back 2 x 30 s x 3 evaluations = 180 s
         THREE,
         [("rolloutRestart", "LatencyP99", ())],
+    ),
+    (
+        "every replica slow for a moment: wait, CPU pressure may not have counted yet",
+        md(),
+        [fault("LatencyP99", since=120)],
+        THREE,
+        [],
+    ),
+    (
+        "slow for a moment, then CPU pressure counts too: more CPU, no restart",
+        md(),
+        [fault("LatencyP99", since=120), fault("CpuUtilization", since=20)],
+        THREE,
+        [("resize", "CpuUtilization", ())],
+    ),
+    (
+        "every replica erring at once: no such wait",
+        md(),
+        [fault("ErrorRate", since=20)],
+        THREE,
+        [("rolloutRestart", "ErrorRate", ())],
     ),
     (
         "errors right after a model change: rollback",
@@ -106,6 +127,20 @@ CASES = [
         [fault("ErrorRate")],
         THREE,
         [("rollback", "ErrorRate", ())],
+    ),
+    (
+        "errors on some pods mid-rollout of a new model: rollback, not a restart of them",
+        md(status=marks(100)),
+        [fault("ErrorRate", pods=["p-c"])],
+        THREE,
+        [("rollback", "ErrorRate", ())],
+    ),
+    (
+        "errors on one pod long after the model change: only it is restarted",
+        md(status=marks(2000)),
+        [fault("ErrorRate", pods=["p-c"])],
+        THREE,
+        [("restart", "ErrorRate", ("p-c/uid-p-c",))],
     ),
     (
         "errors long after the model change: not the model's fault",

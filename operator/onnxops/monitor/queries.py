@@ -3,7 +3,8 @@ ModelDeployments at once (grouped by namespace and ModelDeployment, or by namesp
 so the cost of a cycle grows with the number of signals, not with the number of models.
 
 The runtime's `onnxops_*` series carry the pod's labels (the scrape target's, mapped like
-Prometheus' `labelmap`), so they group by ModelDeployment directly. cAdvisor's `container_*`
+Prometheus' `labelmap`), so they group by ModelDeployment directly (and by their `pod` label
+where one replica must be told from its peers). cAdvisor's `container_*`
 series carry only namespace/pod/container: they group by pod, and the monitor maps pods to
 ModelDeployments with the pod list it reads from the Kubernetes API anyway.
 """
@@ -50,6 +51,15 @@ def error_ratio(model_label: str, window: str) -> Query:
     total = f"sum by ({by}) (rate(onnxops_requests_total{{{_INFERENCE}}}[{window}]))"
     errors = f'sum by ({by}) (rate(onnxops_requests_total{{{_INFERENCE},code=~"5.."}}[{window}]))'
     return Query("error_ratio", f"({errors} or {total} * 0) / {total}", "model")
+
+
+def pod_error_ratio(window: str) -> Query:
+    """The same share per pod: one failing replica among healthy ones shows here, where the
+    deployment's ratio dilutes it with its peers' good answers. No 5xx series reads 0 as above."""
+    by = "namespace, pod"
+    total = f"sum by ({by}) (rate(onnxops_requests_total{{{_INFERENCE}}}[{window}]))"
+    errors = f'sum by ({by}) (rate(onnxops_requests_total{{{_INFERENCE},code=~"5.."}}[{window}]))'
+    return Query("pod_error_ratio", f"({errors} or {total} * 0) / {total}", "pod")
 
 
 def latency_p99(model_label: str, window: str) -> Query:
@@ -110,6 +120,7 @@ def instant_queries(model_label: str, window: str) -> list[Query]:
     return [
         presence(model_label),
         error_ratio(model_label, window),
+        pod_error_ratio(window),
         latency_p99(model_label, window),
         accuracy(model_label),
         drift(model_label),

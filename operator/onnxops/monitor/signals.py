@@ -95,6 +95,38 @@ def _pods_where(
     )
 
 
+def _error_rate(obs: Observations, key: Key, pods: Sequence[PodFacts], limit: float) -> Evaluation:
+    """The deployment's 5xx ratio, unless some of its pods are over the limit while others
+    are not: then those pods are named (outliers, each to be replaced on its own), even where
+    their peers' good answers dilute the deployment's ratio under the limit. Pods that served
+    nothing in the window, and pods the API no longer lists, do not count either way."""
+    overall = _value(obs, "error_ratio", key)
+    per_pod = {
+        p.name: v
+        for p in pods
+        if (v := _value(obs, "pod_error_ratio", (p.namespace, p.name))) is not None
+    }
+    over = sorted(name for name, v in per_pod.items() if v > limit)
+    if per_pod and not over and overall is not None and overall > limit:
+        # Every pod serving now is fine: the excess is a replaced pod's, whose series outlive
+        # it by a rate window (its replacement would otherwise look like a second fault).
+        best = max(per_pod.values())
+        message = (
+            f"5xx ratio at most {best:.4g} on each of the {len(per_pod)} pods serving now, "
+            f"limit {limit:.4g}; the deployment's {overall:.4g} counts pods gone"
+        )
+        return Evaluation("ErrorRate", "good", best, limit, message)
+    if not over or len(over) == len(per_pod):
+        return detect.above("ErrorRate", overall, limit, what="5xx ratio")
+    worst = max(per_pod[name] for name in over)
+    deployment = "unknown" if overall is None else f"{overall:.4g}"
+    message = (
+        f"5xx ratio {worst:.4g} on {', '.join(over)} ({len(over)} of {len(per_pod)} pods), "
+        f"limit {limit:.4g}; the deployment's {deployment}"
+    )
+    return Evaluation("ErrorRate", "bad", worst, limit, message, tuple(over))
+
+
 def _anomaly(
     signal: str, md: ModelDeployment, obs: Observations, key: Key, query: str, what: str
 ) -> Evaluation:
@@ -130,7 +162,7 @@ def evaluate(md: ModelDeployment, obs: Observations, key: Key) -> list[Evaluatio
     th = mon.thresholds
     pods = list(obs.pods.get(key, []))
     found = [
-        detect.above("ErrorRate", _value(obs, "error_ratio", key), th.error_rate, what="5xx ratio"),
+        _error_rate(obs, key, pods, th.error_rate),
         detect.above(
             "LatencyP99",
             _value(obs, "latency_p99", key),

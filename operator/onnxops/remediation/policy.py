@@ -20,11 +20,17 @@ MIB = Decimal(1024 * 1024)
 OOM_MIN_BUMP = 100 * MIB
 # Restarting a pod fixes a sick process, not a sick model or a full node.
 RESTART_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "LatencyP99", "LatencyAnomaly", "NotReady")
-# A model change shows as errors or lost quality across the whole deployment.
+# A model change shows as errors or lost quality: across the whole deployment, or (during
+# its rollout, next to pods still on the old version) on the new pods only.
 ROLLBACK_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "Accuracy")
 # The serving pods' startupProbe allows 60 x 2 s to start: a pod not ready for less than
 # that may still be loading its model, and restarting it would only start that over.
 STARTUP_GRACE_S = 120
+# A deployment slow on every replica is most often a loaded one, and its CPU pressure (judged
+# by a streak of its own, from counters that can trail the latency histogram) may count an
+# evaluation or two after its p99 does: restarting every replica is held back until the latency
+# fault has stood as long again as it took to count, so that a CPU resize gets the first word.
+LATENCY_SIGNALS = ("LatencyP99", "LatencyAnomaly")
 DISRUPTIVE: frozenset[str] = frozenset(
     {"restart", "rolloutRestart", "failover", "failback", "rollback"}
 )
@@ -174,7 +180,7 @@ def _failback(s: Situation, faults: dict[str, Finding]) -> Action | None:
 
 def _rollback(s: Situation, faults: dict[str, Finding]) -> Action | None:
     marks = s.md.status.models
-    cause = next((faults[n] for n in ROLLBACK_SIGNALS if n in faults and not faults[n].pods), None)
+    cause = next((faults[n] for n in ROLLBACK_SIGNALS if n in faults), None)
     if cause is None or marks is None or marks.healthy is None:
         return None
     current = model_ref(s.md.spec)
@@ -195,13 +201,22 @@ def _rollback(s: Situation, faults: dict[str, Finding]) -> Action | None:
     )
 
 
+def _younger(finding: Finding, now: datetime, seconds: float) -> bool:
+    """Whether the finding's bad streak began less than `seconds` ago (unknown: it did)."""
+    return finding.since is None or (now - finding.since).total_seconds() < seconds
+
+
 def _restarts(s: Situation, faults: dict[str, Finding]) -> list[Action]:
     found = dict(faults)
     not_ready = found.get("NotReady")
-    if not_ready is not None and (
-        not_ready.since is None or (s.now - not_ready.since).total_seconds() < STARTUP_GRACE_S
-    ):
+    if not_ready is not None and _younger(not_ready, s.now, STARTUP_GRACE_S):
         del found["NotReady"]  # maybe still starting: the startup probe allows that long
+    mon = s.md.spec.monitoring
+    hold_s = 2 * mon.interval_seconds * mon.failure_threshold
+    for name in LATENCY_SIGNALS:
+        slow = found.get(name)
+        if slow is not None and not slow.pods and _younger(slow, s.now, hold_s):
+            del found[name]  # maybe CPU pressure, not yet counted: a resize would answer it
     cause = next((found[n] for n in RESTART_SIGNALS if n in found), None)
     if cause is None:
         return []

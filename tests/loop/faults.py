@@ -75,13 +75,39 @@ def model_deployment(name: str, uri: str, **monitoring: Any) -> dict[str, Any]:
     }
 
 
-def healing_deployment(name: str, uri: str, **spec: Any) -> dict[str, Any]:
+def healing_deployment(
+    name: str, uri: str, *, thresholds: dict[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
     """The monitor tests' ModelDeployment (fast monitoring, no anomaly detection) with
     remediation at its defaults unless ``spec`` says otherwise (the heal tests)."""
-    body = model_deployment(name, uri, anomaly={"enabled": False})
+    extra = {"thresholds": thresholds} if thresholds else {}
+    body = model_deployment(name, uri, anomaly={"enabled": False}, **extra)
     del body["spec"]["remediation"]  # the watch tests turn healing off
     body["spec"].update(spec)
     return body
+
+
+def taken(status: dict[str, Any], action: str | None = None) -> list[dict[str, Any]]:
+    """The actions taken (or, in dryRun, recorded as if taken): not refusals, not warnings."""
+    return [
+        r
+        for r in status.get("remediations") or []
+        if r["result"] != "Refused" and r["action"] != "warn" and action in (None, r["action"])
+    ]
+
+
+def live_pods(kube: Kube, name: str) -> dict[str, dict[str, Any]]:
+    """The ModelDeployment's pods that are not being deleted, by name."""
+    return {
+        p["metadata"]["name"]: p
+        for p in kube.items("pods", f"onnxops.io/model-deployment={name}")
+        if not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+    return int(statuses[0].get("restartCount") or 0)
 
 
 def rows(x: list[float], n: int = 1) -> dict[str, Any]:

@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 from devcluster.podrunner import PodRunner
-from faults import Traffic, bench_record, broken_copy, condition, fault, healing_deployment, rows
+from faults import (
+    Traffic,
+    bench_record,
+    broken_copy,
+    condition,
+    fault,
+    healing_deployment,
+    live_pods,
+    rows,
+    taken,
+)
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
@@ -22,10 +32,6 @@ pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
 def _records(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
     return [r for r in kube.status(name).get("remediations") or [] if r["action"] == action]
-
-
-def _pods(kube: Kube, name: str) -> list[dict[str, Any]]:
-    return kube.items("pods", f"onnxops.io/model-deployment={name}")
 
 
 def _resize_confirmed(kube: Kube) -> list[dict[str, Any]]:
@@ -56,7 +62,7 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
     result = loop_kube.apply(body)
     assert result.returncode == 0, result.stderr
     try:
-        (pod,) = wait_for(lambda: _pods(loop_kube, "hungry"), "the pod", 60)
+        (pod,) = wait_for(lambda: list(live_pods(loop_kube, "hungry").values()), "the pod", 60)
         uid = pod["metadata"]["uid"]
         started = time.monotonic()
         wait_for(lambda: fault(loop_kube.status("hungry"), "OOMKilled"), "an OOMKilled fault", 180)
@@ -65,7 +71,7 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
         assert record["reason"] == "OOMKilled"
         assert "the kubelet applied the new resources" in record["message"]
         # max(32Mi x 1.5, 32Mi + 100Mi) = 132Mi, under the 256Mi ceiling.
-        (now,) = _pods(loop_kube, "hungry")
+        (now,) = live_pods(loop_kube, "hungry").values()
         assert now["metadata"]["uid"] == uid  # resized in place: the same pod
         resources = now["spec"]["containers"][0]["resources"]
         assert resources["limits"]["memory"] == "132Mi"
@@ -83,11 +89,11 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
             "memory": "32Mi"
         }
         assert st["override"]["resources"]["limits"]["memory"] == "132Mi"
-        taken = [r for r in _records(loop_kube, "hungry", "resize") if r["result"] != "Refused"]
-        assert len(taken) == 1  # one action for the fault
+        resizes = taken(loop_kube.status("hungry"), "resize")
+        assert len(resizes) == 1  # one action for the fault
         reasons = {e["reason"] for e in loop_kube.events("hungry")}
         assert {"ResizeInProgress", "ResizeSucceeded"} <= reasons
-        bench_record("oom", started, detected, recovered, len(taken))
+        bench_record("oom", started, detected, recovered, len(resizes))
     finally:
         loop_kube.run("delete", "mdep", "hungry", "--wait=false", check=False)
 
@@ -157,9 +163,9 @@ def test_a_model_failing_at_inference_is_rolled_back_with_the_spec_unchanged(
             e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         assert env["ONNXOPS_MODEL_URI"] == v1["uri"] and env["ONNXOPS_MODEL_VERSION"] == "1"
-        taken = [r["action"] for r in st["remediations"] if r["result"] != "Refused"]
-        assert taken == ["rollback"]  # one action for the fault; no restart on top of it
-        bench_record("bad-model", started, detected, recovered, len(taken))
+        actions = [r["action"] for r in taken(st)]
+        assert actions == ["rollback"]  # one action for the fault; no restart on top of it
+        bench_record("bad-model", started, detected, recovered, len(actions))
         assert any(e["reason"] == "RollbackSucceeded" for e in loop_kube.events("lookup"))
     finally:
         loop_kube.run("delete", "mdep", "lookup", "--wait=false", check=False)

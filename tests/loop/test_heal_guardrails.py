@@ -22,7 +22,7 @@ import httpx
 import pytest
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner
-from faults import Traffic, condition, fault, healing_deployment, rows
+from faults import Traffic, condition, fault, healing_deployment, live_pods, restarts, rows, taken
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
@@ -43,28 +43,6 @@ def _hungry(name: str, models: Models, **remediation: Any) -> dict[str, Any]:
     )
     body["spec"]["model"]["name"] = "iris"
     return body
-
-
-def _taken(status: dict[str, Any], action: str | None = None) -> list[dict[str, Any]]:
-    """The actions taken (or, in dryRun, recorded as if taken): not refusals, not warnings."""
-    return [
-        r
-        for r in status.get("remediations") or []
-        if r["result"] != "Refused" and r["action"] != "warn" and action in (None, r["action"])
-    ]
-
-
-def _pods(kube: Kube, name: str) -> list[dict[str, Any]]:
-    return [
-        p
-        for p in kube.items("pods", f"onnxops.io/model-deployment={name}")
-        if not p["metadata"].get("deletionTimestamp")
-    ]
-
-
-def _restarts(pod: dict[str, Any]) -> int:
-    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
-    return int(statuses[0].get("restartCount") or 0)
 
 
 def _time(record: dict[str, Any]) -> datetime:
@@ -89,22 +67,22 @@ def test_dry_run_records_the_resize_and_changes_nothing(
 ) -> None:
     assert loop_kube.apply(_hungry("dry", loop_models, mode="dryRun")).returncode == 0
     try:
-        (pod,) = wait_for(lambda: _pods(loop_kube, "dry"), "the pod", 60)
+        (pod,) = wait_for(lambda: list(live_pods(loop_kube, "dry").values()), "the pod", 60)
         (record,) = wait_for(
-            lambda: [r for r in _taken(loop_kube.status("dry"), "resize")],
+            lambda: [r for r in taken(loop_kube.status("dry"), "resize")],
             "the resize recorded as a dry run",
             180,
         )
         assert record["result"] == "DryRun" and record["reason"] == "OOMKilled"
-        (now,) = _pods(loop_kube, "dry")
-        seen = _restarts(now)
+        (now,) = list(live_pods(loop_kube, "dry").values())
+        seen = restarts(now)
         # Time passes and the kernel kills it again: nothing healed it.
         wait_for(
-            lambda: [p for p in _pods(loop_kube, "dry") if _restarts(p) > seen],
+            lambda: [p for p in list(live_pods(loop_kube, "dry").values()) if restarts(p) > seen],
             "another OOM kill after the dry run",
             180,
         )
-        (now,) = _pods(loop_kube, "dry")
+        (now,) = list(live_pods(loop_kube, "dry").values())
         assert now["metadata"]["uid"] == pod["metadata"]["uid"]
         assert now["spec"]["containers"][0]["resources"]["limits"]["memory"] == "32Mi"
         dep = loop_kube.get("deployment", "dry")
@@ -113,7 +91,7 @@ def test_dry_run_records_the_resize_and_changes_nothing(
         assert limits == {"memory": "32Mi"}
         st = loop_kube.status("dry")
         assert not (st.get("override") or {}).get("resources")
-        assert [r["result"] for r in _taken(st)] == ["DryRun"]  # one, and only on record
+        assert [r["result"] for r in taken(st)] == ["DryRun"]  # one, and only on record
         assert condition(st, "Remediating").get("status") != "True"
         reasons = {e["reason"] for e in loop_kube.events("dry")}
         assert "ResizeDryRun" in reasons
@@ -140,7 +118,7 @@ def test_with_prometheus_stopped_a_standing_fault_is_not_acted_on_until_it_retur
             wait_for(lambda: _healthy(loop_kube, name), "healthy on good traffic", 180)
             bad[0] = True  # every request fails from now on, on every replica
             (first,) = wait_for(
-                lambda: _taken(loop_kube.status(name)), "the first action on the errors", 180
+                lambda: taken(loop_kube.status(name)), "the first action on the errors", 180
             )
             assert first["action"] == "rolloutRestart" and first["reason"] == "ErrorRate"
             pid = loop_prometheus.record.pid  # started by this module's fixture
@@ -166,14 +144,14 @@ def test_with_prometheus_stopped_a_standing_fault_is_not_acted_on_until_it_retur
                     120,
                 )
                 st = loop_kube.status(name)
-                assert len(_taken(st)) == 1, st["remediations"]
+                assert len(taken(st)) == 1, st["remediations"]
                 assert t.codes.get(500, 0) > errors  # the model kept failing, unseen
             finally:
                 os.kill(pid, signal.SIGCONT)
             back = datetime.now(UTC).replace(microsecond=0)
             # Seen again, the same fault is acted on: the stop held the action, not the fault.
             second = wait_for(
-                lambda: _taken(loop_kube.status(name))[1:], "an action once Prometheus is back", 240
+                lambda: taken(loop_kube.status(name))[1:], "an action once Prometheus is back", 240
             )
             assert _time(second[0]) >= back
             bad[0] = False
@@ -211,9 +189,9 @@ def test_a_flapping_fault_is_held_by_the_cooldown_and_the_hourly_cap(
             )
             assert traffic.codes.get(500, 0) > 0
         st = loop_kube.status(name)
-        taken = _taken(st)
-        assert len(taken) == 2, st["remediations"]  # maxActionsPerHour
-        first, second = (_time(r) for r in taken)
+        actions = taken(st)
+        assert len(actions) == 2, st["remediations"]  # maxActionsPerHour
+        first, second = (_time(r) for r in actions)
         assert (second - first).total_seconds() >= 20  # the cooldown between them
         assert _time(capped) >= second
         refused = [
@@ -246,7 +224,7 @@ def test_an_operator_killed_mid_resize_finishes_it_once_when_it_returns(
     api = devcluster.api()
     path = f"/apis/onnxops.io/v1alpha1/namespaces/{loop_kube.namespace}/modeldeployments/{name}"
     try:
-        (pod,) = wait_for(lambda: _pods(loop_kube, name), "the pod", 60)
+        (pod,) = wait_for(lambda: list(live_pods(loop_kube, name).values()), "the pod", 60)
         deadline = time.monotonic() + 180
         record = None
         while record is None and time.monotonic() < deadline:
@@ -257,13 +235,13 @@ def test_an_operator_killed_mid_resize_finishes_it_once_when_it_returns(
         try:
             # Killed with that action in flight (Pending or InProgress by now: it may have moved on
             # between the read and the kill, but not finished: that takes the next cycle).
-            (left,) = _taken(loop_kube.status(name), "resize")
+            (left,) = taken(loop_kube.status(name), "resize")
             assert left["id"] == record["id"] and left["result"] in IN_FLIGHT, left
         finally:
             watcher.start()
         (done,) = wait_for(
             lambda: [
-                r for r in _taken(loop_kube.status(name), "resize") if r["result"] == "Succeeded"
+                r for r in taken(loop_kube.status(name), "resize") if r["result"] == "Succeeded"
             ],
             "the resize finished by the restarted operator",
             240,
@@ -271,9 +249,9 @@ def test_an_operator_killed_mid_resize_finishes_it_once_when_it_returns(
         st = wait_for(
             lambda: (s := loop_kube.status(name)).get("readyReplicas") == 1 and s, "Ready", 240
         )
-        assert len(_taken(st, "resize")) == 1, st["remediations"]  # not repeated, not lost
+        assert len(taken(st, "resize")) == 1, st["remediations"]  # not repeated, not lost
         assert done["id"] == record["id"]  # the same action, finished
-        (now,) = _pods(loop_kube, name)
+        (now,) = list(live_pods(loop_kube, name).values())
         assert now["metadata"]["uid"] == pod["metadata"]["uid"]
         # One resize (max(32Mi x 1.5, 32Mi + 100Mi)), not one on top of another.
         assert now["spec"]["containers"][0]["resources"]["limits"]["memory"] == "132Mi"
@@ -283,6 +261,6 @@ def test_an_operator_killed_mid_resize_finishes_it_once_when_it_returns(
             "OOMKilled to clear",
             120,
         )
-        assert len(_taken(st, "resize")) == 1, st["remediations"]
+        assert len(taken(st, "resize")) == 1, st["remediations"]
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

@@ -8,6 +8,7 @@ requests is replaced on its own, its two peers left untouched.
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -15,43 +16,24 @@ import httpx
 import pytest
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner, ServingProcess
-from faults import Load, fault, model_deployment, serving_ready, status_when
+from faults import (
+    Load,
+    bench_record,
+    fault,
+    healing_deployment,
+    live_pods,
+    restarts,
+    rows,
+    serving_ready,
+    status_when,
+    taken,
+)
 from onnxops.monitor import queries
 from onnxops.pools import quantity
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
-
-
-def _md(name: str, uri: str, thresholds: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    """Fast monitoring without anomaly detection, and healing on (faults.py turns it off)."""
-    body = model_deployment(name, uri, thresholds=thresholds, anomaly={"enabled": False})
-    body["spec"]["remediation"] = {"mode": "auto"}
-    body["spec"].update(spec)
-    return body
-
-
-def _taken(st: dict[str, Any]) -> list[dict[str, Any]]:
-    """The actions taken (a refusal or a warning is none)."""
-    return [
-        r
-        for r in st.get("remediations") or []
-        if r["result"] != "Refused" and r["action"] != "warn"
-    ]
-
-
-def _pods(kube: Kube, name: str) -> dict[str, dict[str, Any]]:
-    """The ModelDeployment's pods that are not being deleted, by name."""
-    return {
-        p["metadata"]["name"]: p
-        for p in kube.items("pods", f"onnxops.io/model-deployment={name}")
-        if not p["metadata"].get("deletionTimestamp")
-    }
-
-
-def _restarts(pod: dict[str, Any]) -> int:
-    return int(pod["status"]["containerStatuses"][0]["restartCount"])
 
 
 def _cpu_quota_us(proc: ServingProcess) -> int:
@@ -74,27 +56,29 @@ P99_MS = 400
 def test_cpu_throttled_under_load_is_raised_in_place_until_p99_is_back_under(
     deploy: Any, loop_kube: Kube, loop_models: Models
 ) -> None:
-    body = _md(
+    body = healing_deployment(
         "throttled",
         f"file://{loop_models.iris}",
-        {"latencyP99Ms": P99_MS, "cpuThrottling": 0.25, "cpuUtilization": 0.9},
+        thresholds={"latencyP99Ms": P99_MS, "cpuThrottling": 0.25, "cpuUtilization": 0.9},
         resources={"requests": {"cpu": "100m"}, "limits": {"cpu": "100m"}},
         # 100m x 10 = 1 CPU, the ceiling: one resize ends the throttling.
         remediation={"mode": "auto", "resize": {"factor": 10, "maxCpu": "1", "inPlace": "auto"}},
     )
     body["spec"]["model"]["name"] = "iris"
     proc = deploy(body)
-    (pod,) = _pods(loop_kube, "throttled").values()
-    uid, restarts = pod["metadata"]["uid"], _restarts(pod)
+    (pod,) = live_pods(loop_kube, "throttled").values()
+    uid, restarted = pod["metadata"]["uid"], restarts(pod)
     assert _cpu_quota_us(proc) == 10_000  # 100m of each 100 ms period
     big = {"features": loop_models.iris_x[[i % 150 for i in range(3000)]].tolist()}
     with Load(proc.url, "/predict", lambda: big, gap_s=0.0) as load:
+        started = time.monotonic()
         st = status_when(
             loop_kube, "throttled", "CPU pressure and LatencyP99 faults",
             lambda s: (fault(s, "CpuThrottling") or fault(s, "CpuUtilization"))
             and fault(s, "LatencyP99"),
             180,
         )  # fmt: skip
+        detected = time.monotonic()
         slow = fault(st, "LatencyP99")
         assert slow is not None and slow["value"] > P99_MS / 1000
         (record,) = wait_for(
@@ -108,8 +92,8 @@ def test_cpu_throttled_under_load_is_raised_in_place_until_p99_is_back_under(
         )
         assert record["reason"] in ("CpuThrottling", "CpuUtilization")
         assert "the kubelet applied the new resources" in record["message"]
-        now = _pods(loop_kube, "throttled")[pod["metadata"]["name"]]
-        assert now["metadata"]["uid"] == uid and _restarts(now) == restarts  # in place
+        now = live_pods(loop_kube, "throttled")[pod["metadata"]["name"]]
+        assert now["metadata"]["uid"] == uid and restarts(now) == restarted  # in place
         limits = now["spec"]["containers"][0]["resources"]["limits"]
         assert quantity(limits["cpu"]) == Decimal(1)
         assert _cpu_quota_us(proc) == 100_000  # the kernel enforces the new limit
@@ -119,23 +103,25 @@ def test_cpu_throttled_under_load_is_raised_in_place_until_p99_is_back_under(
             loop_kube, "throttled", "the LatencyP99 fault cleared",
             lambda s: not fault(s, "LatencyP99"), 240,
         )  # fmt: skip
+        recovered = time.monotonic()
         status_when(
             loop_kube, "throttled", "the CpuThrottling fault cleared",
             lambda s: not fault(s, "CpuThrottling"), 120,
         )  # fmt: skip
         served = load.codes.get(200, 0)
     assert served > 0 and set(load.codes) == {200}, load.codes
-    (again,) = _pods(loop_kube, "throttled").values()
-    assert again["metadata"]["uid"] == uid and _restarts(again) == restarts
+    (again,) = live_pods(loop_kube, "throttled").values()
+    assert again["metadata"]["uid"] == uid and restarts(again) == restarted
     st = loop_kube.status("throttled")
-    assert [(r["action"], r["result"]) for r in _taken(st)] == [("resize", "Succeeded")]
+    assert [(r["action"], r["result"]) for r in taken(st)] == [("resize", "Succeeded")]
     reasons = {e["reason"] for e in loop_kube.events("throttled")}
     assert "ResizeSucceeded" in reasons
+    bench_record("cpu-throttled", started, detected, recovered, len(taken(st)))
 
 
-GOOD = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 0.0]}]}
+GOOD = rows([1.0, 0.0])
 # The lookup model fails the whole call on a row whose index is out of its table (99): a 500.
-POISON = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [99.0, 0.0]}]}
+POISON = rows([99.0, 0.0])
 
 
 class _Replicas:
@@ -191,7 +177,9 @@ def test_one_bad_replica_of_three_is_replaced_and_its_peers_left_alone(
     loop_prometheus: prom.Prometheus,
     loop_models: Models,
 ) -> None:
-    body = _md("lookup", f"file://{loop_models.poison}", {"errorRate": 0.05}, replicas=3)
+    body = healing_deployment(
+        "lookup", f"file://{loop_models.poison}", thresholds={"errorRate": 0.05}, replicas=3
+    )
     body["spec"]["model"]["name"] = "lookup"
     assert loop_kube.apply(body).returncode == 0
     ns = loop_kube.namespace
@@ -211,14 +199,16 @@ def test_one_bad_replica_of_three_is_replaced_and_its_peers_left_alone(
                 "a 5xx ratio of each of the three pods",
                 120,
             )
-            before = _pods(loop_kube, "lookup")
+            before = live_pods(loop_kube, "lookup")
             assert len(before) == 3
             bad = procs[0]
             traffic.poisoned = bad.uid
+            started = time.monotonic()
             st = status_when(
                 loop_kube, "lookup", "an ErrorRate fault naming the poisoned pod",
                 lambda s: (f := fault(s, "ErrorRate")) and f["pods"], 180,
             )  # fmt: skip
+            detected = time.monotonic()
             found = fault(st, "ErrorRate")
             assert found is not None and found["pods"] == [bad.pod], found
             (record,) = wait_for(
@@ -234,7 +224,7 @@ def test_one_bad_replica_of_three_is_replaced_and_its_peers_left_alone(
             assert record["pods"] == [f"{bad.pod}/{bad.uid}"]
             after = wait_for(
                 lambda: (
-                    len(p := _pods(loop_kube, "lookup")) == 3
+                    len(p := live_pods(loop_kube, "lookup")) == 3
                     and bad.pod not in p
                     and all(
                         x["status"].get("phase") == "Running"
@@ -255,17 +245,19 @@ def test_one_bad_replica_of_three_is_replaced_and_its_peers_left_alone(
             }
             for name in set(before) - {bad.pod}:
                 assert after[name]["metadata"]["uid"] == before[name]["metadata"]["uid"]
-                assert _restarts(after[name]) == _restarts(before[name])
+                assert restarts(after[name]) == restarts(before[name])
             st = status_when(
                 loop_kube, "lookup", "the ErrorRate fault cleared",
                 lambda s: not fault(s, "ErrorRate"), 240,
             )  # fmt: skip
+            recovered = time.monotonic()
             assert traffic.codes.get(("poison", 500), 0) > 0  # the pod failed for real
             assert traffic.codes.get(("good", 500), 0) == 0
-        assert [(r["action"], r["result"]) for r in _taken(st)] == [("restart", "Succeeded")]
+        assert [(r["action"], r["result"]) for r in taken(st)] == [("restart", "Succeeded")]
         # Nothing else even proposed: the replaced pod's errors, which linger in the
         # deployment's ratio for a rate window, are no fault of the pods serving now.
         assert [r["action"] for r in st["remediations"]] == ["restart"], st["remediations"]
         assert any(e["reason"] == "RestartSucceeded" for e in loop_kube.events("lookup"))
+        bench_record("bad-replica", started, detected, recovered, len(taken(st)))
     finally:
         loop_kube.run("delete", "mdep", "lookup", "--wait=false", check=False)

@@ -98,49 +98,51 @@ def _ready_on(kube: Kube, name: str, pool: str) -> dict[str, Any]:
     return pod
 
 
-def _free(kube: Kube, node: str) -> tuple[int, int]:
-    """(cpu millicores, memory bytes) of `node` not requested by its pods (any namespace)."""
-    alloc = _node(kube, node)["status"]["allocatable"]
+def _node_pods(kube: Kube, node: str) -> list[dict[str, Any]]:
+    """The pods bound to `node`, any namespace, that still hold their requests there."""
     pods = kube.cluster.kubectl_json(
         "get", "pods", "-A", "--field-selector", f"spec.nodeName={node}"
     )["items"]
-    cpu, mem = pod_requests({"spec": {"containers": [{"resources": {"requests": alloc}}]}})
-    for pod in pods:
-        if pod["status"].get("phase") not in ("Succeeded", "Failed"):
-            used_cpu, used_mem = pod_requests(pod)
-            cpu, mem = cpu - used_cpu, mem - used_mem
-    return max(cpu, 0), max(mem, 0)
+    return [p for p in pods if p["status"].get("phase") not in ("Succeeded", "Failed")]
 
 
-def _filler(
-    kube: Kube, name: str, node: str, *, cpu_m: int, memory: int, pinned: bool
-) -> dict[str, Any]:
-    """A plain pod taking `cpu_m` and `memory` of `node`, running once KWOK runs it: through
-    the scheduler (a nodeSelector, the edge taint tolerated), or bound directly (`pinned`)."""
-    spec: dict[str, Any] = {
-        "containers": [
-            {
-                "name": "filler",
-                "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": f"{cpu_m}m", "memory": str(memory)}},
-            }
-        ],
-        "tolerations": [EDGE_TOLERATION],
+def _allocatable(kube: Kube, node: str) -> tuple[int, int]:
+    """(cpu millicores, memory bytes) of `node`, as the scheduler and the kubelet count them."""
+    alloc = _node(kube, node)["status"]["allocatable"]
+    return pod_requests({"spec": {"containers": [{"resources": {"requests": alloc}}]}})
+
+
+def _free(kube: Kube, node: str) -> int:
+    """Memory bytes of `node` not requested by its pods."""
+    return _allocatable(kube, node)[1] - sum(pod_requests(p)[1] for p in _node_pods(kube, node))
+
+
+def _filler(kube: Kube, name: str, node: str, *, cpu_m: int, memory: int) -> dict[str, Any]:
+    """A plain pod taking `cpu_m` and `memory` of `node`, running once KWOK runs it.
+
+    Bound to the node by name, as a pod the scheduler placed earlier would be: a filler that
+    asks for a whole node then takes it whatever else is there (a pod still terminating from
+    an earlier test), and the scheduler counts it like any other pod."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "containers": [
+                {
+                    "name": "filler",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": f"{cpu_m}m", "memory": str(memory)}},
+                }
+            ],
+            "tolerations": [EDGE_TOLERATION],
+        },
     }
-    if pinned:
-        spec["nodeName"] = node
-    else:
-        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
-    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
     result = kube.apply(body)
     assert result.returncode == 0, result.stderr
     pod: dict[str, Any] = wait_for(
-        lambda: (
-            (p := kube.get("pod", name))
-            and p["spec"].get("nodeName") == node
-            and p["status"].get("phase") == "Running"
-            and p
-        ),
+        lambda: (p := kube.get("pod", name)) and p["status"].get("phase") == "Running" and p,
         f"the filler {name} running on {node}",
         120,
     )
@@ -189,9 +191,9 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         ]
         # The edge pool full: node B's room all taken, node A drained (cordoned, our pod
         # evicted) as for maintenance. The replacement pod fits nowhere on edge.
-        cpu_m, memory = _free(loop_kube, node_b)
+        cpu_m, memory = _allocatable(loop_kube, node_b)
         fillers.append("edge-filler")
-        _filler(loop_kube, "edge-filler", node_b, cpu_m=cpu_m, memory=memory, pinned=False)
+        _filler(loop_kube, "edge-filler", node_b, cpu_m=cpu_m, memory=memory)
         cordoned.append(node_a)
         drained = loop_kube.run(
             "drain",
@@ -285,14 +287,29 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out_elsewhere(
     # filler: X keeps room for the 16Mi pod and 50Mi more, too little for the resize to
     # 116Mi requested (+100Mi); the other cloud nodes are full for as long as it takes the
     # pod to land on X, then emptied, so they have room when the resize rolls out instead.
+    # X is a node with no pod terminating: one that went later would leave room behind.
     cloud = loop_kube.cluster.kubectl_json("get", "nodes", "-l", f"{POOL_LABEL}=cloud")
-    node, *others = sorted(n["metadata"]["name"] for n in cloud["items"])
+    names = [n["metadata"]["name"] for n in cloud["items"]]
+    going = {
+        n: sum(1 for p in _node_pods(loop_kube, n) if p["metadata"].get("deletionTimestamp"))
+        for n in names
+    }
+    node, *others = sorted(names, key=lambda n: (going[n], n))
     fillers: list[str] = []
     try:
-        for name, left in [(node, 66 * MIB)] + [(other, 8 * MIB) for other in others]:
-            fillers.append(f"filler-{name}")
-            _, memory = _free(loop_kube, name)
-            _filler(loop_kube, f"filler-{name}", name, cpu_m=0, memory=memory - left, pinned=True)
+        fillers.append(f"filler-{node}")
+        _filler(
+            loop_kube, f"filler-{node}", node, cpu_m=0, memory=_free(loop_kube, node) - 66 * MIB
+        )
+        for other in others:
+            fillers.append(f"filler-{other}")
+            _filler(
+                loop_kube,
+                f"filler-{other}",
+                other,
+                cpu_m=0,
+                memory=_allocatable(loop_kube, other)[1],
+            )
         assert loop_kube.apply(body).returncode == 0
         (pod,) = wait_for(
             lambda: [p for p in _live_pods(loop_kube, "squeezed") if p["spec"].get("nodeName")],

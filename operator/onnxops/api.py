@@ -265,6 +265,8 @@ class Resize(ApiModel):
     max_cpu: Quantity | None = None
     max_memory: Quantity | None = None
     in_place: Literal["auto", "always", "never"] = "auto"
+    deferred_seconds: int = Field(default=300, ge=0, le=86400)
+    """Seconds an in-place resize may stay `Deferred` (no room on the node) before a rollout."""
 
 
 class Remediation(ApiModel):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import config
 from onnxops import k8s, reconcile
+from onnxops.api import Resize
 from onnxops.config import OperatorConfig
 from onnxops.pools import default_pools
 from onnxops.remediation import act
@@ -276,7 +277,8 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out(kube: Kube) ->
     assert conditions
     heal(kube, "tight", [])  # deferred, but not for long: wait
     assert records(kube, "tight")[-1]["result"] == "InProgress"
-    later = datetime.now(UTC) + act.DEFERRED_FOR + timedelta(seconds=5)
+    # The default spec.remediation.resize.deferredSeconds (VPA's 5 minutes), just passed.
+    later = datetime.now(UTC) + timedelta(seconds=Resize().deferred_seconds + 5)
     act.heal(mdep(kube, "tight"), [], pools=POOLS, cfg=CFG, now=later, fleet=FleetLimit())
     (record,) = records(kube, "tight")
     assert (record["action"], record["result"]) == ("resize", "Succeeded"), record

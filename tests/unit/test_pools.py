@@ -140,6 +140,15 @@ def test_free_per_node_subtracts_bound_pods_and_skips_unready_nodes() -> None:
     assert free == [{"cpu": Decimal("1.5"), "memory": Decimal(3 * 2**30), "pods": Decimal(109)}]
 
 
+def test_free_per_node_skips_cordoned_nodes() -> None:
+    # `kubectl cordon` (or a drain): Ready still, but the scheduler places nothing there; a
+    # failback judged on it would land the model Unschedulable again.
+    cordoned = node("e1", "edge")
+    cordoned["spec"] = {"unschedulable": True}
+    free = free_per_node([cordoned, node("e2", "edge")], [], {"onnxops.io/pool": "edge"})
+    assert len(free) == 1
+
+
 def test_replicas_that_fit_is_per_node() -> None:
     free = [
         {"cpu": Decimal("1.5"), "memory": Decimal(2**30)},

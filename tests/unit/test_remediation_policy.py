@@ -258,3 +258,40 @@ def test_disruptive_kinds() -> None:
     assert policy.Action("rollback", "ErrorRate", "").disruptive
     assert not policy.Action("resize", "OOMKilled", "").disruptive
     assert not policy.Action("warn", "Drift", "").disruptive
+
+
+BOUNDED = md(spec={"remediation": {"resize": {"deferredSeconds": 20}}})
+
+
+@pytest.mark.parametrize(
+    ("model", "resize", "expected"),
+    [
+        # Deferred: the node lacks room now; wait resize.deferredSeconds (default VPA's 300).
+        (md(), ("PodResizePending", "Deferred", 299), None),
+        (md(), ("PodResizePending", "Deferred", 300), "resize Deferred on p-a for over 300s"),
+        (BOUNDED, ("PodResizePending", "Deferred", 19), None),
+        (BOUNDED, ("PodResizePending", "Deferred", 21), "resize Deferred on p-a for over 20s"),
+        # The node can never fit it, or the kubelet failed it: no point waiting.
+        (md(), ("PodResizePending", "Infeasible", 0), "resize Infeasible on p-a"),
+        (md(), ("PodResizeInProgress", "Error", 0), "resize Error on p-a"),
+        # Being applied: the kubelet is on it.
+        (BOUNDED, ("PodResizeInProgress", "InProgress", 600), None),
+        (BOUNDED, None, None),
+    ],
+)
+def test_a_resize_in_place_falls_back_to_a_rollout(
+    model: ModelDeployment, resize: tuple[str, str, float] | None, expected: str | None
+) -> None:
+    pods = [facts.pod_facts(pod("p-a", resize=resize)), facts.pod_facts(pod("p-b"))]
+    assert policy.resize_fallback(model, pods, NOW) == expected
+
+
+def test_a_deferred_resize_of_a_pod_going_away_is_not_waited_on() -> None:
+    going = pod("p-a", resize=("PodResizePending", "Deferred", 600))
+    going["metadata"]["deletionTimestamp"] = ago(1)
+    assert policy.resize_fallback(BOUNDED, [facts.pod_facts(going)], NOW) is None
+
+
+def test_deferred_seconds_is_bounded() -> None:
+    with pytest.raises(ValueError, match=r"deferredSeconds|deferred_seconds"):
+        md(spec={"remediation": {"resize": {"deferredSeconds": -1}}})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from onnxops import k8s, reconcile
@@ -22,9 +22,6 @@ from onnxops.config import OperatorConfig
 from onnxops.pools import PoolProfile, effective_resources
 from onnxops.remediation import facts, guardrails, history, policy
 from onnxops.remediation.override import active, applied
-
-# VPA InPlaceOrRecreate: a resize the node cannot fit for this long is done by a rollout.
-DEFERRED_FOR = timedelta(minutes=5)
 
 
 @dataclass
@@ -297,11 +294,9 @@ class _Cycle:
         if live and all(p.resized for p in live):
             self.finish(record, "Succeeded", "the kubelet applied the new resources")
             return
-        for pod in live:
-            stuck = pod.resize_since is not None and self.now - pod.resize_since >= DEFERRED_FOR
-            if pod.resize in ("Infeasible", "Error") or (pod.resize == "Deferred" and stuck):
-                self._fall_back(record, f"resize {pod.resize} on {pod.name}")
-                return
+        why = policy.resize_fallback(self.md, live, self.now)
+        if why is not None:
+            self._fall_back(record, why)
 
     def _fall_back(self, record: RemediationRecord, why: str) -> None:
         """Resources through a rollout instead: the template takes them now."""

@@ -272,6 +272,25 @@ def _warnings(s: Situation, faults: dict[str, Finding], acted: set[str]) -> list
     return out
 
 
+def resize_fallback(md: ModelDeployment, pods: list[PodFacts], now: datetime) -> str | None:
+    """Why an in-place resize in flight should be rolled out instead; None: keep waiting.
+
+    The kubelet refuses for good (`Infeasible`: the node could never fit it; `Error`), or
+    defers it while the node lacks room, which may last: after `resize.deferredSeconds` a
+    rollout takes the new resources to a node with room (VPA's InPlaceOrRecreate)."""
+    bound = md.spec.remediation.resize.deferred_seconds
+    for pod in pods:
+        if pod.deleting:
+            continue
+        waited = (now - pod.resize_since).total_seconds() if pod.resize_since else None
+        stuck = pod.resize == "Deferred" and waited is not None and waited >= bound
+        if pod.resize in ("Infeasible", "Error") or stuck:
+            return f"resize {pod.resize} on {pod.name}" + (
+                f" for over {bound}s" if pod.resize == "Deferred" else ""
+            )
+    return None
+
+
 def decide(s: Situation) -> list[Action]:
     """The actions for this situation, most specific (and least disruptive) first."""
     faults = _by_signal(s.findings)

@@ -77,6 +77,10 @@ def heal(
             preferred_has_room=preferred_has_room,
         )
     )
+    # The fault an action in flight answers stands until it is done: proposing that action
+    # again meanwhile would only fill the history with refusals.
+    answering = {r.action for r in cycle.md.status.remediations if r.result in guardrails.IN_FLIGHT}
+    actions = [a for a in actions if a.kind not in answering]
     verdicts = guardrails.admit(
         actions,
         md=cycle.md,

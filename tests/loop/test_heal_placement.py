@@ -8,6 +8,7 @@ node with room. Filler pods (plain pods KWOK runs) take the nodes' room.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from devcluster.podrunner import PodRunner
 from devcluster.resize import pod_requests
-from faults import condition, fault, model_deployment
+from faults import bench_record, condition, fault, healing_deployment, taken
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
@@ -32,21 +33,14 @@ MIB = 1024 * 1024
 
 
 def _md(name: str, uri: str, **spec: Any) -> dict[str, Any]:
-    """The monitor tests' ModelDeployment of iris (fast monitoring, no anomaly detection),
-    with remediation at its defaults unless ``spec`` says otherwise."""
-    body = model_deployment(name, uri, anomaly={"enabled": False})
-    del body["spec"]["remediation"]  # faults.py turns healing off for the watch tests
+    """The heal tests' ModelDeployment, serving iris."""
+    body = healing_deployment(name, uri, **spec)
     body["spec"]["model"]["name"] = "iris"
-    body["spec"].update(spec)
     return body
 
 
 def _records(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
     return [r for r in kube.status(name).get("remediations") or [] if r["action"] == action]
-
-
-def _taken(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
-    return [r for r in _records(kube, name, action) if r["result"] != "Refused"]
 
 
 def _done(kube: Kube, name: str, action: str, timeout_s: float = 300) -> dict[str, Any]:
@@ -195,6 +189,7 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         fillers.append("edge-filler")
         _filler(loop_kube, "edge-filler", node_b, cpu_m=cpu_m, memory=memory)
         cordoned.append(node_a)
+        started = time.monotonic()
         drained = loop_kube.run(
             "drain",
             node_a,
@@ -210,6 +205,7 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
             "an Unschedulable fault",
             180,
         )
+        detected = time.monotonic()
         assert st["pool"] == "edge"  # found on edge, before any failover
 
         failover = _done(loop_kube, "edgy", "failover")
@@ -217,6 +213,7 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         assert "moving to cloud" in failover["message"]
         assert "re-applied with the override" in failover["message"]
         moved = _ready_on(loop_kube, "edgy", "cloud")
+        recovered = time.monotonic()
         st = wait_for(
             lambda: (s := loop_kube.status("edgy")).get("pool") == "cloud" and s,
             "status.pool cloud",
@@ -234,7 +231,7 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         # node B filled): six more monitor cycles, 5 s apart, and still no way back.
         seen = _evaluations(watcher)
         wait_for(lambda: _evaluations(watcher) >= seen + 6, "six more evaluations", 180)
-        assert not _taken(loop_kube, "edgy", "failback")
+        assert not taken(loop_kube.status("edgy"), "failback")
 
         # Room returns: maintenance over.
         loop_kube.run("uncordon", node_a)
@@ -261,9 +258,10 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         # No flapping: a few more monitor cycles (20 s, past the cooldown) change nothing.
         seen = _evaluations(watcher)
         wait_for(lambda: _evaluations(watcher) >= seen + 4, "four more evaluations", 120)
-        assert len(_taken(loop_kube, "edgy", "failover")) == 1
-        assert len(_taken(loop_kube, "edgy", "failback")) == 1
+        assert len(taken(loop_kube.status("edgy"), "failover")) == 1
+        assert len(taken(loop_kube.status("edgy"), "failback")) == 1
         assert _ready_on(loop_kube, "edgy", "edge")["metadata"]["uid"] == back["metadata"]["uid"]
+        bench_record("edge-full", started, detected, recovered, 1)  # the failover, checked above
     finally:
         for node in cordoned:
             loop_kube.run("uncordon", node, check=False)
@@ -311,6 +309,7 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out_elsewhere(
                 memory=_allocatable(loop_kube, other)[1],
             )
         assert loop_kube.apply(body).returncode == 0
+        started = time.monotonic()
         (pod,) = wait_for(
             lambda: [p for p in _live_pods(loop_kube, "squeezed") if p["spec"].get("nodeName")],
             "the pod bound to a node",
@@ -320,6 +319,7 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out_elsewhere(
         for other in others:
             loop_kube.run("delete", "pod", f"filler-{other}", "--timeout=60s")
         wait_for(lambda: fault(loop_kube.status("squeezed"), "OOMKilled"), "OOMKilled", 180)
+        detected = time.monotonic()
 
         record = _done(loop_kube, "squeezed", "resize", timeout_s=360)
         assert record["reason"] == "OOMKilled"
@@ -355,12 +355,14 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out_elsewhere(
             "Ready again",
             240,
         )
+        recovered = time.monotonic()
         assert condition(st, "Remediating")["status"] == "False"
         assert "inPlaceGeneration" not in st["override"]  # the template carries it now
         md = loop_kube.get("mdep", "squeezed")
         assert md is not None and md["spec"]["resources"]["limits"] == {"memory": "32Mi"}
-        assert len(_taken(loop_kube, "squeezed", "resize")) == 1  # one action for the fault
+        assert len(taken(loop_kube.status("squeezed"), "resize")) == 1  # one action for the fault
         assert json.dumps(st["remediations"]).count('"rolloutRestart"') == 0
+        bench_record("resize-deferred", started, detected, recovered, 1)  # one resize, above
     finally:
         for filler in fillers:
             loop_kube.run("delete", "pod", filler, "--wait=false", check=False)

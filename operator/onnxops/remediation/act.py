@@ -60,8 +60,8 @@ def heal(
         return Healed()  # not placed yet: that is deploying, not healing
     found, problems = facts.findings(faults)
     in_flight = any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations)
-    if pods is None:  # only a fault or an action in flight needs the pods
-        needed = found or in_flight
+    if pods is None:  # only a fault, low use or an action in flight needs the pods
+        needed = found or in_flight or md.status.low_use
         pods = k8s.list_pods(md.namespace, pod_selector(md)) if needed else []
     pod_facts = [facts.pod_facts(p) for p in pods]
     cycle = _Cycle(md, pools, cfg, now)

@@ -46,12 +46,14 @@ def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bo
 
 
 def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
-    """Nothing for heal to do or remember: no fault, nothing in flight, no failover to
-    undo, and the model already marked healthy (or not Ready: a rollout in progress is the
+    """Nothing for heal to do or remember: no fault, no long low use, nothing in flight, no
+    failover to undo, and the model already marked healthy (or not Ready: a rollout in progress is the
     deploy path's, and writing status into it would only race its writes). Spares a read
     and a write per model per cycle."""
     if faults or active(md).pool is not None:
         return False
+    if md.status.low_use and md.spec.remediation.resize.shrink.enabled:
+        return False  # a resize down may be due (as of the monitor's previous write)
     if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
         return False
     if md.status.phase != "Ready" or active(md).model is not None:

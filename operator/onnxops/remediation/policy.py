@@ -184,8 +184,8 @@ def _shrink(s: Situation) -> Action | None:
         if record.action == "resize" and record.result in RESIZED and recent:
             return None
     live = [p for p in s.pods if not p.deleting]
-    if not live or any(p.resize or not p.resized for p in live):
-        return None  # a resize or rollout still settling: the pods' resources are in motion
+    if not live or any(p.resize for p in live):
+        return None  # a resize still pending or in progress: the pods' resources are in motion
     wanted, said = s.resources, []
     for use in low:
         # With autoscaling the HPA owns CPU: its target is a share of the request, so a lower

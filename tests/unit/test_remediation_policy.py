@@ -333,6 +333,13 @@ def resize_record(seconds_ago: float, result: str = "Succeeded", action: str = "
         (md(status={"lowUse": low_use()}), "shrink not enabled"),
         (quiet(history=[resize_record(600)]), "a raise 10 min ago: low use not yet seen after it"),
         (quiet(history=[resize_record(600, "Failed")]), "a failed raise counts too"),
+        (
+            quiet(
+                {"remediation": {"cooldownSeconds": 7200, **SHRINK["remediation"]}},
+                history=[resize_record(4000)],
+            ),
+            "past afterSeconds but within the cooldown: not even proposed",
+        ),
         (quiet(history=[resize_record(7200, "InProgress")]), "a resize still in flight"),
         (quiet(history=[resize_record(60, "Pending", "restart")]), "another action in flight"),
     ],

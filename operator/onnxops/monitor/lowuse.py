@@ -5,6 +5,7 @@ Prometheus). What it finds goes to `status.lowUse`, not to the faults (see `api.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 from onnxops.api import LowUse, ModelDeployment
@@ -19,6 +20,13 @@ COVERED = 0.95
 
 def _quantity(resource: str, amount: float) -> str:
     return f"{amount / MIB:.0f}Mi" if resource == "memory" else f"{amount * 1000:.0f}m"
+
+
+def _coarse(resource: str, amount: float) -> float:
+    """A peak rounded up to a millicore or a MiB: finer would rewrite status at every cycle
+    as the window slides, for no difference to a resize."""
+    unit = MIB if resource == "memory" else 0.001
+    return round(math.ceil(amount / unit) * unit, 3)
 
 
 def evaluate(
@@ -60,12 +68,12 @@ def evaluate(
         else:
             worst = max(ratios.values())
             if worst < shrink.below:
-                peak = max(peaks.values())
+                peak = _coarse(resource, max(peaks.values()))
                 found.append(
                     LowUse(
                         resource=resource,  # type: ignore[arg-type]
-                        peak=round(peak, 4) if resource == "cpu" else float(round(peak)),
-                        value=round(worst, 4),
+                        peak=peak,
+                        value=round(worst, 3),
                         threshold=shrink.below,
                         window_seconds=window,
                         message=(

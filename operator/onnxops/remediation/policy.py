@@ -170,17 +170,20 @@ def _cpu(s: Situation, faults: dict[str, Finding]) -> Action | None:
 def _shrink(s: Situation) -> Action | None:
     """Long low use: lower what is spare, when nothing else is going on. A shrink must never
     fight a raise: none while any fault stands (the caller), while any action is in flight,
-    or before the last resize (up or down) is `afterSeconds` old: the low use must have been
-    seen at the resources as they are now."""
-    resize = s.md.spec.remediation.resize
+    or before the last resize (up or down) is `afterSeconds` old (the low use must have been
+    seen at the resources as they are now) and past its cooldown (the guardrails would refuse
+    it; an opportunity refused every few minutes is only noise in the Events)."""
+    rem = s.md.spec.remediation
+    resize = rem.resize
     low = s.md.status.low_use
     if not resize.shrink.enabled or not low or s.findings:
         return None
+    settle = max(resize.shrink.after_seconds, rem.cooldown_seconds)
     for record in s.md.status.remediations:
         if record.result in ("Pending", "InProgress"):
             return None
         when = parse_time(record.time)
-        recent = when is None or (s.now - when).total_seconds() < resize.shrink.after_seconds
+        recent = when is None or (s.now - when).total_seconds() < settle
         if record.action == "resize" and record.result in RESIZED and recent:
             return None
     live = [p for p in s.pods if not p.deleting]

@@ -97,3 +97,53 @@ def test_long_low_use_lowers_requests_and_limits_in_place(
         assert not [m for m in detected if m.split(":")[0] in PRESSURE], detected
     finally:
         loop_kube.run("delete", "mdep", NAME, "--wait=false", check=False)
+
+
+def test_shrinks_go_on_step_by_step_from_what_the_pod_has_up_to_the_hourly_cap(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models
+) -> None:
+    name = "roomier"
+    body = model_deployment(name, f"file://{loop_models.iris}", anomaly={"enabled": False})
+    body["spec"]["model"]["name"] = "iris"
+    body["spec"]["resources"] = {"requests": GENEROUS, "limits": GENEROUS}
+    body["spec"]["remediation"] = {
+        "cooldownSeconds": 0,
+        "maxActionsPerHour": 2,
+        "resize": {"shrink": {"enabled": True, "afterSeconds": 30}},
+    }
+    assert loop_kube.apply(body).returncode == 0
+    # The second step divides the first's values (the pod's, not the template's) again:
+    # 1334m / 1.5 = 889.3m, 683Mi / 1.5 = 455.3Mi, rounded up.
+    second = {"cpu": "890m", "memory": "456Mi"}
+    selector = f"onnxops.io/model-deployment={name}"
+
+    def resources() -> dict[str, Any]:
+        found = loop_kube.items("pods", selector)
+        return found[0]["spec"]["containers"][0]["resources"] if len(found) == 1 else {}
+
+    try:
+        (pod,) = wait_for(lambda: loop_kube.items("pods", selector), "the pod", 60)
+        try:
+            wait_for(
+                lambda: resources() == {"requests": second, "limits": second},
+                "the second step in place",
+                300,
+            )
+            st = wait_for(
+                lambda: (
+                    (s := loop_kube.status(name))
+                    and any(r.get("refusal") == "HourlyCap" for r in s.get("remediations") or [])
+                    and s
+                ),
+                "a third shrink refused by the hourly cap",
+                240,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; status {loop_kube.status(name)}") from None
+        (now,) = loop_kube.items("pods", selector)
+        assert now["metadata"]["uid"] == pod["metadata"]["uid"]  # both in place
+        assert resources() == {"requests": second, "limits": second}  # and no third
+        taken = [r for r in st["remediations"] if r["result"] != "Refused"]
+        assert [(r["reason"], r["result"]) for r in taken] == [("LowUse", "Succeeded")] * 2
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

@@ -78,7 +78,7 @@ def evaluate(
                         window_seconds=window,
                         message=(
                             f"{resource} peak {_quantity(resource, peak)} over {window}s, "
-                            f"{worst:.0%} of the request (low: under {shrink.below:.0%})"
+                            f"{worst:.0%} of the request"
                         ),
                         pods=sorted(peaks),
                     )

@@ -21,7 +21,7 @@ from onnxops.build import CONTAINER, pod_selector
 from onnxops.config import OperatorConfig
 from onnxops.pools import PoolProfile, effective_resources
 from onnxops.remediation import facts, guardrails, history, policy
-from onnxops.remediation.override import active, applied
+from onnxops.remediation.override import active, serving
 
 # VPA InPlaceOrRecreate: a resize the node cannot fit for this long is done by a rollout.
 DEFERRED_FOR = timedelta(minutes=5)
@@ -68,7 +68,7 @@ def heal(
     cycle.follow_up(pod_facts)
     healthy = not found and not problems and monitoring_known and md.status.phase == "Ready"
     cycle.set(models=history.remember_models(cycle.md, healthy=healthy, now=now))
-    current = effective_resources(applied(cycle.md).spec, pool)
+    current = effective_resources(serving(cycle.md), pool)
     actions = policy.decide(
         policy.Situation(
             md=cycle.md,

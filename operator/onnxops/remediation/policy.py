@@ -202,7 +202,7 @@ def _shrink(s: Situation) -> Action | None:
     return Action(
         kind="resize",
         reason=LOW_USE,
-        message=f"long low use ({'; '.join(said)}): lowering by {resize.factor:g}",
+        message=f"long low use ({'; '.join(said)}): requests and limits / {resize.factor:g}",
         resources=wanted,
     )
 

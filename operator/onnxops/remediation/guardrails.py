@@ -3,8 +3,8 @@
 Mode (auto / dryRun / off), a cooldown per action kind, a cap per sliding hour, one disruptive
 action in flight per model, an operator-wide limit on disruptions, resource ceilings (and, for
 a resize down, that it only lowers), the HPA's ownership of CPU pressure, and never acting on
-data that could not be read. Pure: the history
-and `now` come in; the operator-wide limit is a small object the caller keeps.
+data that could not be read. Pure: the history and `now` come in; the operator-wide limit is a
+small object the caller keeps.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def evaluate(
                             f"{resource} peak {_quantity(resource, peak)} over {window}s, "
                             f"{worst:.0%} of the request"
                         ),
-                        pods=sorted(peaks),
+                        pods=sorted(peaks)[:100],  # the API's bound, as for faults
                     )
                 )
     return found

@@ -258,6 +258,22 @@ class Monitoring(ApiModel):
     """Consecutive evaluations without metrics before MonitoringAvailable turns False."""
 
 
+class Shrink(ApiModel):
+    """Right-sizing down, like the VPA's downscaling: after long low use, requests and limits
+    are divided by `resize.factor` (never below the peak use seen plus headroom).
+
+    Off by default: a spec's resources are often sized on purpose (a model's load at start,
+    a weekly peak the window never saw), and giving headroom back is a cost decision the
+    owner takes, where raising after OOM kills is not."""
+
+    enabled: bool = False
+    after_seconds: int = Field(default=86400, ge=10, le=30 * 86400)
+    """How long use must stay low (the window its peak is read over, and the least time since
+    the last resize, up or down)."""
+    below: float = Field(default=0.3, gt=0, lt=1)
+    """Low means: the peak use of every pod over the window is under this share of the request."""
+
+
 class Resize(ApiModel):
     """How remediation grows or shrinks resource requests."""
 
@@ -267,6 +283,7 @@ class Resize(ApiModel):
     in_place: Literal["auto", "always", "never"] = "auto"
     deferred_seconds: int = Field(default=300, ge=0, le=86400)
     """Seconds an in-place resize may stay `Deferred` (no room on the node) before a rollout."""
+    shrink: Shrink = Field(default_factory=Shrink)
 
 
 class Remediation(ApiModel):
@@ -347,6 +364,27 @@ class Fault(ApiModel):
     message: str = ""
     pods: list[str] = Field(default_factory=list, max_length=100)
     """The affected pods; empty means the deployment as a whole."""
+
+
+class LowUse(ApiModel):
+    """Long low use of one resource, found by the monitor with `resize.shrink` enabled.
+
+    Not a fault, and so kept out of `status.faults`: nothing is degraded by spare headroom, so
+    it must not turn the phase Degraded, the Healthy condition False, fire FaultDetected
+    Warnings or count as a fault in the operator's metrics (all of which read `faults`). It is
+    an opportunity the heal hook may take (a resize down), under the same guardrails."""
+
+    resource: Literal["cpu", "memory"]
+    peak: float
+    """The highest use of any pod over the window: cores or bytes."""
+    value: float
+    """peak / request, the highest of any pod."""
+    threshold: float
+    """`resize.shrink.below` when it was found."""
+    window_seconds: int
+    """The window the peak was read over (`resize.shrink.afterSeconds`)."""
+    message: str = ""
+    pods: list[str] = Field(default_factory=list, max_length=100)
 
 
 ActionKind = Literal[
@@ -439,6 +477,8 @@ class ModelDeploymentStatus(ApiModel):
     """Label selector of the serving pods (scale subresource; `kubectl get pods -l`)."""
     conditions: list[Condition] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
+    low_use: list[LowUse] = Field(default_factory=list)
+    """Resources used far below their requests for a long time (not faults; see LowUse)."""
     remediations: list[RemediationRecord] = Field(default_factory=list, max_length=50)
     """The latest actions, taken or refused, newest last (bounded)."""
     override: Override | None = None

@@ -46,6 +46,14 @@ def _series() -> str:
     add("container_cpu_cfs_throttled_periods_total", c, per_s=4)
     add("container_memory_working_set_bytes", c, value=2e8)
     add("container_oom_events_total", c, value=1)
+    # A second pod whose working set is 1e8 but for one scrape of 3e8 a minute before END.
+    spiky = 'namespace="ml",pod="a-2",container="server"'
+    add("container_memory_working_set_bytes", spiky, value=1e8)
+    spike = f"{{{spiky}}} 100000000.0 {END - 60}"
+    rows["container_memory_working_set_bytes"] = [
+        r.replace(spike, f"{{{spiky}}} 300000000.0 {END - 60}")
+        for r in rows["container_memory_working_set_bytes"]
+    ]
     lines = []
     for name, samples in rows.items():
         lines += [f"# TYPE {name} unknown", *samples]
@@ -119,3 +127,30 @@ def test_a_bad_query_is_an_error_with_prometheus_reason(backfilled: prom.Prometh
     reader = PrometheusReader(PromSettings(backfilled.url), LABEL)
     reading = reader.instant(queries.Query("broken", "sum by (", "model"))
     assert reading.error and "400" in reading.error
+
+
+@pytest.mark.parametrize(
+    ("query", "key", "expected"),
+    [
+        (queries.peak_cpu_cores("1m", 120, 15), ("ml", "a-1"), 0.3),
+        (queries.peak_memory_bytes(120), ("ml", "a-2"), 3e8),  # the one spike counts
+        (queries.peak_memory_bytes(30), ("ml", "a-2"), 1e8),  # and leaves with the window
+        (queries.peak_memory_bytes(120), ("ml", "a-1"), 2e8),
+        # The series began at TIMES[0]: a window longer than that reaches back only so far.
+        (queries.first_seen(600, 15), ("ml", "a-1"), float(TIMES[0])),
+    ],
+)
+def test_low_use_queries_read_peaks_and_how_far_back_the_series_go(
+    backfilled: prom.Prometheus, query: queries.Query, key: tuple[str, str], expected: float
+) -> None:
+    reader = PrometheusReader(PromSettings(backfilled.url), LABEL)
+    reading = reader.instant(query, at=float(END))
+    assert reading.error is None, reading.error
+    assert reading.values.get(key) == pytest.approx(expected, rel=0.05), reading.values
+
+
+def test_a_series_older_than_the_window_covers_it(backfilled: prom.Prometheus) -> None:
+    reader = PrometheusReader(PromSettings(backfilled.url), LABEL)
+    reading = reader.instant(queries.first_seen(120, 15), at=float(END))
+    assert reading.error is None
+    assert END - reading.values[("ml", "a-1")] >= 120

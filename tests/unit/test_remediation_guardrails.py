@@ -220,3 +220,60 @@ def test_prometheus_unknown_blocks_only_what_prometheus_measures() -> None:
         ("Pending", None),
         ("Refused", "UnknownData"),
     ]
+
+
+# -- a resize down after long low use ------------------------------------------------------
+
+SHRINK = Action(
+    "resize",
+    "LowUse",
+    "long low use",
+    resources={"requests": {"cpu": "67m", "memory": "86Mi"}, "limits": {"memory": "171Mi"}},
+)
+
+
+@pytest.mark.parametrize(
+    ("m", "expected"),
+    [
+        (model(), ("Pending", None)),
+        (model("dryRun"), ("DryRun", None)),
+        (model("off"), ("Refused", "Off")),
+        (model(history=[record("resize", 100, reason="OOMKilled")]), ("Refused", "Cooldown")),
+        (model(history=[record("resize", 400, reason="OOMKilled")]), ("Pending", None)),
+        (model(history=[record("restart", 100)]), ("Pending", None)),  # not disruptive
+        (model(history=[record("rollback", 100)], maxActionsPerHour=1), ("Refused", "HourlyCap")),
+    ],
+    ids=["auto", "dryRun", "off", "cooldown of a raise", "cooldown over", "other kind", "cap"],
+)
+def test_a_shrink_goes_through_the_same_guardrails(
+    m: ModelDeployment, expected: tuple[str, str | None]
+) -> None:
+    verdict = only(m, SHRINK)
+    assert (verdict.result, verdict.refusal) == expected
+
+
+def test_a_shrink_is_not_refused_for_not_growing_and_not_capped() -> None:
+    verdict = only(model(resize={"maxMemory": "100Mi"}), SHRINK)  # the limit is over the cap
+    assert (verdict.result, verdict.action.resources) == ("Pending", SHRINK.resources)
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        CURRENT,  # nothing lower
+        {"requests": {"cpu": "50m", "memory": "300Mi"}, "limits": {"memory": "200Mi"}},  # grows
+        {"requests": {"cpu": "50m", "memory": "100Mi"}, "limits": {"memory": "200Mi", "cpu": "1"}},
+    ],
+    ids=["unchanged", "a request grows", "a new limit"],
+)
+def test_a_shrink_that_lowers_nothing_or_raises_anything_is_refused(
+    resources: dict[str, dict[str, str]],
+) -> None:
+    verdict = only(model(), Action("resize", "LowUse", "low", resources=resources))
+    assert (verdict.result, verdict.refusal) == ("Refused", "Floor")
+
+
+def test_a_raise_is_still_refused_when_it_does_not_grow() -> None:
+    # `_grows` is for raises only; a resize for OOM that lowers would be a bug, not a shrink.
+    lower = Action("resize", "OOMKilled", "oom", resources=SHRINK.resources)
+    assert only(model(), lower).refusal == "Ceiling"

@@ -43,3 +43,15 @@ MARKED = {"models": {"current": V2, "currentSince": ago(10), "healthy": V2}}
 )
 def test_idle(status: dict[str, Any], faults: list[Fault], idle: bool) -> None:
     assert _idle(md(status=status), faults) is idle
+
+
+LOW = {"resource": "memory", "peak": 1e7, "value": 0.05, "threshold": 0.3, "windowSeconds": 60}
+
+
+@pytest.mark.parametrize(("enabled", "idle"), [(True, False), (False, True)])
+def test_long_low_use_wakes_heal_only_when_it_may_shrink(enabled: bool, idle: bool) -> None:
+    model = md(
+        spec={"remediation": {"resize": {"shrink": {"enabled": enabled}}}},
+        status={**MARKED, "lowUse": [LOW]},
+    )
+    assert _idle(model, []) is idle

@@ -9,6 +9,7 @@ from heal_kit import md
 from onnxops import build, status
 from onnxops.api import ModelDeployment
 from onnxops.pools import default_pools
+from onnxops.remediation import override
 from onnxops.remediation.override import RESTARTED_AT, active, applied
 
 EDGE, CLOUD = default_pools()["edge"], default_pools()["cloud"]
@@ -129,3 +130,14 @@ def test_a_new_spec_model_ends_degraded() -> None:
     new = healthy(fixed)
     assert new["phase"] == "Ready"
     assert all(c["type"] != status.ROLLED_BACK for c in new["conditions"])
+
+
+def test_the_next_resize_starts_from_what_the_pods_serve() -> None:
+    # Resized in place at this generation: the template keeps the spec's values, the pods (and
+    # so the next resize, up or down) have the override's.
+    ov = {"resources": BIGGER, "resourcesBasis": {}, "inPlaceGeneration": 3}
+    m = md(status={"override": ov}, generation=3)
+    assert override.serving(m).resources.limits.memory == "384Mi"
+    assert override.serving(md()).resources == md().spec.resources  # no override: the spec
+    ended = md(spec={"resources": {"limits": {"memory": "300Mi"}}}, status={"override": ov})
+    assert override.serving(ended).resources.limits.memory == "300Mi"

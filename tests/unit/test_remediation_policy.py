@@ -295,3 +295,156 @@ def test_a_deferred_resize_of_a_pod_going_away_is_not_waited_on() -> None:
 def test_deferred_seconds_is_bounded() -> None:
     with pytest.raises(ValueError, match=r"deferredSeconds|deferred_seconds"):
         md(spec={"remediation": {"resize": {"deferredSeconds": -1}}})
+
+
+# -- right-sizing down after long low use --------------------------------------------------
+
+MIB = 2**20
+SHRINK = {"remediation": {"resize": {"shrink": {"enabled": True, "afterSeconds": 3600}}}}
+
+
+def low_use(cpu: float | None = 0.005, memory: float | None = 40 * MIB) -> list[dict[str, Any]]:
+    found = []
+    for resource, peak in (("cpu", cpu), ("memory", memory)):
+        if peak is not None:
+            found.append(
+                {"resource": resource, "peak": peak, "value": 0.05, "threshold": 0.3,
+                 "windowSeconds": 3600, "message": f"{resource} low"}
+            )  # fmt: skip
+    return found
+
+
+def quiet(
+    spec: dict[str, Any] | None = None,
+    *,
+    history: list[dict[str, Any]] | None = None,
+    **use: float | None,
+) -> ModelDeployment:
+    return md(
+        spec={**SHRINK, **(spec or {})},
+        status={"lowUse": low_use(**use), "remediations": history or []},
+    )
+
+
+def shrink_of(model: ModelDeployment, pods: list[dict[str, Any]] | None = None) -> Any:
+    """The resources the policy lowers to (None when it proposes nothing)."""
+    situation = policy.Situation(
+        md=model,
+        findings=[],
+        pods=[facts.pod_facts(p) for p in pods or THREE],
+        resources=effective_resources(applied(model).spec, EDGE),
+        now=NOW,
+    )
+    actions = policy.decide(situation)
+    if not actions:
+        return None
+    (action,) = actions
+    assert (action.kind, action.reason, action.shrinks) == ("resize", "LowUse", True)
+    assert action.resource is None  # no single resource grows
+    return action.resources
+
+
+def test_long_low_use_divides_requests_and_limits_by_the_factor() -> None:
+    # edge defaults: requests 100m / 128Mi, memory limit 256Mi; / 1.5, rounded up.
+    assert shrink_of(quiet()) == {
+        "requests": {"cpu": "67m", "memory": "86Mi"},
+        "limits": {"memory": "171Mi"},
+    }
+
+
+def test_never_below_the_peak_use_plus_headroom() -> None:
+    # Peak 100Mi x 1.2 = 120Mi: the request goes only that far down, the limit by the factor.
+    lowered = shrink_of(quiet(memory=100 * MIB, cpu=0.08))
+    assert lowered["requests"] == {"cpu": "96m", "memory": "120Mi"}
+    assert lowered["limits"] == {"memory": "171Mi"}
+
+
+def test_never_below_the_floor_nor_a_request_above_its_limit() -> None:
+    small = {"requests": {"cpu": "12m", "memory": "40Mi"}, "limits": {"memory": "40Mi"}}
+    lowered = shrink_of(quiet({"resources": small}, cpu=0.0, memory=0.0))
+    assert lowered == {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}}
+    tight = {"requests": {"memory": "100Mi"}, "limits": {"memory": "110Mi"}}
+    kept = shrink_of(quiet({"resources": tight}, cpu=None, memory=60 * MIB))
+    # The request stops at 72Mi (60Mi x 1.2); the limit's 73.3Mi rounds up to 74Mi.
+    assert kept["requests"]["memory"] == "72Mi" and kept["limits"]["memory"] == "74Mi"
+
+
+def test_at_the_floor_nothing_is_proposed() -> None:
+    floor = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}}
+    assert shrink_of(quiet({"resources": floor}, cpu=0.0, memory=0.0)) is None
+
+
+def test_only_what_is_low_is_lowered() -> None:
+    lowered = shrink_of(quiet(cpu=None))
+    assert lowered["requests"]["cpu"] == "100m"
+    assert lowered["requests"]["memory"] == "86Mi"
+
+
+def test_with_autoscaling_the_hpa_keeps_cpu() -> None:
+    model = quiet({"autoscaling": {"minReplicas": 1, "maxReplicas": 4}})
+    assert shrink_of(model)["requests"] == {"cpu": "100m", "memory": "86Mi"}
+    assert shrink_of(quiet({"autoscaling": {"maxReplicas": 4}}, memory=None)) is None
+
+
+def test_the_override_is_the_starting_point_of_a_shrink() -> None:
+    raised = {"requests": {"cpu": "150m", "memory": "228Mi"}, "limits": {"memory": "384Mi"}}
+    model = md(
+        spec=SHRINK,
+        status={"lowUse": low_use(), "override": {"resources": raised, "resourcesBasis": {}}},
+    )
+    assert shrink_of(model)["limits"] == {"memory": "256Mi"}
+
+
+def resize_record(seconds_ago: float, result: str = "Succeeded", action: str = "resize") -> Any:
+    return {"id": "r", "time": ago(seconds_ago), "action": action, "result": result}
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        (md(status={"lowUse": low_use()}), "shrink not enabled"),
+        (quiet(history=[resize_record(600)]), "a raise 10 min ago: low use not yet seen after it"),
+        (quiet(history=[resize_record(600, "Failed")]), "a failed raise counts too"),
+        (
+            quiet(
+                {"remediation": {"cooldownSeconds": 7200, **SHRINK["remediation"]}},
+                history=[resize_record(4000)],
+            ),
+            "past afterSeconds but within the cooldown: not even proposed",
+        ),
+        (quiet(history=[resize_record(7200, "InProgress")]), "a resize still in flight"),
+        (quiet(history=[resize_record(60, "Pending", "restart")]), "another action in flight"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_no_shrink_that_could_fight_a_raise(model: ModelDeployment, why: str) -> None:
+    assert shrink_of(model) is None, why
+
+
+def test_a_shrink_after_a_raise_once_the_window_passed_and_after_a_refusal() -> None:
+    history = [resize_record(4000), resize_record(60, "Refused")]
+    assert shrink_of(quiet(history=history)) is not None
+
+
+def test_no_shrink_while_a_pod_resize_is_pending() -> None:
+    pods = [pod("p-a"), pod("p-b", resize=("PodResizePending", "Deferred", 10))]
+    assert shrink_of(quiet(), pods) is None
+
+
+def test_no_shrink_while_any_fault_stands() -> None:
+    model = quiet()
+    assert decide(model, [fault("OOMKilled")], THREE) == [("resize", "OOMKilled", ())]
+    assert decide(model, [fault("Drift")], THREE) == [("warn", "Drift", ())]
+    assert decide(model, [], THREE) == [("resize", "LowUse", ())]
+
+
+def test_no_shrink_beside_a_failback() -> None:
+    model = md(
+        spec=SHRINK,
+        status={
+            "pool": "cloud",
+            "override": {"pool": "cloud", "poolSince": ago(700)},
+            "lowUse": low_use(),
+        },
+    )
+    assert decide(model, [], THREE, room=True) == [("failback", "PoolHasRoom", ())]

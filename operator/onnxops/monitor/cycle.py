@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from onnxops import k8s
 from onnxops.api import Fault, ModelDeployment
 from onnxops.config import OperatorConfig
-from onnxops.monitor import detect, pods, queries, report, signals
+from onnxops.monitor import detect, lowuse, pods, queries, report, signals
 from onnxops.monitor.metrics import OperatorMetrics
 from onnxops.monitor.pods import PodFacts
 from onnxops.monitor.prom import History, Key, PrometheusReader, PromSettings, Reading
@@ -125,7 +125,14 @@ class Monitor:
                 histories[q.name] = self.reader.history(
                     q, start=now - max(spans), end=now, step_s=self.cfg.monitor_history_step_s
                 )
-        return signals.Observations(now, readings, histories, facts, pods_error=pods_error)
+        low_use: dict[str, Reading] = {}
+        for span in lowuse.windows(models):
+            step = self.cfg.monitor_history_step_s
+            for q in queries.low_use_queries(window, span, step):
+                low_use[q.name] = self.reader.instant(q, at=now)
+        return signals.Observations(
+            now, readings, histories, facts, pods_error=pods_error, low_use=low_use
+        )
 
     # -- detect and write ---------------------------------------------------------------------
     def run_cycle(self, bodies: Sequence[Mapping[str, Any]], now: float) -> CycleReport:
@@ -196,7 +203,10 @@ class Monitor:
         self.tracks[key] = track
         self.metrics.evaluations.labels("unreadable" if problem else "read").inc()
         avail = report.availability(md, problem, track.unreadable)
-        self._write(md, lambda m: report.status_patch(m, faults, avail, now=stamp), out)
+        low = lowuse.evaluate(md, obs.pods.get(key, []), obs.low_use, at=obs.at)
+        self._write(
+            md, lambda m: report.status_patch(m, faults, avail, now=stamp, low_use=low), out
+        )
         self.metrics.record_faults(key, [f.signal for f in faults])
         for hook in self.hooks:
             try:

@@ -38,6 +38,10 @@ class PodFacts:
     use idle CPU beyond its request, which is no fault, so CPU use is then not judged."""
     memory_bytes: float | None
     """The container's memory limit (the OOM killer's line); None without one."""
+    cpu_request: float | None = None
+    """The container's CPU request in cores (what long low use is judged against)."""
+    memory_request: float | None = None
+    """The container's memory request in bytes."""
 
 
 def _timestamp(text: str | None) -> float | None:
@@ -93,6 +97,10 @@ def facts(pod: Mapping[str, Any]) -> PodFacts | None:
         unschedulable=unschedulable,
         cpu_cores=_amount(resources, "limits", "cpu"),
         memory_bytes=_amount(resources, "limits", "memory"),
+        # Kubernetes defaults a request to the limit when only the limit is set.
+        cpu_request=_amount(resources, "requests", "cpu") or _amount(resources, "limits", "cpu"),
+        memory_request=_amount(resources, "requests", "memory")
+        or _amount(resources, "limits", "memory"),
     )
 
 

@@ -115,6 +115,51 @@ def oom_events(window: str) -> Query:
     )
 
 
+def peak_cpu_cores(rate_window: str, window_s: int, step_s: float) -> Query:
+    """The highest CPU use per pod (cores, as `cpu_cores` reads it) over the last `window_s`."""
+    usage = f"sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{{{_SERVER}}}[{rate_window}]))"
+    return Query(
+        f"peak_cpu_cores:{window_s}",
+        f"max_over_time(({usage})[{window_s}s:{_step(step_s)}])",
+        "pod",
+    )
+
+
+def peak_memory_bytes(window_s: int) -> Query:
+    """The highest working set per pod over the last `window_s` (every scrape counts)."""
+    return Query(
+        f"peak_memory_bytes:{window_s}",
+        f"max by (namespace, pod) "
+        f"(max_over_time(container_memory_working_set_bytes{{{_SERVER}}}[{window_s}s]))",
+        "pod",
+    )
+
+
+def first_seen(window_s: int, step_s: float) -> Query:
+    """Per pod, the time (epoch seconds) of its oldest working-set sample found in the window:
+    a peak read over a window only counts when the series reaches back across all of it (a
+    new pod, or a Prometheus that lost its data, has seen too little to call use low)."""
+    stamps = f"timestamp(container_memory_working_set_bytes{{{_SERVER}}})"
+    return Query(
+        f"first_seen:{window_s}",
+        f"min by (namespace, pod) (min_over_time({stamps}[{window_s}s:{_step(step_s)}]))",
+        "pod",
+    )
+
+
+def _step(step_s: float) -> str:
+    return f"{max(1, round(step_s))}s"
+
+
+def low_use_queries(rate_window: str, window_s: int, step_s: float) -> list[Query]:
+    """What long low use over one window is judged from (only for models that shrink)."""
+    return [
+        peak_cpu_cores(rate_window, window_s, step_s),
+        peak_memory_bytes(window_s),
+        first_seen(window_s, step_s),
+    ]
+
+
 def instant_queries(model_label: str, window: str) -> list[Query]:
     """Every instant query of one cycle."""
     return [

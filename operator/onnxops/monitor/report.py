@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from onnxops.api import Fault, ModelDeployment
+from onnxops.api import Fault, LowUse, ModelDeployment
 from onnxops.monitor.detect import fault_changes
 from onnxops.status import set_condition
 
@@ -52,9 +52,15 @@ def _condition(md: ModelDeployment, type_: str) -> dict[str, Any] | None:
 
 
 def status_patch(
-    md: ModelDeployment, faults: Sequence[Fault], avail: Availability | None, *, now: str
+    md: ModelDeployment,
+    faults: Sequence[Fault],
+    avail: Availability | None,
+    *,
+    now: str,
+    low_use: Sequence[LowUse] = (),
 ) -> dict[str, Any]:
-    """The status fields the monitor owns, as they should be now."""
+    """The status fields the monitor owns, as they should be now. `low_use` is written
+    beside the faults and touches neither the phase nor the conditions (see `api.LowUse`)."""
     generation = md.metadata.get("generation")
     conditions = [c.wire() for c in md.status.conditions]
     current = _condition(md, MONITORING_AVAILABLE)
@@ -90,6 +96,8 @@ def status_patch(
         "faults": [f.wire() for f in faults],
         "conditions": conditions,
     }
+    if low_use or md.status.low_use:
+        patch["lowUse"] = [u.wire() for u in low_use]
     phase = md.status.phase
     if faults and phase == "Ready":
         patch["phase"] = "Degraded"

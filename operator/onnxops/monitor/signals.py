@@ -38,6 +38,9 @@ class Observations:
     """False when the operator has no Prometheus URL."""
     pods_error: str | None = None
     """Why the pod list could not be read (its signals are then unknown)."""
+    low_use: Mapping[str, Reading] = field(default_factory=dict)
+    """Peaks over the long windows of `resize.shrink` (`queries.low_use_queries`), apart from
+    `readings`: a slow or failed long query leaves low use unknown, not the model's faults."""
 
 
 def problem(obs: Observations, key: Key) -> tuple[str, str] | None:

@@ -21,7 +21,7 @@ from onnxops.build import CONTAINER, pod_selector
 from onnxops.config import OperatorConfig
 from onnxops.pools import PoolProfile, effective_resources
 from onnxops.remediation import facts, guardrails, history, policy
-from onnxops.remediation.override import active, applied
+from onnxops.remediation.override import active, serving
 
 
 @dataclass
@@ -57,8 +57,8 @@ def heal(
         return Healed()  # not placed yet: that is deploying, not healing
     found, problems = facts.findings(faults)
     in_flight = any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations)
-    if pods is None:  # only a fault, an action in flight or pods resized in place need them
-        needed = found or in_flight or resized_in_place(md)
+    if pods is None:  # only a fault, low use, an action in flight or pods resized in place
+        needed = found or in_flight or md.status.low_use or resized_in_place(md)
         pods = k8s.list_pods(md.namespace, pod_selector(md)) if needed else []
     pod_facts = [facts.pod_facts(p) for p in pods]
     cycle = _Cycle(md, pools, cfg, now)
@@ -66,7 +66,7 @@ def heal(
     cycle.keep_resized(pod_facts)
     healthy = not found and not problems and monitoring_known and md.status.phase == "Ready"
     cycle.set(models=history.remember_models(cycle.md, healthy=healthy, now=now))
-    current = effective_resources(applied(cycle.md).spec, pool)
+    current = effective_resources(serving(cycle.md), pool)
     actions = policy.decide(
         policy.Situation(
             md=cycle.md,

@@ -1,9 +1,10 @@
 """Guardrails: which of the policy's actions may run now, and why the others may not.
 
 Mode (auto / dryRun / off), a cooldown per action kind, a cap per sliding hour, one disruptive
-action in flight per model, an operator-wide limit on disruptions, resource ceilings, the HPA's
-ownership of CPU pressure, and never acting on data that could not be read. Pure: the history
-and `now` come in; the operator-wide limit is a small object the caller keeps.
+action in flight per model, an operator-wide limit on disruptions, resource ceilings (and, for
+a resize down, that it only lowers), the HPA's ownership of CPU pressure, and never acting on
+data that could not be read. Pure: the history and `now` come in; the operator-wide limit is a
+small object the caller keeps.
 """
 
 from __future__ import annotations
@@ -107,6 +108,20 @@ def _grows(action: Action, current: Resources) -> bool:
     wanted = action.resources.get(part, {}).get(name)
     now = current.get(part, {}).get(name)
     return wanted is not None and (now is None or quantity(wanted) > quantity(now))
+
+
+def _shrinks(action: Action, current: Resources) -> bool:
+    """Whether a deliberate resize down lowers something and raises nothing (a shrink that
+    grew a value would be a raise no fault asked for)."""
+    assert action.resources is not None
+    lower = False
+    for part in ("requests", "limits"):
+        for name, wanted in action.resources.get(part, {}).items():
+            now = current.get(part, {}).get(name)
+            if now is None or quantity(wanted) > quantity(now):
+                return False
+            lower = lower or quantity(wanted) < quantity(now)
+    return lower
 
 
 def _recent(
@@ -229,7 +244,9 @@ def _judge(
                 "HpaOwnsCpu",
                 f"CPU pressure is the HPA's to answer ({replicas} of {scaling.max_replicas} replicas)",
             )
-    if action.kind == "resize" and not _grows(action, current):
+    if action.shrinks and not _shrinks(action, current):
+        return refuse("Floor", "nothing to lower: at the floor, or the resources changed meanwhile")
+    if action.kind == "resize" and not action.shrinks and not _grows(action, current):
         return refuse("Ceiling", note or "already at the ceiling")
     if action.disruptive and in_flight:
         return refuse("InFlight", "another disruptive action is still in flight")

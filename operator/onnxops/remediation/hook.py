@@ -46,12 +46,15 @@ def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bo
 
 
 def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
-    """Nothing for heal to do or remember: no fault, nothing in flight, no failover to
-    undo, no resources resized in place to keep on new pods, and the model already marked healthy (or not Ready: a rollout in progress is the
+    """Nothing for heal to do or remember: no fault, no long low use, nothing in flight, no
+    failover to undo, no resources resized in place to keep on new pods, and the model
+    already marked healthy (or not Ready: a rollout in progress is the
     deploy path's, and writing status into it would only race its writes). Spares a read
     and a write per model per cycle."""
     if faults or active(md).pool is not None or act.resized_in_place(md):
         return False
+    if md.status.low_use and md.spec.remediation.resize.shrink.enabled:
+        return False  # a resize down may be due (as of the monitor's previous write)
     if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
         return False
     if md.status.phase != "Ready" or active(md).model is not None:

@@ -81,6 +81,18 @@ def applied(md: ModelDeployment) -> ModelDeployment:
     return md.model_copy(update={"spec": spec})
 
 
+def serving(md: ModelDeployment) -> ModelDeploymentSpec:
+    """The spec as the pods serve it now: `applied`, with resources resized in place too (the
+    template takes them only at the next rollout, but the pods hold them already). What the
+    next resize starts from: from the template's values, a second resize in place would only
+    repeat the first."""
+    spec = applied(md).spec
+    ov = active(md)
+    if ov.resources is not None:
+        spec.resources = ResourceRequirements.model_validate(ov.resources.wire())
+    return spec
+
+
 def template_annotations(md: ModelDeployment) -> dict[str, str]:
     """Pod template annotations the override asks for (a rollout restart's timestamp)."""
     ov = md.status.override

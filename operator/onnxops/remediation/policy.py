@@ -31,6 +31,14 @@ STARTUP_GRACE_S = 120
 # evaluation or two after its p99 does: restarting every replica is held back until the latency
 # fault has stood as long again as it took to count, so that a CPU resize gets the first word.
 LATENCY_SIGNALS = ("LatencyP99", "LatencyAnomaly")
+# Right-sizing down: the reason of a resize that lowers resources after long low use
+# (`status.lowUse`, which is not a fault signal).
+LOW_USE = "LowUse"
+# A shrink keeps this much over the peak use seen, and never goes under the floor.
+HEADROOM = Decimal("1.2")
+FLOOR = {"cpu": Decimal("0.01"), "memory": 32 * MIB}
+# Records of resizes that changed (or, in dryRun, would have changed) the resources.
+RESIZED = ("Pending", "InProgress", "Succeeded", "Failed", "DryRun")
 DISRUPTIVE: frozenset[str] = frozenset(
     {"restart", "rolloutRestart", "failover", "failback", "rollback"}
 )
@@ -65,8 +73,13 @@ class Action:
 
     @property
     def resource(self) -> str | None:
-        """resize: which resource grows (`cpu` or `memory`)."""
+        """resize: which resource grows (`cpu` or `memory`); None for a shrink."""
         return RESOURCE_OF.get(self.reason) if self.kind == "resize" else None
+
+    @property
+    def shrinks(self) -> bool:
+        """A resize down after long low use (it may lower both resources)."""
+        return self.kind == "resize" and self.reason == LOW_USE
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,25 @@ def grown(
     return out
 
 
+def lowered(resources: Resources, name: str, factor: float, *, peak: Decimal) -> Resources:
+    """Requests and limits of one resource divided by `factor`, but never below the peak use
+    plus headroom, nor the floor, nor a request above its limit; never raised."""
+    keep = max(peak * HEADROOM, FLOOR[name])
+    out = {part: dict(values) for part, values in resources.items()}
+    new_request = None
+    for part in ("requests", "limits"):
+        current = out.get(part, {}).get(name)
+        if current is None:
+            continue
+        value = quantity(current)
+        wanted = max(value / Decimal(str(factor)), keep, new_request or Decimal(0))
+        if wanted < value:
+            out[part][name] = _format(name, wanted)
+        if part == "requests":
+            new_request = quantity(out[part][name])
+    return out
+
+
 def _by_signal(findings: list[Finding]) -> dict[str, Finding]:
     return {f.signal: f for f in findings}
 
@@ -137,6 +169,46 @@ def _cpu(s: Situation, faults: dict[str, Finding]) -> Action | None:
         reason=pressure.signal,
         message=f"{pressure.signal} with p99 over threshold: {faults['LatencyP99'].message}",
         pods=pressure.pods,
+        resources=wanted,
+    )
+
+
+def _shrink(s: Situation) -> Action | None:
+    """Long low use: lower what is spare, when nothing else is going on. A shrink must never
+    fight a raise: none while any fault stands (the caller), while any action is in flight,
+    or before the last resize (up or down) is `afterSeconds` old (the low use must have been
+    seen at the resources as they are now) and past its cooldown (the guardrails would refuse
+    it; an opportunity refused every few minutes is only noise in the Events)."""
+    rem = s.md.spec.remediation
+    resize = rem.resize
+    low = s.md.status.low_use
+    if not resize.shrink.enabled or not low or s.findings:
+        return None
+    settle = max(resize.shrink.after_seconds, rem.cooldown_seconds)
+    for record in s.md.status.remediations:
+        if record.result in ("Pending", "InProgress"):
+            return None
+        when = parse_time(record.time)
+        recent = when is None or (s.now - when).total_seconds() < settle
+        if record.action == "resize" and record.result in RESIZED and recent:
+            return None
+    live = [p for p in s.pods if not p.deleting]
+    if not live or any(p.resize for p in live):
+        return None  # a resize still pending or in progress: the pods' resources are in motion
+    wanted, said = s.resources, []
+    for use in low:
+        # With autoscaling the HPA owns CPU: its target is a share of the request, so a lower
+        # request would read as more load and add replicas.
+        if use.resource == "cpu" and s.md.spec.autoscaling is not None:
+            continue
+        wanted = lowered(wanted, use.resource, resize.factor, peak=Decimal(str(use.peak)))
+        said.append(use.message)
+    if wanted == s.resources:
+        return None  # at the floor already
+    return Action(
+        kind="resize",
+        reason=LOW_USE,
+        message=f"long low use ({'; '.join(said)}): requests and limits / {resize.factor:g}",
         resources=wanted,
     )
 
@@ -303,4 +375,7 @@ def decide(s: Situation) -> list[Action]:
     # would only add a disruption (and slow pods under CPU pressure are not sick).
     if not actions:
         actions.extend(_restarts(s, faults))
+    if not actions:  # giving headroom back is for quiet times only
+        shrink = _shrink(s)
+        actions.extend([shrink] if shrink is not None else [])
     return actions + _warnings(s, faults, {a.reason for a in actions})

@@ -33,6 +33,12 @@ fi
 
 step "2. the CRDs, rendered from the pydantic API (onnxops crd)"
 "$KUBECTL" apply -f "$ROOT/crds/"
+# Not `kubectl wait` alone: on a CRD whose status.conditions are still null it fails at once.
+for _ in $(seq 60); do
+  [ "$("$KUBECTL" get crd/modeldeployments.onnxops.io \
+        -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}')" = True ] && break
+  sleep 0.5
+done
 "$KUBECTL" wait --for=condition=Established crd/modeldeployments.onnxops.io --timeout=30s
 
 step "3. the operator (onnxops operator; log: $OUT/operator.log)"

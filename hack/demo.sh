@@ -62,6 +62,12 @@ echo "prometheus: $PROM"
 
 step "4/9 CRDs and the operator"
 "$KUBECTL" apply -f "$ROOT/crds/"
+# Not `kubectl wait` alone: on a CRD whose status.conditions are still null it fails at once.
+for _ in $(seq 60); do
+  [ "$("$KUBECTL" get crd/modeldeployments.onnxops.io \
+        -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}')" = True ] && break
+  sleep 0.5
+done
 "$KUBECTL" wait --for=condition=Established crd/modeldeployments.onnxops.io --timeout=30s
 # Monitoring on, reading the Prometheus above; a short rate window suits its 1 s scrapes.
 ONNXOPS_STANDALONE=true ONNXOPS_PROMETHEUS_URL="$PROM" ONNXOPS_MONITOR_RATE_WINDOW=10s \

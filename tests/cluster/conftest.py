@@ -16,13 +16,7 @@ from operator_kit import FAKE_SERVING, ROOT, Kube, Operator, serving_kubelet
 def crds(devcluster: Any) -> Any:
     """The project's CRDs, applied with kubectl as a user would, and Established."""
     devcluster.run_kubectl("apply", "-f", str(ROOT / "crds"))
-    devcluster.run_kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/modeldeployments.onnxops.io",
-        "crd/clusterkopfpeerings.kopf.dev",
-    )
+    devcluster.wait_established("modeldeployments.onnxops.io", "clusterkopfpeerings.kopf.dev")
     return devcluster
 
 

@@ -156,9 +156,7 @@ def test_crd_schema_rejects_invalid_objects(
     devcluster: controlplane.Cluster, k8s_namespace: str
 ) -> None:
     devcluster.apply(CRD)
-    devcluster.run_kubectl(
-        "wait", "--for=condition=Established", "crd/gadgets.test.onnxops.io", "--timeout=30s"
-    )
+    devcluster.wait_established("gadgets.test.onnxops.io")
     try:
         bad_enum = devcluster.run_kubectl(
             "apply", "-n", k8s_namespace, "-f", "-", input=_gadget("moon", 1, 2), check=False

@@ -60,10 +60,7 @@ def namespace(devcluster: Any, tmp_path: Path) -> Iterator[str]:
     """A namespace whose serving pods have a kubelet (the pod runner, with the light fake
     server: the sample's model comes from a ConfigMap volume, which the runner cannot mount)."""
     devcluster.run_kubectl("apply", "-f", str(REPO / "crds"))
-    devcluster.run_kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/modeldeployments.onnxops.io",
-    )  # fmt: skip
+    devcluster.wait_established("modeldeployments.onnxops.io")
     name = f"operator-image-{uuid.uuid4().hex[:6]}"
     devcluster.run_kubectl("create", "namespace", name)
     with serving_kubelet(devcluster, name, tmp_path / "pods"):

@@ -42,9 +42,7 @@ MONITOR_ENV = {
 @pytest.fixture(scope="module")
 def loop_crds(devcluster: Any) -> Any:
     devcluster.run_kubectl("apply", "-f", str(ROOT / "crds"))
-    devcluster.run_kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", "crd/modeldeployments.onnxops.io"
-    )
+    devcluster.wait_established("modeldeployments.onnxops.io")
     return devcluster
 
 

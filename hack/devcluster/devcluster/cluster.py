@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,23 @@ class Cluster:
             "delete", "pods", "--all", "-n", namespace, "--wait=true",
             f"--timeout={timeout_s}s", check=False, timeout_s=timeout_s + 30,
         )  # fmt: skip
+
+    def wait_established(self, *crds: str, timeout_s: float = 60) -> None:
+        """Wait until each CRD (``name.group``) is Established. Not ``kubectl wait``: right after
+        a CRD is created its ``status.conditions`` may still be null, and kubectl wait then
+        fails at once (".status.conditions accessor error") instead of waiting."""
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout_s
+        for crd in crds:
+            while True:
+                found = self.run_kubectl(
+                    "get", f"crd/{crd}", "-o", f"jsonpath={jsonpath}", check=False
+                )
+                if found.stdout.strip() == "True":
+                    break
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"crd/{crd} not Established after {timeout_s:g}s")
+                time.sleep(0.25)
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.run_kubectl(*args, "-o", "json").stdout)

@@ -37,6 +37,7 @@ def _relay(proc: subprocess.Popen[str]) -> None:
 
 
 def main(extra: list[str]) -> int:
+    TEMP.mkdir(parents=True, exist_ok=True)  # pytest makes the basetemp, not its parents
     loop = _pytest(["tests/loop", *extra], "loop", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     relay = threading.Thread(target=_relay, args=(loop,), daemon=True)
     relay.start()
@@ -52,7 +53,10 @@ def main(extra: list[str]) -> int:
     codes = [rest.wait(), loop.wait()]
     relay.join(timeout=10)
     print(f"tests (all but tests/loop): exit {codes[0]}; tests/loop: exit {codes[1]}", flush=True)
-    return max(codes)
+    failed = [c for c in codes if c != 0]
+    if not failed:
+        return 0
+    return failed[0] if failed[0] > 0 else 128 - failed[0]  # killed by a signal: 128 + its number
 
 
 if __name__ == "__main__":

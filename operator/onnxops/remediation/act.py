@@ -203,30 +203,36 @@ class _Cycle:
         ov = active(self.md)
         assert ov.resources is not None
         wanted = {k: v for k, v in ov.resources.wire().items() if v}
+        behind = [p for p in pods if not facts.same_resources(p.resources, wanted)]
+        refused = dict(self._resize_pods(behind, wanted))
+        for pod in behind:
+            if pod.deleting:
+                continue
+            if pod.name in refused:
+                why = f"{pod.name} keeps the template's resources: {refused[pod.name]}"
+                self.events.append(("Warning", "ResizeRefused", why))
+            else:
+                why = (
+                    f"{pod.name} started with the template's resources; resized in place to the"
+                    f" remediated ones ({_short(wanted)})"
+                )
+                self.events.append(("Normal", "ResizeApplied", why))
+
+    def _resize_pods(
+        self, pods: list[facts.PodFacts], wanted: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        """`pods/resize` of each live pod; (pod, why) for each the apiserver refused."""
+        refused = []
         for pod in pods:
-            if pod.deleting or facts.same_resources(pod.resources, wanted):
+            if pod.deleting:
                 continue
             try:
                 k8s.resize_pod(self.md.namespace, pod.name, CONTAINER, wanted)
             except k8s.ApiError as exc:
                 if exc.status >= 500:
                     raise
-                self.events.append(
-                    (
-                        "Warning",
-                        "ResizeRefused",
-                        f"{pod.name} keeps the template's resources: {exc.message}",
-                    )
-                )
-                continue
-            self.events.append(
-                (
-                    "Normal",
-                    "ResizeApplied",
-                    f"{pod.name} started with the template's resources; resized in place to the"
-                    f" remediated ones ({_short(wanted)})",
-                )
-            )
+                refused.append((pod.name, exc.message))
+        return refused
 
     # -- the actions ------------------------------------------------------------------------
 
@@ -276,18 +282,10 @@ class _Cycle:
             self._reapply(record, "rolled out with the new resources")
             return
         wanted = {k: v for k, v in ov.resources.wire().items() if v}
-        refused = []
-        for pod in pods:
-            if pod.deleting:
-                continue
-            try:
-                k8s.resize_pod(self.md.namespace, pod.name, CONTAINER, wanted)
-            except k8s.ApiError as exc:
-                if exc.status >= 500:
-                    raise
-                refused.append(f"{pod.name}: {exc.message}")
+        refused = self._resize_pods(pods, wanted)
         if refused:
-            self._fall_back(record, "in-place resize refused (" + "; ".join(refused) + ")")
+            why = "; ".join(f"{name}: {message}" for name, message in refused)
+            self._fall_back(record, f"in-place resize refused ({why})")
         else:
             done = history.finished(record, "InProgress", "resized in place", self.now)
             self.set(remediations=history.replaced(self.md.status.remediations, done))

@@ -180,10 +180,13 @@ def test_latency_spike_is_an_anomaly_against_history_but_not_on_a_fresh_model(
         payload[0] = small
 
         def fast_baseline() -> bool:
+            # Three quarters fast at least: a bare majority leaves the median so close to the
+            # slow start that the spike's own first samples tip it, and nothing looks unusual
+            # (seen with the suite's other half running beside this one).
             history = _p99_history(loop_prometheus, ns, "spiky")[:-15]  # older than the fault
-            return sum(v < slow / 2 for v in history) > max(10, len(history) // 2 + 5)
+            return sum(v < slow / 2 for v in history) > max(10, 3 * len(history) // 4)
 
-        wait_for(fast_baseline, "a history of mostly fast requests", timeout_s=240)
+        wait_for(fast_baseline, "a history of mostly fast requests", timeout_s=300)
         assert not fault(loop_kube.status("spiky"), "LatencyAnomaly")
         payload[0] = big
         st = status_when(

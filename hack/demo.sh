@@ -221,6 +221,8 @@ small["spec"].update(
 print(yaml.safe_dump(small, sort_keys=False))
 PY
 "$KUBECTL" -n "$NS" wait --for=jsonpath='{.status.readyReplicas}'=1 mdep/iris-small --timeout=240s
+# Ready once the kubelet applied the resize; the operator confirms it at its next cycle.
+"$KUBECTL" -n "$NS" wait --for=condition=Remediating=False mdep/iris-small --timeout=120s
 "$KUBECTL" -n "$NS" get mdep iris-small \
   -o jsonpath='{range .status.remediations[*]}remediation {.action} {.result}: {.message}{"\n"}{end}'
 "$KUBECTL" -n "$NS" get pods -l onnxops.io/model-deployment=iris-small -o custom-columns=\

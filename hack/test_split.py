@@ -1,4 +1,4 @@
-"""`make test`: the suite as two pytest runs side by side, each with a devcluster of its own —
+"""`make test-parallel`: the suite as two pytest runs side by side, each with a devcluster of its own —
 `tests/loop` (watch and heal end to end, which mostly waits: on Prometheus scrapes, the
 operator's 5 s evaluations, back-offs) beside everything else. The loop run's lines are
 printed as they come, prefixed `[loop]`; the exit status is the worse of the two. SIGINT or

@@ -42,8 +42,8 @@ test: install system-deps cluster-build
 	$(BIN)/python -m pytest tests -m "not e2e"
 
 # The same suite with tests/loop beside the rest, each with its own devcluster (hack/test_split.py):
-# about 15 instead of 25+ minutes here, but the latency-anomaly loop test has failed twice in
-# three such runs (the two halves load 2 cores), so `make test` stays one after the other.
+# about 17 instead of 25+ minutes here, but the latency-anomaly loop test failed in both full runs
+# so far (the two halves load 2 cores), so `make test` stays one after the other.
 test-parallel: install system-deps cluster-build
 	$(BIN)/python hack/test_split.py
 

@@ -96,6 +96,23 @@ def taken(status: dict[str, Any], action: str | None = None) -> list[dict[str, A
     ]
 
 
+def succeeded(kube: Kube, name: str, action: str, timeout_s: float) -> list[dict[str, Any]]:
+    """The records of `action` once one Succeeded; on a timeout the failure shows status."""
+    try:
+        found: list[dict[str, Any]] = wait_for(
+            lambda: [
+                r
+                for r in kube.status(name).get("remediations") or []
+                if r["action"] == action and r["result"] == "Succeeded"
+            ],
+            f"the {action} Succeeded",
+            timeout_s,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status {kube.status(name)}") from None
+    return found
+
+
 def live_pods(kube: Kube, name: str) -> dict[str, dict[str, Any]]:
     """The ModelDeployment's pods that are not being deleted, by name."""
     return {

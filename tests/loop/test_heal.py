@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from devcluster.podrunner import PodRunner
@@ -22,29 +21,13 @@ from faults import (
     healing_deployment,
     live_pods,
     rows,
+    succeeded,
     taken,
 )
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
-
-
-def _records(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
-    return [r for r in kube.status(name).get("remediations") or [] if r["action"] == action]
-
-
-def _resize_confirmed(kube: Kube) -> list[dict[str, Any]]:
-    """The resize records the kubelet confirmed; on a timeout the failure shows status."""
-    try:
-        found: list[dict[str, Any]] = wait_for(
-            lambda: [r for r in _records(kube, "hungry", "resize") if r["result"] == "Succeeded"],
-            "the resize confirmed by the kubelet",
-            240,
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; status {kube.status('hungry')}") from None
-    return found
 
 
 def test_oom_kills_raise_memory_in_place_within_the_ceiling(
@@ -67,7 +50,7 @@ def test_oom_kills_raise_memory_in_place_within_the_ceiling(
         started = time.monotonic()
         wait_for(lambda: fault(loop_kube.status("hungry"), "OOMKilled"), "an OOMKilled fault", 180)
         detected = time.monotonic()
-        (record,) = _resize_confirmed(loop_kube)
+        (record,) = succeeded(loop_kube, "hungry", "resize", 240)
         assert record["reason"] == "OOMKilled"
         assert "the kubelet applied the new resources" in record["message"]
         # max(32Mi x 1.5, 32Mi + 100Mi) = 132Mi, under the 256Mi ceiling.

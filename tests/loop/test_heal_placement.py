@@ -16,7 +16,15 @@ import httpx
 import pytest
 from devcluster.podrunner import PodRunner
 from devcluster.resize import pod_requests
-from faults import bench_record, condition, fault, healing_deployment, taken
+from faults import (
+    bench_record,
+    condition,
+    fault,
+    healing_deployment,
+    live_pods,
+    succeeded,
+    taken,
+)
 from operator_kit import Kube, Operator, wait_for
 from serving_harness import Models
 
@@ -39,31 +47,6 @@ def _md(name: str, uri: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
-def _records(kube: Kube, name: str, action: str) -> list[dict[str, Any]]:
-    return [r for r in kube.status(name).get("remediations") or [] if r["action"] == action]
-
-
-def _done(kube: Kube, name: str, action: str, timeout_s: float = 300) -> dict[str, Any]:
-    """The record of `action` once Succeeded; on a timeout the failure shows status."""
-    try:
-        (record,) = wait_for(
-            lambda: [r for r in _records(kube, name, action) if r["result"] == "Succeeded"],
-            f"the {action} Succeeded",
-            timeout_s,
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; status {kube.status(name)}") from None
-    return dict(record)
-
-
-def _live_pods(kube: Kube, name: str) -> list[dict[str, Any]]:
-    return [
-        p
-        for p in kube.items("pods", f"onnxops.io/model-deployment={name}")
-        if not p["metadata"].get("deletionTimestamp")
-    ]
-
-
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions") or []}
     return conditions.get("Ready") == "True"
@@ -82,7 +65,7 @@ def _ready_on(kube: Kube, name: str, pool: str) -> dict[str, Any]:
     """The model's one live pod once it is Ready on a node of `pool` (and the only one)."""
 
     def found() -> dict[str, Any] | None:
-        pods = _live_pods(kube, name)
+        pods = list(live_pods(kube, name).values())
         if len(pods) != 1 or not _ready(pods[0]):
             return None
         node = pods[0]["spec"].get("nodeName")
@@ -208,7 +191,7 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         detected = time.monotonic()
         assert st["pool"] == "edge"  # found on edge, before any failover
 
-        failover = _done(loop_kube, "edgy", "failover")
+        (failover,) = succeeded(loop_kube, "edgy", "failover", 300)
         assert failover["reason"] == "Unschedulable"
         assert "moving to cloud" in failover["message"]
         assert "re-applied with the override" in failover["message"]
@@ -236,7 +219,7 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         # Room returns: maintenance over.
         loop_kube.run("uncordon", node_a)
         cordoned.remove(node_a)
-        failback = _done(loop_kube, "edgy", "failback")
+        (failback,) = succeeded(loop_kube, "edgy", "failback", 300)
         assert failback["reason"] == "PoolHasRoom"
         assert "pool edge has room again" in failback["message"]
         back = _ready_on(loop_kube, "edgy", "edge")
@@ -311,7 +294,9 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out_elsewhere(
         assert loop_kube.apply(body).returncode == 0
         started = time.monotonic()
         (pod,) = wait_for(
-            lambda: [p for p in _live_pods(loop_kube, "squeezed") if p["spec"].get("nodeName")],
+            lambda: [
+                p for p in live_pods(loop_kube, "squeezed").values() if p["spec"].get("nodeName")
+            ],
             "the pod bound to a node",
             120,
         )
@@ -321,7 +306,7 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out_elsewhere(
         wait_for(lambda: fault(loop_kube.status("squeezed"), "OOMKilled"), "OOMKilled", 180)
         detected = time.monotonic()
 
-        record = _done(loop_kube, "squeezed", "resize", timeout_s=360)
+        (record,) = succeeded(loop_kube, "squeezed", "resize", 360)
         assert record["reason"] == "OOMKilled"
         assert f"resize Deferred on {pod['metadata']['name']} for over 20s" in record["message"]
         assert "rolled out instead" in record["message"]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install test test-parallel test-unit test-serving test-cluster test-loop lint demo crds \
-        cluster-build cluster-up cluster-down cluster-status system-deps images e2e-kind bench clean
+        cluster-build cluster-up cluster-down cluster-status cluster-env system-deps images e2e-kind bench clean
 
 $(STAMP): pyproject.toml serving-image/pyproject.toml
 	@command -v $(PY) >/dev/null || PY=python3; \
@@ -27,7 +27,8 @@ system-deps:
 cluster-build:
 	@bash hack/devcluster/build.sh >/dev/null
 
-# A local control plane + KWOK nodes as processes; state in .devcluster/ (see hack/devcluster/README.md).
+# A local control plane + KWOK nodes + the pod runner (the kubelet of serving pods) as processes;
+# state in .devcluster/ or $DEVCLUSTER_STATE (see hack/devcluster/README.md).
 # The tool needs only the Python standard library (and openssl): no venv required.
 cluster-up: cluster-build
 	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster up $(CLUSTER_ARGS)
@@ -37,6 +38,10 @@ cluster-down:
 
 cluster-status:
 	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster status
+
+# The KUBECONFIG and PATH (built kubectl) exports alone: eval "$(make -s cluster-env)".
+cluster-env:
+	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster env
 
 test: install system-deps cluster-build
 	$(BIN)/python -m pytest tests -m "not e2e"

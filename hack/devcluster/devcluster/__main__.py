@@ -1,24 +1,29 @@
-"""``python -m devcluster up|down|status|prometheus|podrunner`` (PYTHONPATH=hack/devcluster).
+"""``python -m devcluster up|down|status|env|prometheus|podrunner`` (PYTHONPATH=hack/devcluster).
 
-``make cluster-up`` / ``cluster-down`` / ``cluster-status`` call the first three.
+``make cluster-up`` / ``cluster-down`` / ``cluster-status`` / ``cluster-env`` call the first four.
+``up`` starts the control plane, the KWOK nodes and the pod runner (the kubelet of serving pods)
+as recorded processes; the state directory is ``.devcluster/`` or ``$DEVCLUSTER_STATE``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-from . import cgroups, controlplane, prometheus
+from . import cgroups, controlplane, processes, prometheus
 from . import cluster as cluster_state
 from .binaries import BinariesMissing
 from .nodes import default_pools
 from .podrunner import PodRunner, default_command, run_forever
 
 REPO = Path(__file__).resolve().parents[3]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+POD_RUNNER = "podrunner"
 
 
 def _size(text: str) -> tuple[str, str]:
@@ -44,12 +49,39 @@ def up(args: argparse.Namespace) -> int:
     else:
         pools = default_pools(args.cloud, args.edge, args.cloud_size, args.edge_size)
         cluster = controlplane.start(args.state_dir, pools=pools)
+        _start_pod_runner(cluster)
         mib = cluster.rss_bytes() / 2**20
         print(
             f"devcluster ready in {cluster.started_in_s:.1f}s at {cluster.server} ({mib:.0f} MiB RSS)"
         )
+    _print_env(cluster)
+    return 0
+
+
+def _start_pod_runner(cluster: cluster_state.Cluster) -> None:
+    """The pod runner as one more recorded process: stopped first by ``down`` (reverse order),
+    while the apiserver still answers its last status writes."""
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_DIR)}
+    argv = [sys.executable, "-m", "devcluster", "--state-dir", str(cluster.state_dir), POD_RUNNER]
+    log = cluster.state_dir / "logs" / "podrunner.log"
+    _child, record = processes.start(POD_RUNNER, argv, log, env=env, cwd=REPO)
+    cluster.processes.append(record)
+    cluster.save()
+    # It lists pods at once; a runner that cannot start (no cluster, bad env) exits in ~1 s.
+    time.sleep(1.0)
+    if not processes.is_running(record):
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise cluster_state.ClusterError(f"the pod runner exited: {' / '.join(tail)}")
+
+
+def _print_env(cluster: cluster_state.Cluster) -> None:
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     print(f"export PATH={cluster.bin_dir}:$PATH  # the built kubectl")
+
+
+def env(args: argparse.Namespace) -> int:
+    """Only the two export lines (``eval "$(make -s cluster-env)"``)."""
+    _print_env(_cluster(args.state_dir))
     return 0
 
 
@@ -104,6 +136,7 @@ def podrunner(args: argparse.Namespace) -> int:
         args.state_dir / "logs" / "pods",
         command=args.command or None,
         namespace=args.namespace,
+        volumes_dir=args.state_dir / "pods",
     )
     run_forever(runner)
     return 0
@@ -117,7 +150,8 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="devcluster", description=__doc__)
-    parser.add_argument("--state-dir", type=Path, default=REPO / ".devcluster")
+    state = Path(os.environ.get("DEVCLUSTER_STATE") or REPO / ".devcluster")
+    parser.add_argument("--state-dir", type=Path, default=state)
     sub = parser.add_subparsers(required=True)
     p = sub.add_parser("up", help="start etcd, the control plane, KWOK and the node pools")
     p.add_argument("--cloud", type=int, default=3, help="cloud nodes (default 3)")
@@ -127,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=up)
     sub.add_parser("down", help="stop exactly the processes `up` recorded").set_defaults(func=down)
     sub.add_parser("status", help="processes, RSS and /readyz").set_defaults(func=status)
+    sub.add_parser("env", help="print the KUBECONFIG and PATH exports").set_defaults(func=env)
     p = sub.add_parser("prometheus", help="run Prometheus with file_sd until Ctrl-C")
-    p.add_argument("--work-dir", type=Path, default=REPO / ".devcluster" / "prometheus")
+    p.add_argument("--work-dir", type=Path, default=state / "prometheus")
     p.add_argument("--scrape-interval", default="1s")
     p.set_defaults(func=prom)
     p = sub.add_parser("podrunner", help="run serving processes for serving pods until Ctrl-C")
-    p.add_argument("--targets-dir", type=Path, default=REPO / ".devcluster/prometheus/targets")
+    p.add_argument("--targets-dir", type=Path, default=state / "prometheus" / "targets")
     p.add_argument("--namespace", help="only this namespace (default: all)")
     p.add_argument(
         "command", nargs="*", help=f"process per pod (default: {' '.join(default_command())})"

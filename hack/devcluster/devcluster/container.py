@@ -27,6 +27,7 @@ from .probes import ProbeError, Prober, parse
 from .processes import ProcessRecord
 from .prometheus import label_name
 from .resize import decide, limits_of, normalized, pod_requests
+from .volumes import PodVolumes, VolumeError
 
 if TYPE_CHECKING:
     from .podrunner import PodRunner
@@ -40,6 +41,8 @@ DEFAULT_GRACE_S = 30
 # A container that ran this long without exiting starts its back-off afresh.
 BACKOFF_RESET_S = 120.0
 ENV_RETRY_S = 2.0
+# How often configMap/secret volumes are re-read (the kubelet: its sync period + cache TTL).
+VOLUME_SYNC_S = float(os.environ.get("DEVCLUSTER_VOLUME_SYNC_S", "2"))
 # Deferred or failed resizes are retried on the kubelet's periodic sync.
 RESIZE_RETRY_S = 2.0
 
@@ -114,6 +117,9 @@ class ServingProcess:
         self.port = 0
         self.env: dict[str, str] | None = None
         self.env_retry_at = 0.0
+        self.volumes: PodVolumes | None = None
+        self.volumes_synced_at = 0.0
+        self.volumes_refreshing = False
         self.cgroup: cgroups.ContainerCgroup | None = None
         self.child: subprocess.Popen[bytes] | None = None
         self.record: ProcessRecord | None = None
@@ -180,6 +186,7 @@ class ServingProcess:
             self._exited(runner, now)
         elif self.child is not None:
             self._running(runner, now)
+        self._maybe_refresh_volumes(runner, now)
         if self.restart_at is not None and now >= self.restart_at:
             self._start(runner, now)
         self._maybe_resize(runner, now)
@@ -195,6 +202,18 @@ class ServingProcess:
             self.view.reason, self.view.message = "CreateContainerConfigError", str(error)
             self.env_retry_at = now + ENV_RETRY_S
             return
+        volumes = PodVolumes(self.obj, self.container, runner.volumes_dir / self.uid)
+        try:
+            volumes.set_up(runner.api.get_or_none)
+        except (VolumeError, OSError, urllib.error.URLError) as error:
+            if self.view.message != str(error):
+                log.warning("not starting %s yet: %s", self.target, error)
+                runner.events.post(self.obj, "FailedMount", str(error), warning=True)
+            self.view.reason, self.view.message = "ContainerCreating", str(error)
+            self.env_retry_at = now + ENV_RETRY_S
+            return
+        self.volumes, self.volumes_synced_at = volumes, now
+        env = volumes.rewrite_env(env)
         self.view.reason, self.view.message = "ContainerCreating", ""
         for spec_port in self.container.get("ports", []):
             local = processes.free_port()
@@ -245,6 +264,24 @@ class ServingProcess:
         self._arm_probes(now)
         runner.events.post(self.obj, "Started", f"Started container {CONTAINER}")
         log.info("started %s on port %d (pid %d)", self.target, self.port, self.child.pid)
+
+    def _maybe_refresh_volumes(self, runner: PodRunner, now: float) -> None:
+        volumes = self.volumes
+        if (
+            volumes is None
+            or self.volumes_refreshing
+            or now - self.volumes_synced_at < VOLUME_SYNC_S
+        ):
+            return
+        self.volumes_synced_at, self.volumes_refreshing = now, True
+
+        def work() -> None:  # API reads off the sync thread; only this job touches `volumes`
+            try:
+                volumes.refresh(runner.api.get_or_none)
+            finally:
+                self.volumes_refreshing = False
+
+        runner.background(work)
 
     def _arm_probes(self, now: float) -> None:
         self.probers = {}
@@ -460,6 +497,8 @@ class ServingProcess:
             self.child.poll()
         if self.cgroup is not None:
             self.cgroup.remove()
+        if self.volumes is not None:
+            self.volumes.remove()
 
     # -- status --------------------------------------------------------------------------------
     def _write_status(

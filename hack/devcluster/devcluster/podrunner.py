@@ -32,7 +32,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -81,10 +81,13 @@ class PodRunner:
         tie_to_parent: bool = True,
         backoff_s: float = BACKOFF_S,
         backoff_max_s: float = BACKOFF_MAX_S,
+        volumes_dir: Path | None = None,
     ) -> None:
         self.api = api
         self.targets = targets
         self.log_dir = log_dir
+        # Each pod's emptyDirs and configMap/secret projections, under its uid (`volumes.py`).
+        self.volumes_dir = volumes_dir or log_dir.parent / "volumes"
         self.command = list(command) if command else default_command()
         self.extra_env = dict(extra_env or {})
         self.tie_to_parent = tie_to_parent
@@ -292,6 +295,10 @@ class PodRunner:
             self._results.put((proc, prober, ok, message))
             self._wake.set()
 
+        self._probe_pool.submit(work)
+
+    def background(self, work: Callable[[], None]) -> None:
+        """Run ``work`` off the sync thread (volume refreshes: API reads and file writes)."""
         self._probe_pool.submit(work)
 
     def node(self, name: str) -> Mapping[str, Any]:

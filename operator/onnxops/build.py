@@ -20,6 +20,9 @@ POOL_LABEL = "onnxops.io/pool"
 CONTAINER = "server"
 MODEL_DIR = "/models"
 CACHE_DIR = "/var/cache/onnxops"
+TERMINATION_LOG = "/dev/termination-log"
+"""The kubelet's default terminationMessagePath: the runtime writes why it could not start
+there, the kubelet copies it into the pod's status, and the operator reads the cause back."""
 # The serving image's OIP v2 gRPC port (its ONNXOPS_GRPC_PORT); REST is spec.serving.port.
 GRPC_PORT = 8081
 RUN_AS = 10001  # the serving image's USER (serving-image/Dockerfile)
@@ -130,6 +133,7 @@ def _env(md: ModelDeployment, pool: PoolProfile, plan: ModelPlan) -> list[dict[s
         "ONNXOPS_THREADS": str(spec.serving.threads or pool.threads),
         "ONNXOPS_MAX_BATCH_SIZE": str(batching.max_batch_size if batching else 1),
         "ONNXOPS_MODEL_CACHE_DIR": CACHE_DIR,
+        "ONNXOPS_TERMINATION_MESSAGE_PATH": TERMINATION_LOG,
         # After SIGTERM, Services and kube-proxy still route here for a few seconds:
         # keep serving (not ready) for that long, then drain; 5 s + 10 s drain fit the
         # default 30 s terminationGracePeriodSeconds.
@@ -200,6 +204,9 @@ def build_deployment(
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        # A crash the runtime could not explain (say, killed while loading) shows its log's tail.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     tolerations = [t.wire() for t in [*pool.tolerations, *spec.target.tolerations]]
     pod_labels = labels(md, pool.name)

@@ -16,10 +16,11 @@ from typing import Any, cast
 
 import kopf
 
-from onnxops import build, k8s, reconcile, startup, watch
+from onnxops import build, k8s, loadfailure, reconcile, startup, watch
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import config
-from onnxops.reasons import Reason
+from onnxops.reasons import ConditionType, Reason
+from onnxops.status import load_failed
 
 __all__ = ["startup", "watch"]  # importing them registers their handlers
 
@@ -159,7 +160,7 @@ def resync_model(
     `kubectl patch mdep NAME --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'`.
     """
     settled = status.get("observedGeneration") == body.meta.get("generation")
-    if settled and status.get("phase") == "Failed":
+    if settled and status.get("phase") == "Failed" and not load_failed(status.get("conditions")):
         return  # the create/update handler's own retries own a failed generation
     # Resume and update handlers apply spec changes; what a resync finds to change in a
     # generation already reconciled was changed behind our back (the resync may beat a
@@ -205,10 +206,47 @@ def deployment_changed(
         _run(owner, memo, 0, logger, drift=True)
         return
     _applied_generation[key] = generation
+    _refresh(owner, dict(body), logger)
+
+
+def _refresh(owner: kopf.Body, deployment: dict[str, Any] | None, logger: kopf.Logger) -> None:
     try:
-        reconcile.refresh(owner, dict(body))
+        outcome = reconcile.refresh(owner, deployment)
     except reconcile.Judged as judged:
         _report(owner, judged, logger)
+        return
+    if outcome is not None:
+        _post(owner, outcome.events)
+
+
+@kopf.on.event("", "v1", "pods", labels={**_MANAGED, build.MD_LABEL: kopf.PRESENT})
+@_once
+def serving_pod_changed(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """A serving pod that says why it cannot load its model makes status say so now.
+
+    A crash loop changes no field of the Deployment (0 ready before and after), so no
+    Deployment event would report it; the pod's termination message names the cause. Pods
+    without one cost no API call; clearing follows the Deployment's readiness."""
+    if type in (None, "DELETED"):
+        return
+    failure = loadfailure.of_pod(body)
+    if failure is None:
+        return
+    owner = _owner(body)
+    if owner is None:
+        return
+    shown: dict[str, Any] = next(
+        (
+            c
+            for c in owner.status.get("conditions") or []
+            if c.get("type") == ConditionType.MODEL_AVAILABLE
+        ),
+        {},
+    )
+    if shown.get("status") == "False" and shown.get("reason") == failure.reason:
+        return  # already said
+    namespace, name = owner.meta.namespace or "", owner.meta.name or ""
+    _refresh(owner, k8s.get("apps/v1", "Deployment", namespace, name), logger)
 
 
 @kopf.on.event("", "v1", "services", labels=_MANAGED)

@@ -58,7 +58,34 @@ class Reason(StrEnum):
     """kopf's bookkeeping annotation on the object was unreadable and was treated as absent."""
     CAPACITY_SHORT = "CapacityShort"
     """A running model's pool lacks room for now: kept there, retried, not Failed."""
+    # Why serving pods cannot load the model: the runtime's termination message names the
+    # cause (serving-image errors.LoadFailure; the same strings), ModelAvailable shows it.
+    MODEL_LOAD_FAILED = "ModelLoadFailed"
+    """Ready=False: no pod (or not every pod) can load the model; ModelAvailable has the cause."""
+    MODEL_FETCH_FAILED = "ModelFetchFailed"
+    MODEL_NOT_FOUND = "ModelNotFound"
+    MODEL_ACCESS_DENIED = "ModelAccessDenied"
+    MODEL_DIGEST_MISMATCH = "ModelDigestMismatch"
+    INVALID_MODEL = "InvalidModel"
+    INPUT_SCHEMA_MISMATCH = "InputSchemaMismatch"
+    MODEL_STORAGE_FAILED = "ModelStorageFailed"
+    SERVER_FAILED = "ServerFailed"
 
 
 PLACEMENT_REASONS = frozenset({Reason.UNKNOWN_POOL, Reason.ABOVE_CEILING, Reason.NO_CAPACITY})
 MODEL_REASONS = frozenset({Reason.INVALID_MODEL_URI, Reason.MODEL_UNREACHABLE})
+LOAD_FAILURE_REASONS = frozenset(
+    {
+        Reason.MODEL_FETCH_FAILED,
+        Reason.MODEL_NOT_FOUND,
+        Reason.MODEL_ACCESS_DENIED,
+        Reason.MODEL_DIGEST_MISMATCH,
+        Reason.INVALID_MODEL,
+        Reason.INPUT_SCHEMA_MISMATCH,
+        Reason.MODEL_STORAGE_FAILED,
+        Reason.SERVER_FAILED,
+    }
+)
+"""Causes a serving pod reports in its termination message (a failed load, phase Failed or
+Degraded). The runtime's own InvalidModelURI (no URI, an unknown scheme) is not one: the
+operator judges URIs before any pod starts."""

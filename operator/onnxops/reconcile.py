@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onnxops import build, judgement, k8s, speccheck, status
+from onnxops import build, judgement, k8s, loadfailure, speccheck, status
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.config import OperatorConfig
 from onnxops.pools import (
@@ -61,7 +61,7 @@ def _settled_pool(md: ModelDeployment, pools: dict[str, PoolProfile]) -> PoolPro
     st = md.status
     same_spec = st.observed_generation == md.metadata.get("generation")
     short = status.placed_reason(st) == Reason.CAPACITY_SHORT
-    if not same_spec or st.phase == "Failed" or short or st.pool not in pools:
+    if not same_spec or status.judged_failed(st) or short or st.pool not in pools:
         return None
     target = md.spec.target
     if target.pool not in ("auto", st.pool) and target.fallback_pool != st.pool:
@@ -84,7 +84,7 @@ def _kept(md: ModelDeployment, pools: dict[str, PoolProfile], exc: PlacementErro
     a scale-up beyond what is free): the new pods wait for room, and status says so,
     instead of failing a model that serves."""
     st = md.status
-    running = st.phase not in ("Failed", "Pending") and st.pool in pools
+    running = st.phase != "Pending" and not status.judged_failed(st) and st.pool in pools
     if exc.reason != Reason.NO_CAPACITY or not running:
         return None
     pool = pools[str(st.pool)]
@@ -182,7 +182,7 @@ def _reconcile(
     if placed.reason == Reason.CAPACITY_SHORT:
         if status.placed_reason(md.status) != Reason.CAPACITY_SHORT:  # once, not per resync
             events.append(("Warning", Reason.CAPACITY_SHORT, why))
-    elif md.status.pool != pool.name or md.status.phase == "Failed":
+    elif md.status.pool != pool.name or status.judged_failed(md.status):
         events.append(("Normal", Reason.POOL_CHOSEN, f"{why}; variant {plan.variant}"))
     replicas = None
     if md.spec.autoscaling is not None:  # the HPA's current choice is kept, so read it
@@ -216,11 +216,13 @@ def _reconcile(
         placement=why,
         now=status.now_iso(),
         placed_reason=placed.reason,
+        load_failure=load_failure(md, deployment),
     )
     if status.differs(md.status.wire(), new):
         k8s.patch_status(md.namespace, md.name, new)
     if deployment is not None and new["phase"] != "Ready":
         new, deployment = _catch_up(md, new, deployment)
+    events.extend(status.load_failure_events(md.status, new))
     return Outcome(new, events, deployment)
 
 
@@ -240,8 +242,9 @@ def _catch_up(
     return _refresh(now_md, latest) or written, latest
 
 
-def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Status update after the Deployment changed; None when nothing needed writing.
+def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> Outcome | None:
+    """Status update (and its Events) after the Deployment or a serving pod changed; None
+    when nothing needed writing.
 
     A Failed judgement of the current generation stands until the spec changes; an object the
     API models cannot read is left to the reconcile, which says why.
@@ -251,17 +254,30 @@ def refresh(md_body: Mapping[str, Any], deployment: dict[str, Any] | None) -> di
     except ValidationError:
         return None
     try:
-        return _refresh(md, deployment)
+        new = _refresh(md, deployment)
     except k8s.ApiUnavailable:
         raise
     except Exception as exc:
         raise judgement.judge(md_body, exc) from exc
+    if new is None:
+        return None
+    return Outcome(new, status.load_failure_events(md.status, new), deployment)
+
+
+def load_failure(
+    md: ModelDeployment, deployment: dict[str, Any] | None
+) -> loadfailure.LoadFailure | None:
+    """What the serving pods say keeps them from loading the model; read only while the
+    Deployment is not rolled out (a rolled-out model loaded), one pod list."""
+    if deployment is None or status.rollout(deployment)[2]:
+        return None
+    return loadfailure.of_pods(k8s.list_pods(md.namespace, build.pod_selector(md)))
 
 
 def _refresh(md: ModelDeployment, deployment: dict[str, Any] | None) -> dict[str, Any] | None:
     st = md.status
     if st.pool is None or (
-        st.phase == "Failed" and st.observed_generation == md.metadata.get("generation")
+        status.judged_failed(st) and st.observed_generation == md.metadata.get("generation")
     ):
         return None
     new = status.healthy_status(
@@ -273,6 +289,7 @@ def _refresh(md: ModelDeployment, deployment: dict[str, Any] | None) -> dict[str
         placement=status.placement_note(st),
         now=status.now_iso(),
         placed_reason=status.placed_reason(st),
+        load_failure=load_failure(md, deployment),
     )
     # The Deployment event tells us about readiness, not about a new spec generation.
     new["observedGeneration"] = st.observed_generation

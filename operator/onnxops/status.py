@@ -10,7 +10,14 @@ from typing import Any
 
 from onnxops import build
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
-from onnxops.reasons import MODEL_REASONS, PLACEMENT_REASONS, ConditionType, Reason
+from onnxops.loadfailure import LoadFailure
+from onnxops.reasons import (
+    LOAD_FAILURE_REASONS,
+    MODEL_REASONS,
+    PLACEMENT_REASONS,
+    ConditionType,
+    Reason,
+)
 from onnxops.remediation import override
 
 READY = ConditionType.READY
@@ -107,10 +114,13 @@ def healthy_status(
     placement: str,
     now: str,
     placed_reason: str = Reason.POOL_CHOSEN,
+    load_failure: LoadFailure | None = None,
 ) -> dict[str, Any]:
-    """Status after a successful reconcile (or a child change): Progressing or Ready."""
+    """Status after a successful reconcile (or a child change): Progressing or Ready; Failed
+    (none serve) or Degraded (some do) while serving pods report they cannot load the model."""
     generation = md.metadata.get("generation")
     wanted, ready, done = rollout(deployment)
+    failing = load_failure if not done else None
     conditions = [c.wire() for c in md.status.conditions]
     conditions = set_condition(
         conditions,
@@ -125,18 +135,21 @@ def healthy_status(
         conditions,
         type_=READY,
         status=done,
-        reason="RolloutComplete" if done else "RollingOut",
-        message=f"{ready}/{wanted} replicas ready",
+        reason=_ready_reason(done, failing),
+        message=f"{ready}/{wanted} replicas ready"
+        + (f"; {failing.reason}: {failing.message}" if failing else ""),
         generation=generation,
         now=now,
     )
-    conditions = set_condition(
-        conditions,
-        **_model_available(conditions, wanted, ready, done, stalled=stalled(deployment)),
-        generation=generation,
-        now=now,
+    available = (
+        _load_failed(md, variant, failing, wanted)
+        if failing
+        else _model_available(conditions, wanted, ready, done, stalled=stalled(deployment))
     )
+    conditions = set_condition(conditions, **available, generation=generation, now=now)
     phase = "Ready" if done else "Progressing"
+    if failing:
+        phase = "Degraded" if ready > 0 else "Failed"
     if done and md.status.faults:  # the monitor's findings stand until it clears them
         phase = "Degraded"
     rollback = override.rolled_back(md)
@@ -168,6 +181,63 @@ def healthy_status(
         "selector": build.pod_selector(md),
         "conditions": conditions,
     }
+
+
+def _ready_reason(done: bool, failing: LoadFailure | None) -> str:
+    if done:
+        return Reason.ROLLOUT_COMPLETE
+    return Reason.MODEL_LOAD_FAILED if failing else Reason.ROLLING_OUT
+
+
+def _load_failed(
+    md: ModelDeployment, variant: str, failing: LoadFailure, wanted: int
+) -> dict[str, Any]:
+    """ModelAvailable=False with the cause the pods' termination messages name."""
+    chosen = md.spec.model.variants.get(variant)
+    uri = chosen.uri if chosen is not None else md.spec.model.uri
+    pods = f"{failing.pods} of {wanted} serving pods" if wanted > 1 else "the serving pod"
+    return {
+        "type_": MODEL_AVAILABLE,
+        "status": False,
+        "reason": failing.reason,
+        "message": f"{pods} cannot load {uri}: {failing.message}",
+    }
+
+
+def load_failed(conditions: Any) -> bool:
+    """Whether the status says the pods cannot load the model (Ready reason ModelLoadFailed),
+    as opposed to a Failed judgement of the spec, which stops reconciliation. Takes the
+    conditions as models or as dicts."""
+    for c in conditions or []:
+        kind = c.get("type") if isinstance(c, dict) else c.type
+        if kind == READY:
+            return (
+                c.get("reason") if isinstance(c, dict) else c.reason
+            ) == Reason.MODEL_LOAD_FAILED
+    return False
+
+
+def judged_failed(st: ModelDeploymentStatus) -> bool:
+    """Phase Failed by the operator's judgement of the spec (not by pods failing to load)."""
+    return st.phase == "Failed" and not load_failed(st.conditions)
+
+
+def load_failure_events(
+    before: ModelDeploymentStatus, after: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """A Warning when the pods' cause of a failed load appears or changes (one per cause,
+    not one per restart), a Normal when the model loads again."""
+    old = next((c for c in before.conditions if c.type == MODEL_AVAILABLE), None)
+    new: dict[str, Any] = next(
+        (c for c in after.get("conditions", []) if c.get("type") == MODEL_AVAILABLE), {}
+    )
+    old_reason = old.reason if old is not None and old.status == "False" else None
+    new_reason = new.get("reason") if new.get("status") == "False" else None
+    if new_reason in LOAD_FAILURE_REASONS and new_reason != old_reason:
+        return [("Warning", str(new_reason), str(new.get("message", "")))]
+    if old_reason in LOAD_FAILURE_REASONS and new.get("status") == "True":
+        return [("Normal", Reason.MODEL_LOADED, str(new.get("message", "")))]
+    return []
 
 
 def stalled(deployment: dict[str, Any] | None) -> bool:

@@ -15,8 +15,9 @@ from types import FrameType
 
 import uvicorn
 
+from . import termination
 from .dataplane import DataPlane
-from .errors import ModelUnavailable
+from .errors import LoadFailure, ModelUnavailable
 from .fetch import fetch_model
 from .grpc_service import GrpcTransport
 from .metrics import ServingMetrics
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     metrics = ServingMetrics(_model_dir(settings))
-    failure: list[str] = []
+    failure: list[tuple[str, str]] = []  # (LoadFailure reason, message)
     server: _Server | None = None
 
     async def start() -> None:
@@ -86,14 +87,19 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 await transport.start()
             except RuntimeError as exc:
-                failure.append(f"cannot listen for gRPC on port {settings.grpc_port}: {exc}")
+                failure.append(
+                    (
+                        LoadFailure.SERVER_FAILED,
+                        f"cannot listen for gRPC on port {settings.grpc_port}: {exc}",
+                    )
+                )
                 assert server is not None
                 server.should_exit = True
                 return
         try:
             model = await asyncio.to_thread(_load, settings)
         except ModelUnavailable as exc:
-            failure.append(str(exc))
+            failure.append((exc.reason, str(exc)))
             assert server is not None
             server.should_exit = True
             return
@@ -151,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     server = _Server(config, app, settings.shutdown_delay_s)
     server.run()
     if failure:
-        print(f"onnxops-serve: error: {failure[0]}", file=sys.stderr)
+        reason, text = failure[0]
+        termination.write(settings.termination_message_path, reason, text)
+        print(f"onnxops-serve: error: {reason}: {text}", file=sys.stderr)
         return 1
     return 0
 

@@ -45,5 +45,33 @@ class InferenceFailed(ServingError):
     status = 500
 
 
+class LoadFailure:
+    """Why a model cannot be served: the first word of the termination message, which the
+    operator turns into the reason of the ModelDeployment's ModelAvailable condition."""
+
+    FETCH_FAILED = "ModelFetchFailed"
+    """The source did not answer (DNS, connection, timeout, 5xx) after the retries."""
+    NOT_FOUND = "ModelNotFound"
+    """The source answered that the model is not there (HTTP 404, no such file)."""
+    ACCESS_DENIED = "ModelAccessDenied"
+    """The source refused us (HTTP 401/403, a file we may not read)."""
+    DIGEST_MISMATCH = "ModelDigestMismatch"
+    """The bytes are not the ones the spec or model.json names (sha256)."""
+    INVALID_MODEL = "InvalidModel"
+    """The file is not an ONNX model ONNX Runtime can load and serve."""
+    INPUT_SCHEMA_MISMATCH = "InputSchemaMismatch"
+    """model.json describes an input the model does not have."""
+    INVALID_URI = "InvalidModelURI"
+    """No URI, or one of a scheme the runtime cannot read."""
+    STORAGE_FAILED = "ModelStorageFailed"
+    """The model cannot be written to the local cache (disk full, read-only)."""
+    SERVER_FAILED = "ServerFailed"
+    """The model loaded, but a listener could not start."""
+
+
 class ModelUnavailable(Exception):
     """The model cannot be fetched, verified or loaded; the process exits non-zero."""
+
+    def __init__(self, message: str, reason: str = LoadFailure.INVALID_MODEL) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .errors import ModelUnavailable
+from .errors import LoadFailure, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,11 @@ def _read_metadata(path: Path) -> dict[str, Any] | None:
     try:
         meta = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
-        raise ModelUnavailable(f"{path} is not valid JSON: {exc}") from exc
+        raise ModelUnavailable(
+            f"{path} is not valid JSON: {exc}", LoadFailure.INPUT_SCHEMA_MISMATCH
+        ) from exc
     if not isinstance(meta, dict):
-        raise ModelUnavailable(f"{path} must hold a JSON object")
+        raise ModelUnavailable(f"{path} must hold a JSON object", LoadFailure.INPUT_SCHEMA_MISMATCH)
     return meta
 
 
@@ -61,12 +63,22 @@ def _local(uri: str) -> tuple[Path, Path]:
         if not onnx.is_file():
             found = sorted(path.glob("*.onnx"))
             if len(found) != 1:
-                raise ModelUnavailable(f"bundle directory {path} has no model.onnx")
+                raise ModelUnavailable(
+                    f"bundle directory {path} has no model.onnx", LoadFailure.NOT_FOUND
+                )
             onnx = found[0]
         return onnx, path / "model.json"
     if not path.is_file():
-        raise ModelUnavailable(f"model file {path} does not exist")
+        raise ModelUnavailable(f"model file {path} does not exist", LoadFailure.NOT_FOUND)
     return path, path.parent / "model.json"
+
+
+def _http_cause(code: int) -> str:
+    if code in (401, 403):
+        return LoadFailure.ACCESS_DENIED
+    if code in (404, 410):
+        return LoadFailure.NOT_FOUND
+    return LoadFailure.FETCH_FAILED
 
 
 def _download(url: str, dest: Path, *, retries: int, timeout: float, missing_ok: bool) -> bool:
@@ -85,13 +97,14 @@ def _download(url: str, dest: Path, *, retries: int, timeout: float, missing_ok:
                 return False
             if exc.code not in _TRANSIENT_STATUS or attempt == retries:
                 raise ModelUnavailable(
-                    f"cannot download {url}: HTTP {exc.code} {exc.reason}"
+                    f"cannot download {url}: HTTP {exc.code} {exc.reason}", _http_cause(exc.code)
                 ) from None
             reason = f"HTTP {exc.code}"
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             if attempt == retries:
                 raise ModelUnavailable(
-                    f"cannot download {url} after {retries + 1} attempts: {exc}"
+                    f"cannot download {url} after {retries + 1} attempts: {exc}",
+                    LoadFailure.FETCH_FAILED,
                 ) from exc
             reason = str(exc)
         delay = min(0.2 * 2**attempt, 5.0)
@@ -119,7 +132,9 @@ def _remote(uri: str, cache_dir: Path, *, retries: int, timeout: float) -> tuple
         if not _download(meta_url, meta, retries=retries, timeout=timeout, missing_ok=True):
             meta.unlink(missing_ok=True)
     except OSError as exc:
-        raise ModelUnavailable(f"cannot write the model under {cache_dir}: {exc}") from exc
+        raise ModelUnavailable(
+            f"cannot write the model under {cache_dir}: {exc}", LoadFailure.STORAGE_FAILED
+        ) from exc
     return onnx, meta
 
 
@@ -128,7 +143,9 @@ def fetch_model(
 ) -> FetchedModel:
     """Make the model available locally and verify it; raise ModelUnavailable with why not."""
     if not uri:
-        raise ModelUnavailable("no model given: set ONNXOPS_MODEL_URI or --model-uri")
+        raise ModelUnavailable(
+            "no model given: set ONNXOPS_MODEL_URI or --model-uri", LoadFailure.INVALID_URI
+        )
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme in ("http", "https"):
         onnx, meta_path = _remote(uri, Path(cache_dir), retries=retries, timeout=timeout)
@@ -137,10 +154,16 @@ def fetch_model(
     else:
         raise ModelUnavailable(
             f"unsupported model URI scheme {scheme!r} in {uri!r}: "
-            "mount PVCs and ConfigMaps and pass the mounted path"
+            "mount PVCs and ConfigMaps and pass the mounted path",
+            LoadFailure.INVALID_URI,
         )
-    metadata = _read_metadata(meta_path)
-    actual = sha256_of(onnx)
+    try:
+        metadata = _read_metadata(meta_path)
+        actual = sha256_of(onnx)
+    except PermissionError as exc:
+        raise ModelUnavailable(f"cannot read the model: {exc}", LoadFailure.ACCESS_DENIED) from exc
+    except OSError as exc:
+        raise ModelUnavailable(f"cannot read the model: {exc}", LoadFailure.NOT_FOUND) from exc
     listed = ((metadata or {}).get("files") or {}).get(onnx.name) or {}
     for source, expected in (
         ("ONNXOPS_MODEL_SHA256", expected_sha256),
@@ -149,7 +172,8 @@ def fetch_model(
         if expected and expected.lower() != actual:
             raise ModelUnavailable(
                 f"sha256 mismatch for {onnx.name}: {source} says {expected.lower()}, "
-                f"the file has {actual}; refusing to load"
+                f"the file has {actual}; refusing to load",
+                LoadFailure.DIGEST_MISMATCH,
             )
     log.info("model %s fetched (%d bytes, sha256 %s)", onnx, os.path.getsize(onnx), actual)
     return FetchedModel(onnx_path=onnx, metadata=metadata, sha256=actual)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ModelUnavailable
+from .errors import LoadFailure, ModelUnavailable
 from .fetch import FetchedModel
 
 # ONNX Runtime type strings -> Open Inference Protocol datatypes.
@@ -138,6 +138,35 @@ def warm_up(model: LoadedModel, max_rows: int) -> float:
     return statistics.median(times)
 
 
+def check_schema(meta: dict[str, Any], inputs: list[TensorSpec]) -> None:
+    """model.json's ``input`` and ``feature_names`` must describe the graph's input: a bundle
+    whose metadata belongs to another model would be served with the wrong drift baseline."""
+    declared = meta.get("input")
+    if not isinstance(declared, dict):
+        return
+    by_name = {spec.name: spec for spec in inputs}
+    name = declared.get("name")
+    if name not in by_name:
+        raise ModelUnavailable(
+            f"model.json names input {name!r}, the model has {sorted(by_name)}",
+            LoadFailure.INPUT_SCHEMA_MISMATCH,
+        )
+    actual = by_name[name].shape
+    shape = declared.get("shape") or []
+    width = shape[-1] if isinstance(shape, list) and shape else None
+    if isinstance(width, int) and len(actual) > 1 and actual[-1] > 0 and actual[-1] != width:
+        raise ModelUnavailable(
+            f"model.json says input {name!r} has {width} features, the model takes {actual[-1]}",
+            LoadFailure.INPUT_SCHEMA_MISMATCH,
+        )
+    names = meta.get("feature_names")
+    if isinstance(names, list) and isinstance(width, int) and names and len(names) != width:
+        raise ModelUnavailable(
+            f"model.json lists {len(names)} feature_names for an input of {width} features",
+            LoadFailure.INPUT_SCHEMA_MISMATCH,
+        )
+
+
 def load_model(
     fetched: FetchedModel, *, name: str, version: str, threads: int, warm_rows: int
 ) -> LoadedModel:
@@ -150,6 +179,7 @@ def load_model(
     for spec in inputs:
         if not spec.shape:
             raise ModelUnavailable(f"input {spec.name!r} is a scalar; a batch dimension is needed")
+    check_schema(meta, inputs)
     stem = fetched.onnx_path.name.split(".")[0]
     model = LoadedModel(
         name=name or str(meta.get("name") or stem),

@@ -109,6 +109,11 @@ class ServingSettings(BaseSettings):
     log_level: str = "info"
     """Log level of the serving process."""
 
+    termination_message_path: str = ""
+    """Where to write why the process could not start (``Reason: message``), for the pod's
+    ``lastState.terminated.message``; the operator sets the container's
+    ``terminationMessagePath`` here. Empty: not written."""
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")

@@ -104,6 +104,10 @@ def test_deployment_for_the_cloud_pool() -> None:
                                 {"name": "ONNXOPS_THREADS", "value": "2"},
                                 {"name": "ONNXOPS_MAX_BATCH_SIZE", "value": "1"},
                                 {"name": "ONNXOPS_MODEL_CACHE_DIR", "value": "/var/cache/onnxops"},
+                                {
+                                    "name": "ONNXOPS_TERMINATION_MESSAGE_PATH",
+                                    "value": "/dev/termination-log",
+                                },
                                 {"name": "ONNXOPS_SHUTDOWN_DELAY_S", "value": "5"},
                             ],
                             "resources": {
@@ -123,6 +127,8 @@ def test_deployment_for_the_cloud_pool() -> None:
                                 {"name": "cache", "mountPath": "/var/cache/onnxops"},
                                 {"name": "tmp", "mountPath": "/tmp"},
                             ],
+                            "terminationMessagePath": "/dev/termination-log",
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
                         }
                     ],
                     "volumes": [

@@ -27,6 +27,7 @@ from .probes import ProbeError, Prober, parse
 from .processes import ProcessRecord
 from .prometheus import label_name
 from .resize import decide, limits_of, normalized, pod_requests
+from .termlog import TerminationLog
 from .volumes import PodVolumes, VolumeError
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class ServingProcess:
         self.env: dict[str, str] | None = None
         self.env_retry_at = 0.0
         self.volumes: PodVolumes | None = None
+        self.termination: TerminationLog | None = None
         self.volumes_synced_at = 0.0
         self.volumes_refreshing = False
         self.cgroup: cgroups.ContainerCgroup | None = None
@@ -214,6 +216,12 @@ class ServingProcess:
             return
         self.volumes, self.volumes_synced_at = volumes, now
         env = volumes.rewrite_env(env)
+        self.termination = TerminationLog(
+            self.container,
+            runner.volumes_dir / self.uid / "termination-log",
+            runner.log_dir / f"{self.target}.log",
+        )
+        env = self.termination.rewrite_env(env)
         self.view.reason, self.view.message = "ContainerCreating", ""
         for spec_port in self.container.get("ports", []):
             local = processes.free_port()
@@ -247,6 +255,8 @@ class ServingProcess:
         self.restart_at = None
         cgroup = self.cgroup
         self.oom_before = cgroup.oom_kills()
+        if self.termination is not None:
+            self.termination.reset()
         self.child, self.record = processes.start(
             self.target,
             runner.command,
@@ -368,7 +378,7 @@ class ServingProcess:
         v.exit_code = _exit_code(code)
         oom = self.cgroup.oom_kills() > self.oom_before
         v.reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
-        v.message = ""
+        v.message = self.termination.message(v.exit_code) if self.termination else ""
         self.probers = {}
         self.kill_deadline = None
 

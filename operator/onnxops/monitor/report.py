@@ -17,7 +17,7 @@ from typing import Any
 
 from onnxops.api import Fault, LowUse, ModelDeployment
 from onnxops.monitor.detect import fault_changes
-from onnxops.status import set_condition
+from onnxops.status import load_failed, set_condition
 
 HEALTHY = "Healthy"
 MONITORING_AVAILABLE = "MonitoringAvailable"
@@ -101,7 +101,8 @@ def status_patch(
     phase = md.status.phase
     if faults and phase == "Ready":
         patch["phase"] = "Degraded"
-    elif not faults and phase == "Degraded":
+    elif not faults and phase == "Degraded" and not load_failed(md.status.conditions):
+        # (Degraded by pods that cannot load the model is the reconcile path's to clear.)
         patch["phase"] = "Ready"
     return patch
 

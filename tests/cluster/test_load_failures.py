@@ -1,0 +1,176 @@
+"""Every model that cannot load says why: the real serving runtime under the pod runner
+writes the cause to its termination message, the pod runner carries it into the pod's
+``lastState.terminated.message`` as the kubelet does, and the operator (without Prometheus)
+shows it as ``ModelAvailable=False`` with the cause as reason, phase Failed, one Warning per
+cause however often the pod restarts; a model that becomes loadable recovers by itself."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from devcluster import processes
+from factories import doubler_model
+from operator_kit import Kube, Operator, model_deployment
+
+pytestmark = pytest.mark.cluster
+
+POD_RUNNER_COMMAND = None  # the real serving runtime
+
+
+class Origin:
+    """A loopback model server: paths in `files` are served, /denied/ answers 403, the rest 404."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/denied/"):
+                    self.send_error(403, "Forbidden")
+                    return
+                data = origin.files.get(self.path)
+                if data is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[Origin]:
+    server = Origin()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, str]:
+    path = tmp_path_factory.mktemp("model") / "model.onnx"
+    sha = doubler_model(path)
+    return path.read_bytes(), sha
+
+
+def _config_map(name: str, data: bytes) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "binaryData": {"model.onnx": base64.b64encode(data).decode()},
+    }
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def _failed_with(kube: Kube, name: str, reason: str, timeout_s: float = 90) -> dict[str, Any]:
+    def said() -> dict[str, Any] | None:
+        st = kube.status(name)
+        cond = _condition(st, "ModelAvailable")
+        return st if cond.get("reason") == reason and st.get("phase") == "Failed" else None
+
+    found: dict[str, Any] = processes.wait_for(
+        said, timeout_s=timeout_s, what=f"{name}: Failed with ModelAvailable reason {reason}"
+    )
+    return found
+
+
+def _pods(kube: Kube, name: str) -> list[dict[str, Any]]:
+    return kube.items("pods", f"onnxops.io/model-deployment={name}")
+
+
+def _restarts(kube: Kube, name: str) -> int:
+    statuses = [c for p in _pods(kube, name) for c in p["status"].get("containerStatuses") or []]
+    return max((int(c.get("restartCount", 0)) for c in statuses), default=0)
+
+
+def test_each_cause_is_named_in_status_once_and_nothing_else_is_affected(
+    kube: Kube, operator: Operator, origin: Origin, model: tuple[bytes, str]
+) -> None:
+    data, sha = model
+    origin.files["/good/model.onnx"] = data
+    dead = f"http://127.0.0.1:{processes.free_port()}/m/model.onnx"  # nothing listens there
+    for cm in (_config_map("junk", b"not an onnx model"), _config_map("doubler", data)):
+        assert kube.apply(cm).returncode == 0
+    cases = {
+        "not-found": ({"uri": f"{origin.url}/gone/model.onnx"}, "ModelNotFound", "HTTP 404"),
+        "denied": ({"uri": f"{origin.url}/denied/model.onnx"}, "ModelAccessDenied", "HTTP 403"),
+        "no-answer": ({"uri": dead}, "ModelFetchFailed", "after 5 attempts"),
+        "tampered": (
+            {"uri": "configmap://doubler/model.onnx", "sha256": "0" * 64},
+            "ModelDigestMismatch",
+            "sha256 mismatch",
+        ),
+        "junk": ({"uri": "configmap://junk/model.onnx"}, "InvalidModel", "cannot load"),
+        "no-file": ({"uri": "file:///nonexistent/model.onnx"}, "ModelNotFound", "does not exist"),
+    }
+    for name, (spec, _, _) in cases.items():
+        assert kube.apply(model_deployment(name, model={**spec, "version": "1"})).returncode == 0
+    good = {"uri": f"{origin.url}/good/model.onnx", "sha256": sha, "version": "1"}
+    assert kube.apply(model_deployment("good", model=good)).returncode == 0
+
+    for name, (spec, reason, words) in cases.items():
+        st = _failed_with(kube, name, reason)
+        available = _condition(st, "ModelAvailable")
+        assert available["status"] == "False"
+        assert spec["uri"] in available["message"] and words in available["message"], available
+        ready = _condition(st, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "ModelLoadFailed")
+        # The pod runner carried the runtime's message as the kubelet does.
+        ended = _pods(kube, name)[0]["status"]["containerStatuses"][0]
+        terminated = (ended.get("lastState") or {}).get("terminated") or (
+            ended.get("state") or {}
+        ).get("terminated")
+        assert terminated["message"].startswith(f"{reason}: "), terminated
+
+    # Restarts go on (back-off), the Warning is said once per cause.
+    processes.wait_for(
+        lambda: _restarts(kube, "not-found") >= 3, timeout_s=120, what="not-found restarts"
+    )
+    for name, (_, reason, _) in cases.items():
+        warnings = [e for e in kube.events(name) if e["reason"] == reason]
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning", (name, warnings)
+        assert _condition(kube.status(name), "ModelAvailable")["reason"] == reason
+    good_status = kube.status("good")
+    assert good_status["phase"] == "Ready" and good_status["ready"] == "1/1"
+    assert _condition(good_status, "ModelAvailable")["reason"] == "ModelLoaded"
+
+
+def test_a_model_that_appears_later_recovers_by_itself(
+    kube: Kube, operator: Operator, origin: Origin, model: tuple[bytes, str]
+) -> None:
+    data, _ = model
+    uri = f"{origin.url}/late/model.onnx"
+    assert kube.apply(model_deployment("late", model={"uri": uri, "version": "1"})).returncode == 0
+    _failed_with(kube, "late", "ModelNotFound")
+    origin.files["/late/model.onnx"] = data  # published: the next restart loads it
+    processes.wait_for(
+        lambda: kube.status("late").get("phase") == "Ready",
+        timeout_s=120,
+        what="late Ready once the model is there",
+    )
+    available = _condition(kube.status("late"), "ModelAvailable")
+    assert (available["status"], available["reason"]) == ("True", "ModelLoaded")
+    loaded = [e for e in kube.events("late") if e["reason"] == "ModelLoaded"]
+    assert len(loaded) == 1 and loaded[0]["type"] == "Normal"

@@ -131,6 +131,11 @@ def crd() -> dict[str, Any]:
     status_schema = openapi_schema(api.ModelDeploymentStatus)
     _strip_defaults(status_schema)
     status_schema.pop("required", None)
+    # Before the operator's first write an object has no status, and kstatus (Flux, kpt)
+    # reads "no conditions" as Current: a pipeline would pass before anything ran. The
+    # apiserver applies this default on every read, so a new object says observedGeneration 0
+    # (behind generation 1: InProgress) until the operator writes its own.
+    status_schema["default"] = {"observedGeneration": 0}
     root = {
         "type": "object",
         "description": api.ModelDeployment.__doc__,

@@ -56,6 +56,13 @@ def fail_unparsed(body: Mapping[str, Any], failure: status.Failure) -> Judged:
         generation=meta.get("generation"),
         now=status.now_iso(),
     )
+    conditions = status.kstatus_conditions(
+        conditions,
+        "Failed",
+        generation=meta.get("generation"),
+        now=status.now_iso(),
+        retried=not failure.permanent,
+    )
     new = {
         "phase": "Failed",
         "observedGeneration": meta.get("generation"),

@@ -20,6 +20,11 @@ class ConditionType(StrEnum):
     HEALTHY = "Healthy"
     MONITORING_AVAILABLE = "MonitoringAvailable"
     REMEDIATING = "Remediating"
+    # kstatus' abnormal-true pair (Flux, kpt, cli-utils): present only while True.
+    RECONCILING = "Reconciling"
+    """The operator is bringing the pods to this generation (phase Progressing)."""
+    STALLED = "Stalled"
+    """Progress needs the user: a spec judged unworkable, or pods that cannot load the model."""
 
 
 class Reason(StrEnum):

@@ -21,6 +21,8 @@ from onnxops.reasons import (
 from onnxops.remediation import override
 
 READY = ConditionType.READY
+RECONCILING = ConditionType.RECONCILING
+STALLED = ConditionType.STALLED
 PLACED = ConditionType.PLACED
 MODEL_AVAILABLE = ConditionType.MODEL_AVAILABLE
 ROLLED_BACK = "RolledBack"
@@ -168,6 +170,7 @@ def healthy_status(
         phase = "Degraded" if done else phase
     elif any(c.get("type") == ROLLED_BACK for c in conditions):
         conditions = [c for c in conditions if c.get("type") != ROLLED_BACK]
+    conditions = kstatus_conditions(conditions, phase, generation=generation, now=now)
     return {
         "phase": phase,
         "observedGeneration": generation,
@@ -181,6 +184,45 @@ def healthy_status(
         "selector": build.pod_selector(md),
         "conditions": conditions,
     }
+
+
+def kstatus_conditions(
+    conditions: list[dict[str, Any]],
+    phase: str,
+    *,
+    generation: int | None,
+    now: str,
+    retried: bool = False,
+) -> list[dict[str, Any]]:
+    """Reconciling and Stalled as kstatus reads them (`docs/gitops.md`): Reconciling=True
+    while Progressing or while a failure is retried by itself (`retried`: a ConfigMap that
+    may yet be applied, no room for now), Stalled=True while Failed for good or while pods
+    cannot load the model (Failed or Degraded), each with the Ready condition's reason and
+    message; absent otherwise, as kstatus recommends for abnormal-true conditions. Ready
+    alone would read InProgress for a Failed model, and a pipeline waiting on it would wait
+    out its timeout instead of failing."""
+    ready = next((c for c in conditions if c.get("type") == READY), {})
+    wanted: str | None = None
+    if phase == "Progressing" or (phase == "Failed" and retried):
+        wanted = RECONCILING
+    elif phase == "Failed" or (phase == "Degraded" and load_failed(conditions)):
+        wanted = STALLED
+    kept = [
+        c
+        for c in conditions
+        if c.get("type") not in (RECONCILING, STALLED) or c.get("type") == wanted
+    ]
+    if wanted is None:
+        return kept
+    return set_condition(
+        kept,
+        type_=wanted,
+        status=True,
+        reason=str(ready.get("reason") or phase),
+        message=str(ready.get("message") or ""),
+        generation=generation,
+        now=now,
+    )
 
 
 def _ready_reason(done: bool, failing: LoadFailure | None) -> str:
@@ -309,6 +351,9 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
             generation=generation,
             now=now,
         )
+    conditions = kstatus_conditions(
+        conditions, "Failed", generation=generation, now=now, retried=not failure.permanent
+    )
     return {
         "phase": "Failed",
         "observedGeneration": generation,

@@ -49,7 +49,9 @@ def _snapshot(index: kopf.Index[Any, Any]) -> dict[tuple[str, str], Mapping[str,
                 continue
             # Not reconciled yet: nothing runs to watch, and a status write now would only
             # race the create handler's first one.
-            if (body.get("status") or {}).get("observedGeneration") is None:
+            if not (body.get("status") or {}).get(
+                "observedGeneration"
+            ):  # None, or 0 (the CRD's default)
                 continue
             bodies[key] = body
     return bodies

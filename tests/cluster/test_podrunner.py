@@ -16,8 +16,10 @@ import httpx
 import pytest
 from devcluster import controlplane, processes
 from devcluster import prometheus as prom
+from devcluster.container import loopback_of
 from devcluster.podenv import EnvError, container_env, quantity
 from devcluster.podrunner import PodRunner, ServingProcess, target_labels, wants_process
+from devcluster.termlog import TerminationLog
 from factories import doubler_model
 
 FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
@@ -311,3 +313,54 @@ def test_runner_starts_a_pod_once_its_configmap_exists(
     )
     processes.wait_for(lambda: _ready(proc), timeout_s=30, what="the process to serve")
     assert 'threads="2"' in httpx.get(f"{proc.url}/metrics", timeout=5).text
+
+
+@pytest.mark.cluster
+def test_every_pod_listens_on_its_own_address_with_its_container_ports(
+    devcluster: controlplane.Cluster,
+    make_pod_runner: Callable[..., PodRunner],
+    k8s_namespace: str,
+) -> None:
+    """As in a pod's network namespace: three replicas all listen on their container port 8080,
+    each on its pod IP moved into 127.0.0.0/8, so no port is ever handed to two processes."""
+    runner = make_pod_runner(command=[sys.executable, str(FAKE_SERVING)], namespace=k8s_namespace)
+    deployment = _serving_deployment("many", IMAGE)
+    deployment["spec"]["replicas"] = 3
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["ports"] = [{"name": "http", "containerPort": 8080}]
+    _apply(devcluster, k8s_namespace, [*_config_objects(), deployment])
+    procs = processes.wait_for(
+        lambda: (found := list(runner.serving().values())) and len(found) == 3 and found,
+        timeout_s=60,
+        what="three processes",
+    )
+    for proc in procs:
+        processes.wait_for(lambda p=proc: _ready(p), timeout_s=30, what=f"{proc.target} serving")
+    assert {p.port for p in procs} == {8080}
+    assert len({p.address for p in procs}) == 3
+    pods = devcluster.kubectl_json("get", "pods", "-n", k8s_namespace)["items"]
+    ips = {p["status"]["podIP"] for p in pods}
+    assert {p.address for p in procs} == {loopback_of(ip) for ip in ips}
+    assert all(p.url == f"http://{p.address}:8080" for p in procs)
+
+
+def test_termination_message_is_the_file_or_the_logs_tail(tmp_path: Path) -> None:
+    log_file = tmp_path / "pod.log"
+    log_file.write_text("".join(f"line {i}\n" for i in range(200)))
+    container = {"terminationMessagePolicy": "FallbackToLogsOnError"}
+    term = TerminationLog(container, tmp_path / "pod" / "termination-log", log_file)
+    assert term.rewrite_env({"A": "/dev/termination-log", "B": "/x"}) == {
+        "A": str(tmp_path / "pod" / "termination-log"),
+        "B": "/x",
+    }
+    term.reset()
+    tail = term.message(exit_code=1)  # nothing written, a failed run: the log's last 80 lines
+    assert tail.splitlines()[0] == "line 120" and tail.splitlines()[-1] == "line 199"
+    assert term.message(exit_code=0) == "", "no fallback for a clean exit"
+    term.host_file.write_text("ModelNotFound: " + "x" * 5000)
+    assert len(term.message(exit_code=1)) == 4096
+    term.reset()
+    assert term.message(exit_code=1) != "" and not term.host_file.read_text(), "fresh per run"
+    plain = TerminationLog({}, tmp_path / "plain" / "termination-log", log_file)
+    plain.reset()
+    assert plain.message(exit_code=1) == "", "policy File: no log fallback"

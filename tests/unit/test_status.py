@@ -113,6 +113,7 @@ def test_failed_status_carries_reason_in_conditions() -> None:
     assert {(c["type"], c["status"], c["reason"]) for c in got["conditions"]} == {
         ("Ready", "False", "UnknownPool"),
         ("Placed", "False", "UnknownPool"),
+        ("Stalled", "True", "UnknownPool"),  # kstatus: Failed, not InProgress
     }
     model_fail = status.failed_status(
         md(), status.Failure("ModelUnreachable", "x", permanent=False), now="t"
@@ -120,6 +121,7 @@ def test_failed_status_carries_reason_in_conditions() -> None:
     assert {(c["type"], c["status"], c["reason"]) for c in model_fail["conditions"]} == {
         ("Ready", "False", "ModelUnreachable"),
         ("ModelAvailable", "False", "ModelUnreachable"),
+        ("Reconciling", "True", "ModelUnreachable"),  # retried by itself: kstatus InProgress
     }
     assert status.differs(got, {"phase": "Failed"}) is False
     assert status.differs(got, {"phase": "Ready"}) is True

@@ -89,6 +89,17 @@ def _pod_ip(uid: str) -> str:
     return f"10.{128 + digest[0] % 64}.{digest[1]}.{1 + digest[2] % 254}"
 
 
+def loopback_of(pod_ip: str) -> str:
+    """The loopback address a pod's processes listen on: its pod IP moved into 127.0.0.0/8
+    (all of it is local). Every pod has an address of its own, so its container ports are
+    its own as in a pod's network namespace: no two pods can ever want the same socket, and
+    no port is picked free and then taken by someone else before the process binds it."""
+    return "127." + pod_ip.split(".", 1)[1]
+
+
+DEFAULT_PORT = 8080  # a container without ports: the runtime's default
+
+
 def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -113,6 +124,7 @@ class ServingProcess:
         self.view.allocated = dict(self.applied.get("requests", {}))
         self.start_wall = time.time()
         self.pod_ip = _pod_ip(self.uid)
+        self.address = loopback_of(self.pod_ip)
         self.host_ip = ""
         self.ports: dict[str, int] = {}
         self.port = 0
@@ -148,7 +160,7 @@ class ServingProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     @property
     def restarts(self) -> int:
@@ -224,16 +236,16 @@ class ServingProcess:
         env = self.termination.rewrite_env(env)
         self.view.reason, self.view.message = "ContainerCreating", ""
         for spec_port in self.container.get("ports", []):
-            local = processes.free_port()
-            self.ports[str(spec_port.get("containerPort"))] = local
+            number = int(spec_port.get("containerPort") or 0)
+            self.ports[str(number)] = number
             if spec_port.get("name"):
-                self.ports[str(spec_port["name"])] = local
+                self.ports[str(spec_port["name"])] = number
         http = next(
             (p for p in self.container.get("ports", []) if p.get("name") in ("http", None)), None
         )
-        self.port = self.ports[str(http["containerPort"])] if http else processes.free_port()
+        self.port = self.ports[str(http["containerPort"])] if http else DEFAULT_PORT
         env.update(runner.extra_env)
-        env.update(ONNXOPS_HOST="127.0.0.1", ONNXOPS_PORT=str(self.port))
+        env.update(ONNXOPS_HOST=self.address, ONNXOPS_PORT=str(self.port))
         if "grpc" in self.ports:
             env["ONNXOPS_GRPC_PORT"] = str(self.ports["grpc"])
         # The shutdown delay covers kube-proxy still routing to a terminating pod; with no
@@ -246,7 +258,7 @@ class ServingProcess:
         self.cgroup = cgroups.ContainerCgroup(runner.mode, f"{self.uid}-{CONTAINER}")
         self.cgroup.create(limits_of(self.applied))
         self._start(runner, now)
-        runner.targets.add(self.target, f"127.0.0.1:{self.port}", target_labels(self.obj))
+        runner.targets.add(self.target, f"{self.address}:{self.port}", target_labels(self.obj))
 
     def _start(self, runner: PodRunner, now: float) -> None:
         assert self.env is not None and self.cgroup is not None
@@ -299,7 +311,7 @@ class ServingProcess:
         try:
             if "startupProbe" in container:
                 self.probers["startup"] = Prober(
-                    parse("startup", container["startupProbe"], self.ports), now
+                    parse("startup", container["startupProbe"], self.ports, self.address), now
                 )
             else:
                 self._arm_after_startup(now)
@@ -312,7 +324,9 @@ class ServingProcess:
         container = self.container
         for kind in ("liveness", "readiness"):
             if f"{kind}Probe" in container:
-                self.probers[kind] = Prober(parse(kind, container[f"{kind}Probe"], self.ports), now)
+                self.probers[kind] = Prober(
+                    parse(kind, container[f"{kind}Probe"], self.ports, self.address), now
+                )
 
     def _running(self, runner: PodRunner, now: float) -> None:
         assert self.child is not None and self.cgroup is not None

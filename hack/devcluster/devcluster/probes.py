@@ -22,7 +22,8 @@ class ProbeSpec:
 
     kind: str  # startup | liveness | readiness
     path: str
-    port: int  # the port on 127.0.0.1 (the container port mapped by the runner)
+    port: int
+    host: str = "127.0.0.1"  # the pod's loopback address (its network namespace, here)
     scheme: str = "HTTP"
     initial_delay_s: float = 0
     period_s: float = 10
@@ -35,9 +36,12 @@ class ProbeError(ValueError):
     """A probe the runner cannot run (exec/tcp/grpc, or a port it does not know)."""
 
 
-def parse(kind: str, probe: Mapping[str, Any], ports: Mapping[str, int]) -> ProbeSpec:
+def parse(
+    kind: str, probe: Mapping[str, Any], ports: Mapping[str, int], host: str = "127.0.0.1"
+) -> ProbeSpec:
     """A container's ``<kind>Probe`` with its port (a number or a port name) mapped by ``ports``
-    (keys: container port numbers as strings and port names) to the process's local port."""
+    (keys: container port numbers as strings and port names) to the process's port on
+    ``host``."""
     action = probe.get("httpGet")
     if action is None:
         raise ProbeError(f"{kind} probe: only httpGet is supported by the pod runner")
@@ -48,6 +52,7 @@ def parse(kind: str, probe: Mapping[str, Any], ports: Mapping[str, int]) -> Prob
         kind=kind,
         path=str(action.get("path") or "/"),
         port=port,
+        host=host,
         scheme=str(action.get("scheme", "HTTP")),
         initial_delay_s=float(probe.get("initialDelaySeconds", 0)),
         period_s=float(probe.get("periodSeconds", 10)),
@@ -60,14 +65,14 @@ def parse(kind: str, probe: Mapping[str, Any], ports: Mapping[str, int]) -> Prob
 def http_get(spec: ProbeSpec) -> tuple[bool, str]:
     """One probe: success is a status in [200, 400), as for the kubelet; with a message."""
     conn_cls = http.client.HTTPSConnection if spec.scheme == "HTTPS" else http.client.HTTPConnection
-    conn = conn_cls("127.0.0.1", spec.port, timeout=spec.timeout_s)
+    conn = conn_cls(spec.host, spec.port, timeout=spec.timeout_s)
     try:
         conn.request("GET", spec.path, headers={"User-Agent": "kube-probe/1.36"})
         status = conn.getresponse().status
     except TimeoutError:
-        return False, f'Get "http://127.0.0.1:{spec.port}{spec.path}": context deadline exceeded'
+        return False, f'Get "http://{spec.host}:{spec.port}{spec.path}": context deadline exceeded'
     except OSError as error:
-        return False, f'Get "http://127.0.0.1:{spec.port}{spec.path}": {error}'
+        return False, f'Get "http://{spec.host}:{spec.port}{spec.path}": {error}'
     finally:
         conn.close()
     if 200 <= status < 400:

@@ -23,11 +23,12 @@ install: $(STAMP)
 system-deps:
 	@bash hack/system-deps.sh
 
-# Go-built Kubernetes control plane + KWOK (and the kstatus checker), cached outside the work
-# tree by version.
+# Go-built Kubernetes control plane + KWOK, the kstatus checker and versitygw (the tests' S3
+# server), cached outside the work tree by version.
 cluster-build:
 	@bash hack/devcluster/build.sh >/dev/null
 	@bash hack/kstatus/build.sh >/dev/null
+	@bash hack/versitygw/build.sh >/dev/null
 
 # A local control plane + KWOK nodes + the pod runner (the kubelet of serving pods) as processes;
 # state in .devcluster/ or $DEVCLUSTER_STATE (see hack/devcluster/README.md).

@@ -64,7 +64,7 @@ class _Server(uvicorn.Server):
 
 def _model_dir(settings: ServingSettings) -> str:
     uri = settings.model_uri
-    if uri.startswith(("http://", "https://")):
+    if uri.startswith(("http://", "https://", "s3://")):
         return settings.model_cache_dir
     path = Path(uri.removeprefix("file://"))
     return str(path if path.is_dir() else path.parent)

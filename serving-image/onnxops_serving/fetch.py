@@ -1,4 +1,5 @@
-"""Model fetch at start: a local path or mount, ``file://``, or ``http(s)://``; sha256 verified."""
+"""Model fetch at start: a local path or mount, ``file://``, ``http(s)://`` or ``s3://``
+(`s3`); sha256 verified."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from . import s3
 from .errors import LoadFailure, ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,9 @@ def fetch_model(
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme in ("http", "https"):
         onnx, meta_path = _remote(uri, Path(cache_dir), retries=retries, timeout=timeout)
+    elif scheme == "s3":
+        folder = Path(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        onnx, meta_path = s3.fetch(uri, folder, retries=retries, timeout=timeout)
     elif scheme in ("", "file"):
         onnx, meta_path = _local(uri)
     else:

@@ -17,7 +17,8 @@ class ServingSettings(BaseSettings):
     )
 
     model_uri: str = ""
-    """Where the model is: a path (file or bundle dir), ``file://``, or ``http(s)://`` URL."""
+    """Where the model is: a path (file or bundle dir), ``file://``, an ``http(s)://`` URL, or
+    ``s3://BUCKET/KEY`` (a .onnx key or a bundle prefix; credentials from the AWS_* env)."""
 
     model_sha256: str = ""
     """Expected sha256 of the ONNX file; empty means "take it from model.json, if any"."""

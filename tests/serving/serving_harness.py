@@ -210,13 +210,20 @@ def _env(settings: dict[str, str], source_tree: bool = True) -> dict[str, str]:
     return env
 
 
-def spawn(tmp: Path, *, wait_ready: bool = True, **settings: str) -> Server:
-    """Start a server with ``ONNXOPS_*`` settings; by default wait until it is ready."""
-    return _start(tmp, settings, wait_ready)
+def spawn(
+    tmp: Path, *, wait_ready: bool = True, env: dict[str, str] | None = None, **settings: str
+) -> Server:
+    """Start a server with ``ONNXOPS_*`` settings (and other variables in ``env``); by default
+    wait until it is ready."""
+    return _start(tmp, settings, wait_ready, env=env)
 
 
 def _start(
-    tmp: Path, settings: dict[str, str], wait_ready: bool, python: str = sys.executable
+    tmp: Path,
+    settings: dict[str, str],
+    wait_ready: bool,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
 ) -> Server:
     port = free_port()
     # gRPC on a port of its own unless a test chooses (0 turns it off).
@@ -232,7 +239,7 @@ def _start(
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [python, "-m", "onnxops_serving"],
-            env=_env(settings, source_tree=python == sys.executable),
+            env={**_env(settings, source_tree=python == sys.executable), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,

@@ -45,7 +45,7 @@ def test_tampered_bundle_refuses_to_start(models: Models, tmp_path: Path) -> Non
     ("uri", "words"),
     [
         ("/no/such/model.onnx", "does not exist"),
-        ("s3://bucket/model.onnx", "unsupported model URI"),
+        ("gs://bucket/model.onnx", "unsupported model URI"),
     ],
 )
 def test_unavailable_model_exits_with_a_clear_message(tmp_path: Path, uri: str, words: str) -> None:

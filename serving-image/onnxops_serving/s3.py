@@ -1,0 +1,139 @@
+"""``s3://BUCKET/KEY`` models with obstore (Rust's object_store): streamed to a temporary file
+beside the model, sha256 computed on the way, renamed into place; retried with back-off on
+5xx, timeouts and connection errors, never on 403/404.
+
+Where to connect and as whom comes from the standard AWS variables, so the usual credential
+chain works unchanged (env keys, a web identity token file for IRSA / pod identity, instance
+metadata): ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_REGION``, ``AWS_ENDPOINT_URL`` (an S3-compatible store) and ``AWS_ALLOW_HTTP`` (plain
+http, for a local store). The operator sets them from ``spec.model.storage``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import urllib.parse
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from .errors import LoadFailure, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "XAdminUserNotFound",  # versitygw's 404 for an unknown access key (S3: a 403)
+    }
+)
+
+
+def split(uri: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://BUCKET/KEY``."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ModelUnavailable(f"{uri}: expected s3://BUCKET/KEY", LoadFailure.INVALID_URI)
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def store(bucket: str, *, retries: int, timeout: float) -> Any:
+    """An S3 store for ``bucket`` configured from the environment (see the module doc)."""
+    from obstore.store import S3Store  # imported only for s3:// models
+
+    options: dict[str, Any] = {"timeout": timedelta(seconds=timeout)}
+    if os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes"):
+        options["allow_http"] = True
+    config: dict[str, Any] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        config["endpoint"] = endpoint
+        config["virtual_hosted_style_request"] = False  # path style, as local stores want
+    retry = {
+        "max_retries": retries,
+        "backoff": {
+            "init_backoff": timedelta(seconds=0.2),
+            "max_backoff": timedelta(seconds=5),
+            "base": 2,
+        },
+        "retry_timeout": timedelta(seconds=max(timeout, 1) * (retries + 1)),
+    }
+    return S3Store(bucket, client_options=options, retry_config=retry, **config)
+
+
+def _failure(uri: str, exc: Exception) -> ModelUnavailable:
+    """The cause of a failed request, with the S3 error code and the URI (no credential)."""
+    from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
+
+    text = str(exc)
+    found = _CODE.search(text)
+    code = found.group(1) if found else type(exc).__name__
+    if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)) or code in _DENIED:
+        cause = LoadFailure.ACCESS_DENIED
+    elif isinstance(exc, FileNotFoundError):
+        cause = LoadFailure.NOT_FOUND
+    else:
+        cause = LoadFailure.FETCH_FAILED
+        code = f"{code}: {text.splitlines()[0][:300]}" if not found else code
+    return ModelUnavailable(f"cannot download {uri}: {code}", cause)
+
+
+def download(store_: Any, bucket: str, key: str, dest: Path, *, missing_ok: bool = False) -> bool:
+    """Stream one object to ``dest`` (atomically); False if it is missing and ``missing_ok``.
+    The object's sha256 is checked later, against the spec and model.json."""
+    import obstore
+
+    uri = f"s3://{bucket}/{key}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        result = obstore.get(store_, key)
+        with part.open("wb") as out:
+            for chunk in result.stream(min_chunk_size=1 << 20):
+                data = bytes(chunk)
+                digest.update(data)
+                out.write(data)
+    except FileNotFoundError as exc:
+        part.unlink(missing_ok=True)
+        if missing_ok and "NoSuchBucket" not in str(exc):
+            return False
+        raise _failure(uri, exc) from None
+    except OSError as exc:  # the local disk, not the store
+        part.unlink(missing_ok=True)
+        if type(exc).__module__.startswith("obstore"):
+            raise _failure(uri, exc) from None
+        raise ModelUnavailable(f"cannot write {dest}: {exc}", LoadFailure.STORAGE_FAILED) from exc
+    except Exception as exc:  # obstore's own errors (connection, 5xx after the retries)
+        part.unlink(missing_ok=True)
+        raise _failure(uri, exc) from None
+    part.replace(dest)
+    log.info("downloaded %s (%d bytes, sha256 %s)", uri, dest.stat().st_size, digest.hexdigest())
+    return True
+
+
+def fetch(uri: str, folder: Path, *, retries: int, timeout: float) -> tuple[Path, Path]:
+    """The model file and the model.json path (present or not) of an ``s3://`` model: a key
+    ending in ``.onnx``, or a bundle prefix holding ``model.onnx`` and ``model.json``."""
+    bucket, key = split(uri)
+    s = store(bucket, retries=retries, timeout=timeout)
+    if key.endswith(".onnx"):
+        onnx_key = key
+        meta_key = f"{key.rsplit('/', 1)[0]}/model.json" if "/" in key else "model.json"
+        name = Path(key).name
+    else:
+        prefix = f"{key.rstrip('/')}/" if key else ""
+        onnx_key, meta_key, name = f"{prefix}model.onnx", f"{prefix}model.json", "model.onnx"
+    onnx, meta = folder / name, folder / "model.json"
+    download(s, bucket, onnx_key, onnx)
+    if not download(s, bucket, meta_key, meta, missing_ok=True):
+        meta.unlink(missing_ok=True)
+    return onnx, meta

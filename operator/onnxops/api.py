@@ -24,9 +24,9 @@ SHORT_NAMES = ["mdep"]
 # looped on them.
 QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
-# Schemes the runtime can fetch from (http/file) or the operator can mount (pvc/configmap);
+# Schemes the runtime can fetch from (http/file/s3) or the operator can mount (pvc/configmap);
 # a bare absolute path means a file already present in the image.
-URI_PATTERN = r"^((https?|file|pvc|configmap)://[^\s]+|/[^\s]*)$"
+URI_PATTERN = r"^((https?|file|pvc|configmap)://[^\s]+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9](/[^\s]*)?|/[^\s]*)$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Label keys and values are free-form strings in the spec; the apiserver validates them
 # again on the Deployment, but a selector value must at least be short and printable.
@@ -60,6 +60,24 @@ class ModelVariant(ApiModel):
     """Expected sha256 of the variant's file; the runtime refuses a mismatch."""
 
 
+class ModelStorage(ApiModel):
+    """How the runtime reaches an `s3://` model (and its variants'). Without `secretName` it
+    uses the standard AWS credential chain (a web identity token for IRSA / pod identity,
+    instance metadata), so nothing is needed on EKS with a role for the ServiceAccount."""
+
+    secret_name: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=253)
+    """A Secret in the same namespace with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+    optionally `AWS_SESSION_TOKEN`; the pod reads them from it (never copied anywhere)."""
+    endpoint: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=512
+    )
+    """An S3-compatible store's URL (MinIO, SeaweedFS, versitygw, R2...); default: AWS."""
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,32}$")
+    """The bucket's region (default: the runtime's AWS_REGION, else us-east-1)."""
+    insecure: bool = False
+    """Allow a plain http endpoint (a store on the cluster network)."""
+
+
 class ModelSource(ApiModel):
     """Which model to serve and how to check it."""
 
@@ -75,7 +93,8 @@ class ModelSource(ApiModel):
     )
 
     uri: str = Field(pattern=URI_PATTERN, max_length=2048)
-    """https://, http://, file://, pvc://CLAIM/PATH, configmap://NAME/KEY or an absolute path."""
+    """https://, http://, s3://BUCKET/KEY (a .onnx key or a bundle prefix), file://,
+    pvc://CLAIM/PATH, configmap://NAME/KEY or an absolute path."""
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
     """Expected sha256 of the model file; the runtime refuses to load on mismatch."""
     name: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
@@ -86,6 +105,8 @@ class ModelSource(ApiModel):
     """Alternative files keyed by variant name (e.g. `int8`); pools pick their preferred one."""
     variant: str = Field(default="auto", pattern=r"^(auto|default|[a-z0-9][-a-z0-9]*)$")
     """`auto`: the pool's preferred variant when given; `default`: the main uri; or a name."""
+    storage: ModelStorage | None = None
+    """Credentials and endpoint for `s3://` URIs."""
 
 
 class Toleration(ApiModel):

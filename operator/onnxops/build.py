@@ -20,6 +20,12 @@ POOL_LABEL = "onnxops.io/pool"
 CONTAINER = "server"
 MODEL_DIR = "/models"
 CACHE_DIR = "/var/cache/onnxops"
+S3_SECRET_KEYS = (
+    ("AWS_ACCESS_KEY_ID", False),
+    ("AWS_SECRET_ACCESS_KEY", False),
+    ("AWS_SESSION_TOKEN", True),
+)
+"""The keys of spec.model.storage.secretName the pod reads (name, optional)."""
 TERMINATION_LOG = "/dev/termination-log"
 """The kubelet's default terminationMessagePath: the runtime writes why it could not start
 there, the kubelet copies it into the pod's status, and the operator reads the cause back."""
@@ -77,6 +83,8 @@ def plan_model(md: ModelDeployment, pool: PoolProfile) -> ModelPlan:
         else:
             volume = {"name": "model", "configMap": {"name": source}}
         return ModelPlan(variant, uri, sha, f"{MODEL_DIR}/{path}", volume)
+    if parts.scheme == "s3" and not parts.path.strip("/"):
+        raise ModelUriError(f"{uri}: expected s3://BUCKET/KEY or s3://BUCKET/PREFIX/")
     if parts.scheme in ("http", "https") and not parts.hostname:
         raise ModelUriError(f"{uri}: no host")
     if parts.scheme == "file" and not parts.path:
@@ -121,7 +129,7 @@ def _meta(md: ModelDeployment, pool: str) -> dict[str, Any]:
     }
 
 
-def _env(md: ModelDeployment, pool: PoolProfile, plan: ModelPlan) -> list[dict[str, str]]:
+def _env(md: ModelDeployment, pool: PoolProfile, plan: ModelPlan) -> list[dict[str, Any]]:
     spec = md.spec
     batching = spec.serving.batching
     values: dict[str, str | None] = {
@@ -141,7 +149,33 @@ def _env(md: ModelDeployment, pool: PoolProfile, plan: ModelPlan) -> list[dict[s
     }
     if batching:
         values["ONNXOPS_MAX_BATCH_LATENCY_MS"] = f"{batching.max_latency_ms:g}"
-    return [{"name": k, "value": v} for k, v in values.items() if v is not None]
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": v} for k, v in values.items() if v is not None
+    ]
+    return env + _storage_env(md)
+
+
+def _storage_env(md: ModelDeployment) -> list[dict[str, Any]]:
+    """The AWS_* variables of spec.model.storage, for s3:// models: endpoint and region as
+    values, credentials as references to the user's Secret (never copied into the
+    Deployment), so the runtime's standard credential chain reads them."""
+    storage = md.spec.model.storage
+    if storage is None:
+        return []
+    env: list[dict[str, Any]] = []
+    if storage.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": storage.endpoint})
+    if storage.region:
+        env.append({"name": "AWS_REGION", "value": storage.region})
+    if storage.insecure:
+        env.append({"name": "AWS_ALLOW_HTTP", "value": "true"})
+    if storage.secret_name:
+        for key, optional in S3_SECRET_KEYS:
+            ref: dict[str, Any] = {"name": storage.secret_name, "key": key}
+            if optional:
+                ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:

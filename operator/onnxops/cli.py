@@ -16,7 +16,7 @@ from typing import NoReturn
 from onnxops.errors import GateFailed, OnnxopsError, UserInputError
 
 # Modules that contribute subcommands; each defines register(subparsers).
-COMMAND_MODULES = ("onnxops.pipeline.cli", "onnxops.crdgen", "onnxops.run")
+COMMAND_MODULES = ("onnxops.pipeline.cli", "onnxops.pipeline.push", "onnxops.crdgen", "onnxops.run")
 # Which module defines each command, so that running one imports only its module:
 # the pipeline pulls in scikit-learn and ONNX Runtime (~2 s), which `onnxops crd` or
 # `onnxops operator` must not pay. A unit test keeps this in step with the modules.
@@ -24,6 +24,7 @@ COMMAND_INDEX = {
     **dict.fromkeys(
         ("train", "validate", "export", "optimize", "inspect", "build"), "onnxops.pipeline.cli"
     ),
+    "push": "onnxops.pipeline.push",
     "crd": "onnxops.crdgen",
     "operator": "onnxops.run",
 }

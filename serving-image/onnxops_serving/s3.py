@@ -18,7 +18,7 @@ import re
 import urllib.parse
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import LoadFailure, ModelUnavailable
 
@@ -66,7 +66,10 @@ def store(bucket: str, *, retries: int, timeout: float) -> Any:
         },
         "retry_timeout": timedelta(seconds=max(timeout, 1) * (retries + 1)),
     }
-    return S3Store(bucket, client_options=options, retry_config=retry, **config)
+    # obstore's TypedDicts describe these mappings; plain dicts are what it takes at run time.
+    return S3Store(
+        bucket, client_options=cast(Any, options), retry_config=cast(Any, retry), **config
+    )
 
 
 def _failure(uri: str, exc: Exception) -> ModelUnavailable:

@@ -52,7 +52,7 @@ def test_wire_form_is_camel_case_and_round_trips() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"model": {"uri": "s3://bucket/m.onnx"}},
+        {"model": {"uri": "gs://bucket/m.onnx"}},
         {"model": {"uri": "https://h/m.onnx", "sha256": "XYZ"}},
         {"model": {"uri": "https://h/m.onnx"}, "replicas": -1},
         {"model": {"uri": "https://h/m.onnx"}, "target": {"pool": "Edge_1"}},

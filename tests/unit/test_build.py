@@ -314,3 +314,41 @@ def test_uris_the_url_parser_refuses_are_model_uri_errors(uri: str) -> None:
     # They pass the schema's pattern; a bare ValueError here looped the operator.
     with pytest.raises(build.ModelUriError, match=r"m\.onnx"):
         build.plan_model(md(model={"uri": uri}), CLOUD)
+
+
+def test_s3_storage_reaches_the_pod_as_env_with_credentials_by_reference() -> None:
+    model = {
+        "uri": "s3://models/iris/3/",
+        "variants": {"int8": {"uri": "s3://models/iris/3/int8/"}},
+        "storage": {
+            "secretName": "store-keys",
+            "endpoint": "http://seaweed.store:8333",
+            "region": "eu-west-1",
+            "insecure": True,
+        },
+    }
+    dep = build.build_deployment(md(model=model), EDGE, image=IMAGE)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ONNXOPS_MODEL_URI"]["value"] == "s3://models/iris/3/int8/"  # the edge variant
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://seaweed.store:8333"
+    assert (env["AWS_REGION"]["value"], env["AWS_ALLOW_HTTP"]["value"]) == ("eu-west-1", "true")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key] == {
+            "name": key,
+            "valueFrom": {"secretKeyRef": {"name": "store-keys", "key": key}},
+        }
+    token = env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "store-keys", "key": "AWS_SESSION_TOKEN", "optional": True}
+    assert "volumes" not in dep["spec"]["template"]["spec"] or all(
+        "secret" not in v for v in dep["spec"]["template"]["spec"]["volumes"]
+    ), "the Secret is never mounted or copied"
+    # Without storage (IRSA / pod identity): no AWS_* variable at all.
+    plain = build.build_deployment(md(model={"uri": "s3://models/iris.onnx"}), CLOUD, image=IMAGE)
+    names = [e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert not [n for n in names if n.startswith("AWS_")]
+
+
+def test_an_s3_uri_without_a_key_is_refused() -> None:
+    with pytest.raises(build.ModelUriError, match="s3://BUCKET/KEY"):
+        build.plan_model(md(model={"uri": "s3://models/"}), CLOUD)

@@ -96,7 +96,11 @@ def test_validation_rules_present() -> None:
 
 def test_status_has_no_defaults_and_full_conditions() -> None:
     status = _schema()["properties"]["status"]
-    assert all("default" not in node for _, node in _walk(status))
+    # One default, at the top: a new object reads observedGeneration 0, which kstatus takes
+    # for InProgress (no status at all would read Current). None inside: the operator's.
+    assert status["default"] == {"observedGeneration": 0}
+    inside = {k: v for k, v in status.items() if k != "default"}
+    assert all("default" not in node for _, node in _walk(inside))
     condition = status["properties"]["conditions"]["items"]["properties"]
     assert {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"} <= (
         condition.keys()
@@ -113,9 +117,14 @@ def test_patterns_accept_and_refuse() -> None:
         "pvc://claim/a/b.onnx",
         "configmap://iris/model.onnx",
         "/opt/model.onnx",
+        "s3://models/iris/3/",
+        "s3://my.bucket-1/iris.onnx",
     ):
         assert uri.search(good), good
-    for bad in ("ftp://h/m.onnx", "s3://bucket/m", "model.onnx", "https://h/a b", ""):
+    for bad in (
+        "ftp://h/m.onnx", "gs://bucket/m", "model.onnx", "https://h/a b", "",
+        "s3://Bad_Bucket/m.onnx", "s3://b/m", "s3:///key",
+    ):  # fmt: skip
         assert not uri.search(bad), bad
     assert sha.search("a" * 64)
     assert not sha.search("A" * 64) and not sha.search("a" * 63)

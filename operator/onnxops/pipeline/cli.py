@@ -25,6 +25,7 @@ from onnxops.pipeline import (
     export,
     optimize,
     options,
+    push,
     report,
     train,
     validate,
@@ -95,6 +96,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--optimize", action="store_true", help="also optimize (exports linear models as MatMul)"
     )
+    p.add_argument(
+        "--push", metavar="s3://BUCKET/PREFIX/", help="then upload it there (see `onnxops push`)"
+    )
+    push.storage_args(p)
     options.gate_args(p)
     options.export_args(p)
     options.optimize_args(p)
@@ -261,6 +266,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.work and args.out.resolve() in (args.work.resolve(), *args.work.resolve().parents):
         # Writing the bundle would replace the work dir it is built from.
         raise UserInputError("--work must be outside the --out bundle dir")
+    target = (
+        push.destination(
+            args.push, endpoint=args.endpoint, region=args.region, insecure=args.insecure
+        )
+        if args.push
+        else None
+    )
     tmp = None if args.work else Path(tempfile.mkdtemp(prefix="onnxops-work-"))
     work = args.work or (tmp / "work")  # type: ignore[operator]
     try:
@@ -283,4 +295,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         result.model_dump(mode="json"),
         report.bundle_report(result) + f"\n\nbundle written: {args.out}",
     )
+    if target is not None:
+        push.print_block(push.push(args.out, target), as_json=bool(getattr(args, "json", False)))
     return 0

@@ -1,0 +1,185 @@
+"""Train → push → deploy from object storage, against a real S3 server (versitygw on
+loopback): `onnxops build` then `onnxops push` upload a bundle with an int8 variant, the
+printed `spec.model` block deploys it from `s3://` with credentials from a Secret; the cloud
+pool serves the default file and the edge pool the int8 one, both answering correctly; wrong
+credentials name their cause in status, once, and touch nothing else."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import s3server
+import yaml
+from devcluster import processes
+from devcluster.container import loopback_of
+from operator_kit import Kube, Operator, model_deployment
+
+pytestmark = pytest.mark.cluster
+
+POD_RUNNER_COMMAND = None  # the real serving runtime downloads from the bucket
+ONNXOPS = [sys.executable, "-m", "onnxops.cli"]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3server.S3Server]:
+    with s3server.running(tmp_path_factory.mktemp("s3")) as server:
+        server.bucket("models")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pushed(s3: s3server.S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The `spec.model` block `onnxops push` printed for a freshly built iris bundle."""
+    out = tmp_path_factory.mktemp("bundle") / "bc"
+    env = {**s3.env()}
+    # An MLP: its int8 variant is smaller than the default, so optimize keeps it.
+    build = [*ONNXOPS, "build", "--dataset", "breast_cancer", "--algorithm", "mlp"]
+    build += ["--optimize", "--only", "int8", "--out", str(out), "--quiet"]
+    subprocess.run(build, check=True, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*ONNXOPS, "push", str(out), "s3://models/bc/1/", "--insecure"],
+        env={**_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    block: dict[str, Any] = yaml.safe_load(done.stdout)["model"]
+    block["bundle"] = str(out)  # for the test's own reference answers; not part of a spec
+    return block
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def _secret(name: str, access: str, secret: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {
+            "AWS_ACCESS_KEY_ID": base64.b64encode(access.encode()).decode(),
+            "AWS_SECRET_ACCESS_KEY": base64.b64encode(secret.encode()).decode(),
+        },
+    }
+
+
+def test_push_prints_a_block_that_names_every_file_and_its_digest(
+    pushed: dict[str, Any], s3: s3server.S3Server
+) -> None:
+    assert pushed["uri"] == "s3://models/bc/1/"
+    assert pushed["name"] == "breast-cancer", "a DNS label, as spec.model.name must be"
+    assert pushed["storage"] == {
+        "secretName": "REPLACE-WITH-YOUR-SECRET",
+        "endpoint": s3.endpoint,
+        "region": s3server.REGION,
+        "insecure": True,
+    }
+    int8 = pushed["variants"]["int8"]
+    assert int8["uri"] == "s3://models/bc/1/model.int8.onnx"
+    objects = s3.data / "models" / "bc" / "1"
+    assert (objects / "model.json").is_file() and (objects / "model.onnx").is_file()
+    manifest = json.loads((objects / "model.json").read_text())
+    assert manifest["files"]["model.onnx"]["sha256"] == pushed["sha256"]
+    assert manifest["files"]["model.int8.onnx"]["sha256"] == int8["sha256"]
+
+
+def _serve(kube: Kube, name: str) -> str:
+    pod = kube.items("pods", f"onnxops.io/model-deployment={name}")[0]
+    return f"http://{loopback_of(pod['status']['podIP'])}:8080"
+
+
+def _spec_model(pushed: dict[str, Any], secret: str) -> dict[str, Any]:
+    model = {k: v for k, v in pushed.items() if k != "bundle"}
+    return {**model, "storage": {**model["storage"], "secretName": secret}}
+
+
+def _expected(bundle: Path, file: str, rows: list[list[float]]) -> list[int]:
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(bundle / file), providers=["CPUExecutionProvider"])
+    label = session.run(None, {"input": np.array(rows, dtype=np.float32)})[0]
+    return [int(v) for v in label]
+
+
+def test_cloud_and_edge_serve_their_files_from_the_bucket(
+    kube: Kube, operator: Operator, pushed: dict[str, Any]
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    assert kube.apply(_secret("store", s3server.ACCESS_KEY, s3server.SECRET_KEY)).returncode == 0
+    model = _spec_model(pushed, "store")
+    for name, pool in (("bc-cloud", "cloud"), ("bc-edge", "edge")):
+        body = model_deployment(name, model=model, target={"pool": pool})
+        assert kube.apply(body).returncode == 0
+    rows = load_breast_cancer().data[:8].tolist()
+    bundle = Path(pushed["bundle"])
+    for name, variant, file in (
+        ("bc-cloud", "default", "model.onnx"),
+        ("bc-edge", "int8", "model.int8.onnx"),
+    ):
+        st = processes.wait_for(
+            lambda n=name: (s := kube.status(n)).get("phase") == "Ready" and s,
+            timeout_s=120,
+            what=f"{name} Ready from s3",
+        )
+        assert st["variant"] == variant
+        body = {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [8, 30],
+                    "datatype": "FP32",
+                    "data": [v for r in rows for v in r],
+                }
+            ]
+        }
+        url = f"{_serve(kube, name)}/v2/models/{pushed['name']}/infer"
+        reply = httpx.post(url, json=body, timeout=10)
+        assert reply.status_code == 200, reply.text
+        label = next(o for o in reply.json()["outputs"] if o["datatype"] in ("INT64", "INT32"))
+        assert label["data"] == _expected(bundle, file, rows), f"{name} answers as {file}"
+    # The Secret's values reach the pod by reference only.
+    for kind, name in (("deployment", "bc-edge"), ("mdep", "bc-edge")):
+        assert s3server.SECRET_KEY not in json.dumps(kube.get(kind, name))
+
+
+def test_wrong_credentials_name_their_cause_once(
+    kube: Kube, operator: Operator, pushed: dict[str, Any]
+) -> None:
+    assert kube.apply(_secret("wrong", s3server.ACCESS_KEY, "not-the-secret")).returncode == 0
+    model = _spec_model(pushed, "wrong")
+    assert kube.apply(model_deployment("bc-denied", model=model)).returncode == 0
+
+    def denied() -> dict[str, Any] | None:
+        st = kube.status("bc-denied")
+        cond = next((c for c in st.get("conditions", []) if c["type"] == "ModelAvailable"), {})
+        return cond if cond.get("reason") == "ModelAccessDenied" else None
+
+    cond = processes.wait_for(denied, timeout_s=90, what="ModelAccessDenied")
+    assert "SignatureDoesNotMatch" in cond["message"] and "s3://models/bc/1/" in cond["message"]
+    assert "not-the-secret" not in cond["message"]
+    processes.wait_for(
+        lambda: any(
+            c.get("restartCount", 0) >= 2
+            for p in kube.items("pods", "onnxops.io/model-deployment=bc-denied")
+            for c in p["status"].get("containerStatuses") or []
+        ),
+        timeout_s=90,
+        what="a few restarts",
+    )
+    warnings = [e for e in kube.events("bc-denied") if e["reason"] == "ModelAccessDenied"]
+    assert len(warnings) == 1
+    assert kube.status("bc-cloud").get("phase") == "Ready", "nothing else affected"

@@ -16,9 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-import s3server
 import yaml
-from devcluster import processes
+from devcluster import processes, s3store
 from devcluster.container import loopback_of
 from operator_kit import Kube, Operator, model_deployment
 
@@ -29,14 +28,14 @@ ONNXOPS = [sys.executable, "-m", "onnxops.cli"]
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3server.S3Server]:
-    with s3server.running(tmp_path_factory.mktemp("s3")) as server:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3store.S3Server]:
+    with s3store.running(tmp_path_factory.mktemp("s3")) as server:
         server.bucket("models")
         yield server
 
 
 @pytest.fixture(scope="module")
-def pushed(s3: s3server.S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def pushed(s3: s3store.S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The `spec.model` block `onnxops push` printed for a freshly built iris bundle."""
     out = tmp_path_factory.mktemp("bundle") / "bc"
     env = {**s3.env()}
@@ -76,14 +75,14 @@ def _secret(name: str, access: str, secret: str) -> dict[str, Any]:
 
 
 def test_push_prints_a_block_that_names_every_file_and_its_digest(
-    pushed: dict[str, Any], s3: s3server.S3Server
+    pushed: dict[str, Any], s3: s3store.S3Server
 ) -> None:
     assert pushed["uri"] == "s3://models/bc/1/"
     assert pushed["name"] == "breast-cancer", "a DNS label, as spec.model.name must be"
     assert pushed["storage"] == {
         "secretName": "REPLACE-WITH-YOUR-SECRET",
         "endpoint": s3.endpoint,
-        "region": s3server.REGION,
+        "region": s3store.REGION,
         "insecure": True,
     }
     int8 = pushed["variants"]["int8"]
@@ -119,7 +118,7 @@ def test_cloud_and_edge_serve_their_files_from_the_bucket(
 ) -> None:
     from sklearn.datasets import load_breast_cancer
 
-    assert kube.apply(_secret("store", s3server.ACCESS_KEY, s3server.SECRET_KEY)).returncode == 0
+    assert kube.apply(_secret("store", s3store.ACCESS_KEY, s3store.SECRET_KEY)).returncode == 0
     model = _spec_model(pushed, "store")
     for name, pool in (("bc-cloud", "cloud"), ("bc-edge", "edge")):
         body = model_deployment(name, model=model, target={"pool": pool})
@@ -153,13 +152,13 @@ def test_cloud_and_edge_serve_their_files_from_the_bucket(
         assert label["data"] == _expected(bundle, file, rows), f"{name} answers as {file}"
     # The Secret's values reach the pod by reference only.
     for kind, name in (("deployment", "bc-edge"), ("mdep", "bc-edge")):
-        assert s3server.SECRET_KEY not in json.dumps(kube.get(kind, name))
+        assert s3store.SECRET_KEY not in json.dumps(kube.get(kind, name))
 
 
 def test_wrong_credentials_name_their_cause_once(
     kube: Kube, operator: Operator, pushed: dict[str, Any]
 ) -> None:
-    assert kube.apply(_secret("wrong", s3server.ACCESS_KEY, "not-the-secret")).returncode == 0
+    assert kube.apply(_secret("wrong", s3store.ACCESS_KEY, "not-the-secret")).returncode == 0
     model = _spec_model(pushed, "wrong")
     assert kube.apply(model_deployment("bc-denied", model=model)).returncode == 0
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import s3server
+from devcluster import s3store
 from serving_harness import Models, Server, spawn, stop
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory, models: Models) -> Iterator[s3server.S3Server]:
-    with s3server.running(tmp_path_factory.mktemp("s3")) as server:
+def s3(tmp_path_factory: pytest.TempPathFactory, models: Models) -> Iterator[s3store.S3Server]:
+    with s3store.running(tmp_path_factory.mktemp("s3")) as server:
         bucket = server.bucket("models")
         shutil.copytree(models.iris, bucket / "iris" / "3")
         shutil.copy(models.bare, bucket / "bare.onnx")
@@ -31,7 +31,7 @@ def _spawn_s3(tmp: Path, env: dict[str, str], *, wait_ready: bool, **settings: s
 
 
 def test_a_bundle_prefix_serves_its_model(
-    s3: s3server.S3Server, models: Models, tmp_path: Path
+    s3: s3store.S3Server, models: Models, tmp_path: Path
 ) -> None:
     server = _spawn_s3(tmp_path, s3.env(), wait_ready=True, model_uri="s3://models/iris/3/")
     try:
@@ -45,7 +45,7 @@ def test_a_bundle_prefix_serves_its_model(
         stop(server)
 
 
-def test_a_lone_key_serves(s3: s3server.S3Server, models: Models, tmp_path: Path) -> None:
+def test_a_lone_key_serves(s3: s3store.S3Server, models: Models, tmp_path: Path) -> None:
     sha = hashlib.sha256(models.bare.read_bytes()).hexdigest()
     server = _spawn_s3(
         tmp_path, s3.env(), wait_ready=True,
@@ -56,7 +56,7 @@ def test_a_lone_key_serves(s3: s3server.S3Server, models: Models, tmp_path: Path
 
 
 def _fails(
-    tmp: Path, s3: s3server.S3Server, uri: str, env: dict[str, str], **settings: str
+    tmp: Path, s3: s3store.S3Server, uri: str, env: dict[str, str], **settings: str
 ) -> tuple[str, str]:
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "termination-log"
@@ -71,7 +71,7 @@ def _fails(
     return path.read_text(), server.log()
 
 
-def test_each_failure_names_its_cause_and_code(s3: s3server.S3Server, tmp_path: Path) -> None:
+def test_each_failure_names_its_cause_and_code(s3: s3store.S3Server, tmp_path: Path) -> None:
     env = s3.env()
     cases = [
         ("s3://models/iris/9/", env, "ModelNotFound", "NoSuchKey"),
@@ -86,11 +86,11 @@ def test_each_failure_names_its_cause_and_code(s3: s3server.S3Server, tmp_path: 
         assert message == f"{cause}: cannot download {uri.rstrip('/')}/model.onnx: {code}" or (
             message == f"{cause}: cannot download {uri}model.onnx: {code}"
         ), message
-        assert "wrong" not in message and s3server.SECRET_KEY not in message + log
+        assert "wrong" not in message and s3store.SECRET_KEY not in message + log
         assert time.monotonic() - started < 20, "a 403/404 is not retried"
 
 
-def test_a_digest_mismatch_is_refused(s3: s3server.S3Server, tmp_path: Path) -> None:
+def test_a_digest_mismatch_is_refused(s3: s3store.S3Server, tmp_path: Path) -> None:
     message, _ = _fails(tmp_path, s3, "s3://models/bare.onnx", s3.env(), model_sha256="0" * 64)
     assert message.startswith("ModelDigestMismatch: sha256 mismatch for bare.onnx")
 
@@ -98,7 +98,7 @@ def test_a_digest_mismatch_is_refused(s3: s3server.S3Server, tmp_path: Path) -> 
 def test_a_store_down_at_start_is_retried_until_it_answers(
     tmp_path_factory: pytest.TempPathFactory, models: Models, tmp_path: Path
 ) -> None:
-    server = s3server.S3Server(tmp_path_factory.mktemp("s3-late"))
+    server = s3store.S3Server(tmp_path_factory.mktemp("s3-late"))
     shutil.copytree(models.iris, server.bucket("models") / "iris")
     starter = threading.Timer(3.0, server.start)  # the store comes up 3 s after the runtime
     try:

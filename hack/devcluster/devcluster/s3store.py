@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 ACCESS_KEY = "ONNXOPSTESTKEY"
 SECRET_KEY = "onnxops-test-secret-key"  # a test credential for a loopback server
 REGION = "us-east-1"

@@ -149,11 +149,12 @@ def fetch_model(
             "no model given: set ONNXOPS_MODEL_URI or --model-uri", LoadFailure.INVALID_URI
         )
     scheme = urllib.parse.urlparse(uri).scheme
+    hashed: str | None = None  # the digest, where the download computed it on the way
     if scheme in ("http", "https"):
         onnx, meta_path = _remote(uri, Path(cache_dir), retries=retries, timeout=timeout)
     elif scheme == "s3":
         folder = Path(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:16]
-        onnx, meta_path = s3.fetch(uri, folder, retries=retries, timeout=timeout)
+        onnx, meta_path, hashed = s3.fetch(uri, folder, retries=retries, timeout=timeout)
     elif scheme in ("", "file"):
         onnx, meta_path = _local(uri)
     else:
@@ -164,7 +165,7 @@ def fetch_model(
         )
     try:
         metadata = _read_metadata(meta_path)
-        actual = sha256_of(onnx)
+        actual = hashed or sha256_of(onnx)
     except PermissionError as exc:
         raise ModelUnavailable(f"cannot read the model: {exc}", LoadFailure.ACCESS_DENIED) from exc
     except OSError as exc:

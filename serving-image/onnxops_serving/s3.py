@@ -89,9 +89,12 @@ def _failure(uri: str, exc: Exception) -> ModelUnavailable:
     return ModelUnavailable(f"cannot download {uri}: {code}", cause)
 
 
-def download(store_: Any, bucket: str, key: str, dest: Path, *, missing_ok: bool = False) -> bool:
-    """Stream one object to ``dest`` (atomically); False if it is missing and ``missing_ok``.
-    The object's sha256 is checked later, against the spec and model.json."""
+def download(
+    store_: Any, bucket: str, key: str, dest: Path, *, missing_ok: bool = False
+) -> str | None:
+    """Stream one object to ``dest`` (atomically) and return its sha256 (hashed on the way,
+    so the file is read once); None if it is missing and ``missing_ok``. The digest is
+    checked later, against the spec and model.json."""
     import obstore
 
     uri = f"s3://{bucket}/{key}"
@@ -101,14 +104,15 @@ def download(store_: Any, bucket: str, key: str, dest: Path, *, missing_ok: bool
     try:
         result = obstore.get(store_, key)
         with part.open("wb") as out:
+            # 1 MiB: larger chunks measured slower here (bench/storage); obstore's buffers
+            # go to hashlib and the file as they are, without a copy.
             for chunk in result.stream(min_chunk_size=1 << 20):
-                data = bytes(chunk)
-                digest.update(data)
-                out.write(data)
+                digest.update(chunk)
+                out.write(chunk)
     except FileNotFoundError as exc:
         part.unlink(missing_ok=True)
         if missing_ok and "NoSuchBucket" not in str(exc):
-            return False
+            return None
         raise _failure(uri, exc) from None
     except OSError as exc:  # the local disk, not the store
         part.unlink(missing_ok=True)
@@ -120,12 +124,13 @@ def download(store_: Any, bucket: str, key: str, dest: Path, *, missing_ok: bool
         raise _failure(uri, exc) from None
     part.replace(dest)
     log.info("downloaded %s (%d bytes, sha256 %s)", uri, dest.stat().st_size, digest.hexdigest())
-    return True
+    return digest.hexdigest()
 
 
-def fetch(uri: str, folder: Path, *, retries: int, timeout: float) -> tuple[Path, Path]:
-    """The model file and the model.json path (present or not) of an ``s3://`` model: a key
-    ending in ``.onnx``, or a bundle prefix holding ``model.onnx`` and ``model.json``."""
+def fetch(uri: str, folder: Path, *, retries: int, timeout: float) -> tuple[Path, Path, str]:
+    """The model file, the model.json path (present or not) and the model file's sha256 of
+    an ``s3://`` model: a key ending in ``.onnx``, or a bundle prefix holding ``model.onnx``
+    and ``model.json``."""
     bucket, key = split(uri)
     s = store(bucket, retries=retries, timeout=timeout)
     if key.endswith(".onnx"):
@@ -136,7 +141,8 @@ def fetch(uri: str, folder: Path, *, retries: int, timeout: float) -> tuple[Path
         prefix = f"{key.rstrip('/')}/" if key else ""
         onnx_key, meta_key, name = f"{prefix}model.onnx", f"{prefix}model.json", "model.onnx"
     onnx, meta = folder / name, folder / "model.json"
-    download(s, bucket, onnx_key, onnx)
-    if not download(s, bucket, meta_key, meta, missing_ok=True):
+    sha = download(s, bucket, onnx_key, onnx)
+    assert sha is not None  # not missing_ok: a missing model raised
+    if download(s, bucket, meta_key, meta, missing_ok=True) is None:
         meta.unlink(missing_ok=True)
-    return onnx, meta
+    return onnx, meta, sha

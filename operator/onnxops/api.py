@@ -76,6 +76,9 @@ class ModelStorage(ApiModel):
     """The bucket's region (default: the runtime's AWS_REGION, else us-east-1)."""
     insecure: bool = False
     """Allow a plain http endpoint (a store on the cluster network)."""
+    ca_config_map: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=253)
+    """A ConfigMap whose key `ca.crt` holds the PEM CA(s) of a store behind a private CA
+    (trusted beside the system roots; `kube-root-ca.crt`'s layout)."""
 
 
 class ModelSource(ApiModel):

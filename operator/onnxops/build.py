@@ -26,6 +26,7 @@ S3_SECRET_KEYS = (
     ("AWS_SESSION_TOKEN", True),
 )
 """The keys of spec.model.storage.secretName the pod reads (name, optional)."""
+CA_DIR, CA_KEY = "/etc/onnxops/storage-ca", "ca.crt"  # spec.model.storage.caConfigMap
 TERMINATION_LOG = "/dev/termination-log"
 """The kubelet's default terminationMessagePath: the runtime writes why it could not start
 there, the kubelet copies it into the pod's status, and the operator reads the cause back."""
@@ -169,6 +170,8 @@ def _storage_env(md: ModelDeployment) -> list[dict[str, Any]]:
         env.append({"name": "AWS_REGION", "value": storage.region})
     if storage.insecure:
         env.append({"name": "AWS_ALLOW_HTTP", "value": "true"})
+    if storage.ca_config_map:
+        env.append({"name": "AWS_CA_BUNDLE", "value": f"{CA_DIR}/{CA_KEY}"})
     if storage.secret_name:
         for key, optional in S3_SECRET_KEYS:
             ref: dict[str, Any] = {"name": storage.secret_name, "key": key}
@@ -217,6 +220,10 @@ def build_deployment(
     if plan.volume:
         mounts.append({"name": "model", "mountPath": MODEL_DIR, "readOnly": True})
         volumes.append(plan.volume)
+    storage = spec.model.storage
+    if storage is not None and storage.ca_config_map:
+        mounts.append({"name": "storage-ca", "mountPath": CA_DIR, "readOnly": True})
+        volumes.append({"name": "storage-ca", "configMap": {"name": storage.ca_config_map}})
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.serving.image or image,

@@ -5,8 +5,8 @@ beside the model, sha256 computed on the way, renamed into place; retried with b
 Where to connect and as whom comes from the standard AWS variables, so the usual credential
 chain works unchanged (env keys, a web identity token file for IRSA / pod identity, instance
 metadata): ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
-``AWS_REGION``, ``AWS_ENDPOINT_URL`` (an S3-compatible store) and ``AWS_ALLOW_HTTP`` (plain
-http, for a local store). The operator sets them from ``spec.model.storage``.
+``AWS_REGION``, ``AWS_ENDPOINT_URL`` (an S3-compatible store), ``AWS_ALLOW_HTTP`` (plain
+http, for a local store) and ``AWS_CA_BUNDLE`` (PEM roots of a private CA). The operator sets them from ``spec.model.storage``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ def store(bucket: str, *, retries: int, timeout: float) -> Any:
     options: dict[str, Any] = {"timeout": timedelta(seconds=timeout)}
     if os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes"):
         options["allow_http"] = True
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle:  # a private CA, trusted beside the system roots
+        try:
+            options["root_certificate"] = Path(bundle).read_bytes()
+        except OSError as exc:
+            raise ModelUnavailable(
+                f"cannot read the CA bundle {bundle}: {exc}", LoadFailure.FETCH_FAILED
+            ) from exc
     config: dict[str, Any] = {}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
@@ -72,6 +80,20 @@ def store(bucket: str, *, retries: int, timeout: float) -> Any:
     )
 
 
+_CERT = re.compile(r"InvalidCertificate\(\s*(\w+)")
+
+
+def _root_cause(text: str) -> str:
+    """What obstore's debug dump says at its bottom, where its first line does not."""
+    cert = _CERT.search(text)
+    if cert:
+        return (
+            f" (invalid certificate: {cert.group(1)}; a store behind a private CA needs "
+            "spec.model.storage.caConfigMap)"
+        )
+    return ""
+
+
 def _failure(uri: str, exc: Exception) -> ModelUnavailable:
     """The cause of a failed request, with the S3 error code and the URI (no credential)."""
     from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
@@ -85,7 +107,8 @@ def _failure(uri: str, exc: Exception) -> ModelUnavailable:
         cause = LoadFailure.NOT_FOUND
     else:
         cause = LoadFailure.FETCH_FAILED
-        code = f"{code}: {text.splitlines()[0][:300]}" if not found else code
+        if not found:
+            code = f"{code}: {text.splitlines()[0][:300]}{_root_cause(text)}"
     return ModelUnavailable(f"cannot download {uri}: {code}", cause)
 
 

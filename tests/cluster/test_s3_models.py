@@ -182,3 +182,38 @@ def test_wrong_credentials_name_their_cause_once(
     warnings = [e for e in kube.events("bc-denied") if e["reason"] == "ModelAccessDenied"]
     assert len(warnings) == 1
     assert kube.status("bc-cloud").get("phase") == "Ready", "nothing else affected"
+
+
+def test_a_store_behind_a_private_ca_serves_with_its_ca_config_map(
+    kube: Kube,
+    operator: Operator,
+    pushed: dict[str, Any],
+    s3: s3store.S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The same bundle on an https store whose certificate a private CA signed: the CA travels
+    in a ConfigMap (key ca.crt), mounted by the pod runner as the kubelet does."""
+    with s3store.running(tmp_path_factory.mktemp("s3-tls"), tls=True) as tls:
+        import shutil
+
+        shutil.copytree(s3.data / "models", tls.bucket("models"), dirs_exist_ok=True)
+        assert tls.ca_file is not None
+        ca = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "store-ca"},
+            "data": {"ca.crt": tls.ca_file.read_text()},
+        }
+        assert kube.apply(ca).returncode == 0
+        model = _spec_model(pushed, "store")
+        model["storage"] = {
+            "secretName": "store",
+            "endpoint": tls.endpoint,
+            "caConfigMap": "store-ca",
+        }
+        assert kube.apply(model_deployment("bc-tls", model=model)).returncode == 0
+        processes.wait_for(
+            lambda: kube.status("bc-tls").get("phase") == "Ready",
+            timeout_s=120,
+            what="bc-tls Ready over https with the private CA",
+        )

@@ -115,3 +115,17 @@ def test_a_store_down_at_start_is_retried_until_it_answers(
         starter.cancel()
         starter.join()
         server.stop()
+
+
+def test_a_store_behind_a_private_ca_is_trusted_through_its_bundle(
+    tmp_path_factory: pytest.TempPathFactory, models: Models, tmp_path: Path
+) -> None:
+    with s3store.running(tmp_path_factory.mktemp("s3-tls"), tls=True) as server:
+        shutil.copytree(models.iris, server.bucket("models") / "iris")
+        assert server.endpoint.startswith("https://")
+        runtime = _spawn_s3(tmp_path, server.env(), wait_ready=True, model_uri="s3://models/iris/")
+        stop(runtime)
+        untrusted = {k: v for k, v in server.env().items() if k != "AWS_CA_BUNDLE"}
+        message, _ = _fails(tmp_path / "b", server, "s3://models/iris/", untrusted)
+        assert message.startswith("ModelFetchFailed: cannot download s3://models/iris/model.onnx")
+        assert "certificate" in message.lower(), message

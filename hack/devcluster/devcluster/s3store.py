@@ -4,6 +4,7 @@ loopback port, started and stopped by PID, for the storage tests. Buckets are di
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -34,27 +35,99 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class S3Server:
-    """One versitygw process; `stop()` and `start()` again keep the port and the data."""
+def _tls(work_dir: Path) -> tuple[Path, Path, Path]:
+    """(CA cert, server cert, server key): a private CA of its own and a certificate for
+    127.0.0.1 signed by it (openssl), as a store behind a private CA has."""
+    ca_key, ca, key, csr, cert = (
+        work_dir / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt")
+    )
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=onnxops test CA",
+            "-keyout",
+            ca_key,
+            "-out",
+            ca,
+        ]
+    )
+    run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            csr,
+        ]
+    )
+    ext = work_dir / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            cert,
+        ]
+    )
+    return ca, cert, key
 
-    def __init__(self, work_dir: Path) -> None:
+
+class S3Server:
+    """One versitygw process; `stop()` and `start()` again keep the port and the data.
+    `tls`: https with a certificate from a private CA (`ca_file`)."""
+
+    def __init__(self, work_dir: Path, *, tls: bool = False) -> None:
         self.data = work_dir / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.log_path = work_dir / "versitygw.log"
         self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.tls = _tls(work_dir) if tls else None
+        self.ca_file = self.tls[0] if self.tls else None
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.binary = binary()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
         """What a client needs (the AWS_* variables the runtime and `onnxops push` read)."""
-        return {
+        env = {
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_REGION": REGION,
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ALLOW_HTTP": "true",
         }
+        if self.ca_file is not None:
+            env["AWS_CA_BUNDLE"] = str(self.ca_file)
+        else:
+            env["AWS_ALLOW_HTTP"] = "true"
+        return env
 
     def bucket(self, name: str) -> Path:
         path = self.data / name
@@ -63,7 +136,10 @@ class S3Server:
 
     def start(self) -> None:
         argv = [str(self.binary), "--access", ACCESS_KEY, "--secret", SECRET_KEY]
-        argv += ["--region", REGION, "--port", f"127.0.0.1:{self.port}", "posix", str(self.data)]
+        argv += ["--region", REGION, "--port", f"127.0.0.1:{self.port}"]
+        if self.tls is not None:
+            argv += ["--cert", str(self.tls[1]), "--key", str(self.tls[2])]
+        argv += ["posix", str(self.data)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -91,8 +167,8 @@ class S3Server:
 
 
 @contextlib.contextmanager
-def running(work_dir: Path) -> Iterator[S3Server]:
-    server = S3Server(work_dir)
+def running(work_dir: Path, *, tls: bool = False) -> Iterator[S3Server]:
+    server = S3Server(work_dir, tls=tls)
     server.start()
     try:
         yield server

@@ -216,7 +216,7 @@ class PodPhase(StrEnum):
 
 @unique
 class KubeCondition(StrEnum):
-    """Condition types of pods and Deployments."""
+    """Condition types of pods, nodes and Deployments."""
 
     READY = "Ready"
     POD_SCHEDULED = "PodScheduled"

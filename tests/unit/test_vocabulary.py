@@ -34,7 +34,13 @@ ALLOWED: dict[tuple[str, str], str] = {
 
 # The enums whose words are reasons (of a condition, an Event or a remediation record): a
 # word there means one thing, so no two of them share a value.
-REASON_ENUMS = (reasons.Reason, reasons.Problem, reasons.Refusal, reasons.Signal, reasons.HealReason)
+REASON_ENUMS = (
+    reasons.Reason,
+    reasons.Problem,
+    reasons.Refusal,
+    reasons.Signal,
+    reasons.HealReason,
+)
 
 
 def _modules() -> Iterator[Path]:

@@ -58,7 +58,7 @@ def fail_unparsed(body: Mapping[str, Any], failure: status.Failure) -> Judged:
     )
     conditions = status.kstatus_conditions(
         conditions,
-        "Failed",
+        Phase.FAILED,
         generation=meta.get("generation"),
         now=status.now_iso(),
         retried=not failure.permanent,

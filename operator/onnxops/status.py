@@ -206,9 +206,9 @@ def kstatus_conditions(
     out its timeout instead of failing."""
     ready = next((c for c in conditions if c.get("type") == READY), {})
     wanted: str | None = None
-    if phase == "Progressing" or (phase == "Failed" and retried):
+    if phase == Phase.PROGRESSING or (phase == Phase.FAILED and retried):
         wanted = RECONCILING
-    elif phase == "Failed" or (phase == "Degraded" and load_failed(conditions)):
+    elif phase == Phase.FAILED or (phase == Phase.DEGRADED and load_failed(conditions)):
         wanted = STALLED
     kept = [
         c
@@ -356,7 +356,7 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
             now=now,
         )
     conditions = kstatus_conditions(
-        conditions, "Failed", generation=generation, now=now, retried=not failure.permanent
+        conditions, Phase.FAILED, generation=generation, now=now, retried=not failure.permanent
     )
     return {
         "phase": Phase.FAILED,

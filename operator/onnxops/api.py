@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from onnxops import reasons
+
 GROUP = "onnxops.io"
 VERSION = "v1alpha1"
 KIND = "ModelDeployment"
@@ -342,7 +344,16 @@ class ModelDeploymentSpec(ApiModel):
     remediation: Remediation = Field(default_factory=Remediation)
 
 
-Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Remediating", "Failed"]
+# The CRD's enums are Literals of the vocabulary's members: the schema renders them as plain
+# string enums, and a value read from the API arrives as the member.
+Phase = Literal[
+    reasons.Phase.PENDING,
+    reasons.Phase.PROGRESSING,
+    reasons.Phase.READY,
+    reasons.Phase.DEGRADED,
+    reasons.Phase.REMEDIATING,
+    reasons.Phase.FAILED,
+]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
 
 
@@ -358,19 +369,19 @@ class Condition(ApiModel):
 
 
 FaultSignal = Literal[
-    "ErrorRate",
-    "LatencyP99",
-    "LatencyAnomaly",
-    "ErrorRateAnomaly",
-    "CpuThrottling",
-    "CpuUtilization",
-    "MemoryUtilization",
-    "OOMKilled",
-    "Accuracy",
-    "Drift",
-    "CrashLoop",
-    "NotReady",
-    "Unschedulable",
+    reasons.Signal.ERROR_RATE,
+    reasons.Signal.LATENCY_P99,
+    reasons.Signal.LATENCY_ANOMALY,
+    reasons.Signal.ERROR_RATE_ANOMALY,
+    reasons.Signal.CPU_THROTTLING,
+    reasons.Signal.CPU_UTILIZATION,
+    reasons.Signal.MEMORY_UTILIZATION,
+    reasons.Signal.OOM_KILLED,
+    reasons.Signal.ACCURACY,
+    reasons.Signal.DRIFT,
+    reasons.Signal.CRASH_LOOP,
+    reasons.Signal.NOT_READY,
+    reasons.Signal.UNSCHEDULABLE,
 ]
 FAULT_SIGNALS: tuple[str, ...] = FaultSignal.__args__  # type: ignore[attr-defined]
 
@@ -415,7 +426,14 @@ ActionKind = Literal[
     "restart", "rolloutRestart", "resize", "failover", "failback", "rollback", "warn"
 ]
 ACTIONS: tuple[str, ...] = ActionKind.__args__  # type: ignore[attr-defined]
-Result = Literal["Pending", "InProgress", "Succeeded", "Failed", "Refused", "DryRun"]
+Result = Literal[
+    reasons.HealResult.PENDING,
+    reasons.HealResult.IN_PROGRESS,
+    reasons.HealResult.SUCCEEDED,
+    reasons.HealResult.FAILED,
+    reasons.HealResult.REFUSED,
+    reasons.HealResult.DRY_RUN,
+]
 RESULTS: tuple[str, ...] = Result.__args__  # type: ignore[attr-defined]
 
 
@@ -429,7 +447,7 @@ class RemediationRecord(ApiModel):
     action: ActionKind
     reason: str = ""
     """The fault (signal) that called for it."""
-    result: Result = "Pending"
+    result: Result = reasons.HealResult.PENDING
     """Pending: intent recorded, not yet done; InProgress: waiting for the cluster to confirm."""
     refusal: str | None = None
     """Why a guardrail refused it: Cooldown, HourlyCap, InFlight, FleetLimit, Ceiling, ..."""
@@ -484,7 +502,7 @@ class ModelMarks(ApiModel):
 class ModelDeploymentStatus(ApiModel):
     """Observed state, written by the operator."""
 
-    phase: Phase = "Pending"
+    phase: Phase = reasons.Phase.PENDING
     observed_generation: int | None = None
     pool: str | None = None
     """The pool the model runs on (resolved from `auto` or after fallback)."""

@@ -19,7 +19,7 @@ import kopf
 from onnxops import build, k8s, loadfailure, reconcile, startup, watch
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import config
-from onnxops.reasons import ConditionType, Reason
+from onnxops.reasons import ConditionType, Phase, Reason
 from onnxops.status import load_failed
 
 __all__ = ["startup", "watch"]  # importing them registers their handlers
@@ -160,7 +160,11 @@ def resync_model(
     `kubectl patch mdep NAME --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'`.
     """
     settled = status.get("observedGeneration") == body.meta.get("generation")
-    if settled and status.get("phase") == "Failed" and not load_failed(status.get("conditions")):
+    if (
+        settled
+        and status.get("phase") == Phase.FAILED
+        and not load_failed(status.get("conditions"))
+    ):
         return  # the create/update handler's own retries own a failed generation
     # Resume and update handlers apply spec changes; what a resync finds to change in a
     # generation already reconciled was changed behind our back (the resync may beat a

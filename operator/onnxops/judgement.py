@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from onnxops import k8s, status
 from onnxops.api import ModelDeployment
-from onnxops.reasons import ConditionType, Reason
+from onnxops.reasons import ConditionType, Phase, Reason
 
 
 class Judged(Exception):
@@ -58,13 +58,13 @@ def fail_unparsed(body: Mapping[str, Any], failure: status.Failure) -> Judged:
     )
     conditions = status.kstatus_conditions(
         conditions,
-        "Failed",
+        Phase.FAILED,
         generation=meta.get("generation"),
         now=status.now_iso(),
         retried=not failure.permanent,
     )
     new = {
-        "phase": "Failed",
+        "phase": Phase.FAILED,
         "observedGeneration": meta.get("generation"),
         "conditions": conditions,
     }

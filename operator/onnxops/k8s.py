@@ -257,17 +257,6 @@ def ensure_peering(name: str, namespaces: list[str]) -> bool:
     return True
 
 
-def list_children(namespace: str, name: str, api_version: str, kind: str) -> list[dict[str, Any]]:
-    """Children of one ModelDeployment by label (for duplicate checks and status)."""
-    selector = f"onnxops.io/model-deployment={name}"
-    answer = request(
-        "GET",
-        object_path(api_version, kind, namespace),
-        query=[("labelSelector", selector)],
-    )
-    return list(answer.get("items", []))
-
-
 # Node and pod lists feed the pool choice; a short cache keeps a burst of reconciles
 # (operator start, 200 resources applied at once) from listing every pod 200 times, and one
 # refresh at a time keeps eight worker threads from each parsing the same large list.

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from onnxops.api import ModelDeploymentSpec, Toleration
 from onnxops.errors import UserInputError
+from onnxops.reasons import KubeCondition, PodPhase, Reason
 
 POOL_LABEL = "onnxops.io/pool"
 RESOURCES = ("cpu", "memory")
@@ -151,7 +152,9 @@ def _ready(node: dict[str, Any]) -> bool:
     if node.get("spec", {}).get("unschedulable"):
         return False
     conditions = node.get("status", {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return any(
+        c.get("type") == KubeCondition.READY and c.get("status") == "True" for c in conditions
+    )
 
 
 def free_per_node(
@@ -162,7 +165,10 @@ def free_per_node(
     used: dict[str, dict[str, Decimal]] = {}
     for pod in pods:
         node_name = pod.get("spec", {}).get("nodeName")
-        if not node_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+        if not node_name or pod.get("status", {}).get("phase") in (
+            PodPhase.SUCCEEDED,
+            PodPhase.FAILED,
+        ):
             continue
         bucket = used.setdefault(node_name, dict.fromkeys(SUPPLY, Decimal(0)))
         bucket["pods"] += 1
@@ -260,7 +266,7 @@ def place(
     unknown = [p for p in order if p not in pools]
     if unknown:
         raise PlacementError(
-            "UnknownPool",
+            Reason.UNKNOWN_POOL,
             f"pool {unknown[0]!r} is not configured (known: {', '.join(sorted(pools))})",
             permanent=True,
         )
@@ -273,7 +279,7 @@ def place(
         else:
             candidates.append(name)
     if not candidates:
-        raise PlacementError("AboveCeiling", "; ".join(refused), permanent=True)
+        raise PlacementError(Reason.ABOVE_CEILING, "; ".join(refused), permanent=True)
     needed = _min_replicas(spec)
     fits = {}
     for name in candidates:
@@ -284,7 +290,7 @@ def place(
     if chosen is None:
         room = ", ".join(f"{n}: {fits[n]}" for n in candidates)
         raise PlacementError(
-            "NoCapacity",
+            Reason.NO_CAPACITY,
             f"no pool has room for {needed} replica(s) (replicas that fit: {room})",
             permanent=False,
         )

@@ -7,9 +7,10 @@ reads it from here, so a typo is an AttributeError instead of a condition nobody
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import StrEnum, unique
 
 
+@unique
 class ConditionType(StrEnum):
     """Conditions of a ModelDeployment's status (Kubernetes API conventions)."""
 
@@ -20,6 +21,8 @@ class ConditionType(StrEnum):
     HEALTHY = "Healthy"
     MONITORING_AVAILABLE = "MonitoringAvailable"
     REMEDIATING = "Remediating"
+    ROLLED_BACK = "RolledBack"
+    """Remediation serves an earlier model than the spec's (phase Degraded) until it changes."""
     # kstatus' abnormal-true pair (Flux, kpt, cli-utils): present only while True.
     RECONCILING = "Reconciling"
     """The operator is bringing the pods to this generation (phase Progressing)."""
@@ -27,6 +30,19 @@ class ConditionType(StrEnum):
     """Progress needs the user: a spec judged unworkable, or pods that cannot load the model."""
 
 
+@unique
+class Phase(StrEnum):
+    """status.phase of a ModelDeployment (the CRD's enum)."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    REMEDIATING = "Remediating"
+    FAILED = "Failed"
+
+
+@unique
 class Reason(StrEnum):
     """Reasons of conditions and Events."""
 
@@ -45,6 +61,22 @@ class Reason(StrEnum):
     REPLICAS_IGNORED = "ReplicasIgnored"
     RESOURCES_ADJUSTED = "ResourcesAdjusted"
     """The operator had to change a resource value the user gave (said, never silent)."""
+    # The monitor (watch): MonitoringAvailable and Healthy, and the Events of faults.
+    METRICS_READ = "MetricsRead"
+    EVALUATING = "Evaluating"
+    """MonitoringAvailable=Unknown: the first reads of the metrics failed."""
+    FAULTS_FOUND = "FaultsFound"
+    NO_FAULTS = "NoFaults"
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    FAULT_DETECTED = "FaultDetected"
+    FAULT_CLEARED = "FaultCleared"
+    # Remediation (heal): Remediating, RolledBack and the Events of an in-place resize. The
+    # Event of a record is `<Action><Result>` (history.event), built from the record.
+    ACTION_IN_FLIGHT = "ActionInFlight"
+    IDLE = "Idle"
+    MODEL_ROLLED_BACK = "ModelRolledBack"
+    RESIZE_APPLIED = "ResizeApplied"
+    RESIZE_REFUSED = "ResizeRefused"
     # Judged failures of a spec (phase Failed).
     UNKNOWN_POOL = "UnknownPool"
     ABOVE_CEILING = "AboveCeiling"
@@ -94,3 +126,119 @@ LOAD_FAILURE_REASONS = frozenset(
 """Causes a serving pod reports in its termination message (a failed load, phase Failed or
 Degraded). The runtime's own InvalidModelURI (no URI, an unknown scheme) is not one: the
 operator judges URIs before any pod starts."""
+
+
+@unique
+class Problem(StrEnum):
+    """Why the monitor cannot read a deployment's metrics (MonitoringAvailable=False)."""
+
+    NOT_CONFIGURED = "NotConfigured"
+    """The operator has no Prometheus URL."""
+    DISABLED = "Disabled"
+    """spec.monitoring.enabled is false."""
+    PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
+    NO_METRICS = "NoMetrics"
+
+
+SETTLED_PROBLEMS = frozenset({Problem.NOT_CONFIGURED, Problem.DISABLED})
+"""Problems that need no streak of failed reads: they hold until the configuration changes."""
+
+
+@unique
+class Signal(StrEnum):
+    """What the monitor finds (a fault's `signal`); the reason remediation acts on it."""
+
+    ERROR_RATE = "ErrorRate"
+    LATENCY_P99 = "LatencyP99"
+    LATENCY_ANOMALY = "LatencyAnomaly"
+    ERROR_RATE_ANOMALY = "ErrorRateAnomaly"
+    CPU_THROTTLING = "CpuThrottling"
+    CPU_UTILIZATION = "CpuUtilization"
+    MEMORY_UTILIZATION = "MemoryUtilization"
+    OOM_KILLED = "OOMKilled"
+    ACCURACY = "Accuracy"
+    DRIFT = "Drift"
+    CRASH_LOOP = "CrashLoop"
+    NOT_READY = "NotReady"
+    UNSCHEDULABLE = "Unschedulable"
+
+
+@unique
+class HealReason(StrEnum):
+    """Why remediation acts where no fault names it (a record's reason; else a Signal)."""
+
+    POOL_HAS_ROOM = "PoolHasRoom"
+    """Failback: the preferred pool has room again."""
+    LOW_USE = "LowUse"
+    """Resize down after long low use (`status.lowUse`)."""
+
+
+@unique
+class HealResult(StrEnum):
+    """The result of a remediation record."""
+
+    PENDING = "Pending"
+    """Intent recorded, not yet done."""
+    IN_PROGRESS = "InProgress"
+    """Done; waiting for the cluster to confirm."""
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    REFUSED = "Refused"
+    DRY_RUN = "DryRun"
+
+
+@unique
+class Refusal(StrEnum):
+    """Why a guardrail refused an action (a record's `refusal`)."""
+
+    UNKNOWN_DATA = "UnknownData"
+    OFF = "Off"
+    HPA_OWNS_CPU = "HpaOwnsCpu"
+    FLOOR = "Floor"
+    CEILING = "Ceiling"
+    IN_FLIGHT = "InFlight"
+    COOLDOWN = "Cooldown"
+    HOURLY_CAP = "HourlyCap"
+    FLEET_LIMIT = "FleetLimit"
+
+
+# Kubernetes' own words, as the operator reads them from pods and Deployments. Some equal
+# words of the operator's ("Ready", "Failed", "OOMKilled"); naming them apart says whose is meant.
+
+
+@unique
+class PodPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@unique
+class KubeCondition(StrEnum):
+    """Condition types of pods, nodes and Deployments."""
+
+    READY = "Ready"
+    POD_SCHEDULED = "PodScheduled"
+    POD_RESIZE_PENDING = "PodResizePending"
+    POD_RESIZE_IN_PROGRESS = "PodResizeInProgress"
+    PROGRESSING = "Progressing"
+    """Of a Deployment."""
+
+
+@unique
+class KubeReason(StrEnum):
+    """Reasons Kubernetes gives: of a condition, a container's state, a pod resize."""
+
+    UNSCHEDULABLE = "Unschedulable"
+    """PodScheduled=False."""
+    OOM_KILLED = "OOMKilled"
+    """A container's last termination."""
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+    """A container waiting to restart."""
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    """A Deployment's Progressing=False."""
+    RESIZE_IN_PROGRESS = "InProgress"
+    RESIZE_DEFERRED = "Deferred"
+    RESIZE_INFEASIBLE = "Infeasible"
+    RESIZE_ERROR = "Error"

@@ -23,7 +23,7 @@ from onnxops.pools import (
     effective_resources,
     place,
 )
-from onnxops.reasons import Reason
+from onnxops.reasons import Phase, Reason
 from onnxops.remediation import override
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
@@ -43,13 +43,13 @@ def _check_model(md: ModelDeployment, pool: PoolProfile, cfg: OperatorConfig) ->
     try:
         plan = build.plan_model(md, pool)
     except build.ModelUriError as exc:
-        raise _fail(md, status.Failure("InvalidModelURI", str(exc), permanent=True)) from exc
+        raise _fail(md, status.Failure(Reason.INVALID_MODEL_URI, str(exc), permanent=True)) from exc
     missing = k8s.model_source_missing(plan.uri, md.namespace)
     if missing is None and cfg.probe_http_models and plan.uri.startswith(("http://", "https://")):
         missing = k8s.probe_http(plan.uri, cfg.probe_timeout_s)
     if missing:
         # The object or server may appear later: retried with backoff, not given up.
-        raise _fail(md, status.Failure("ModelUnreachable", missing, permanent=False))
+        raise _fail(md, status.Failure(Reason.MODEL_UNREACHABLE, missing, permanent=False))
     return plan
 
 
@@ -84,7 +84,7 @@ def _kept(md: ModelDeployment, pools: dict[str, PoolProfile], exc: PlacementErro
     a scale-up beyond what is free): the new pods wait for room, and status says so,
     instead of failing a model that serves."""
     st = md.status
-    running = st.phase != "Pending" and not status.judged_failed(st) and st.pool in pools
+    running = st.phase != Phase.PENDING and not status.judged_failed(st) and st.pool in pools
     if exc.reason != Reason.NO_CAPACITY or not running:
         return None
     pool = pools[str(st.pool)]
@@ -131,10 +131,10 @@ def _apply(md: ModelDeployment, obj: dict[str, Any]) -> k8s.Applied:
             raise Terminating(exc.message) from exc
         if exc.status in (400, 422):
             message = f"{obj['kind']} refused by the apiserver: {exc.message}"
-            raise _fail(md, status.Failure("ChildRejected", message, permanent=True)) from exc
+            raise _fail(md, status.Failure(Reason.CHILD_REJECTED, message, permanent=True)) from exc
         if exc.status == 403:
             message = f"not allowed to apply {obj['kind']}: {exc.message}"
-            raise _fail(md, status.Failure("Forbidden", message, permanent=False)) from exc
+            raise _fail(md, status.Failure(Reason.FORBIDDEN, message, permanent=False)) from exc
         raise
 
 
@@ -190,7 +190,7 @@ def _reconcile(
         replicas = (current or {}).get("spec", {}).get("replicas")
         ignored = status.ignored_replicas(md)
         if ignored:
-            events.append(("Warning", "ReplicasIgnored", ignored))
+            events.append(("Warning", Reason.REPLICAS_IGNORED, ignored))
     to_apply, to_remove = build.desired_children(
         md, pool, image=cfg.serving_image, current_replicas=replicas
     )
@@ -200,13 +200,15 @@ def _reconcile(
         if applied.kind == "Deployment":
             deployment = applied.obj
         if applied.outcome != "unchanged":
-            reason = "Created" if applied.outcome == "created" else "Updated"
+            reason = Reason.CREATED if applied.outcome == "created" else Reason.UPDATED
             if drift:  # the object existed as we left it before someone changed it
-                reason = "DriftRestored"
+                reason = Reason.DRIFT_RESTORED
             events.append(("Normal", reason, f"{applied.outcome} {applied.kind} {applied.name}"))
     for api_version, kind in to_remove:
         if k8s.delete(api_version, kind, md.namespace, md.name):
-            events.append(("Normal", "Deleted", f"deleted {kind} {md.name} (no longer wanted)"))
+            events.append(
+                ("Normal", Reason.DELETED, f"deleted {kind} {md.name} (no longer wanted)")
+            )
     new = status.healthy_status(
         md,
         pool=pool.name,
@@ -220,7 +222,7 @@ def _reconcile(
     )
     if status.differs(md.status.wire(), new):
         k8s.patch_status(md.namespace, md.name, new)
-    if deployment is not None and new["phase"] != "Ready":
+    if deployment is not None and new["phase"] != Phase.READY:
         new, deployment = _catch_up(md, new, deployment)
     events.extend(status.load_failure_events(md.status, new))
     return Outcome(new, events, deployment)

@@ -16,6 +16,9 @@ from onnxops.reasons import (
     MODEL_REASONS,
     PLACEMENT_REASONS,
     ConditionType,
+    KubeCondition,
+    KubeReason,
+    Phase,
     Reason,
 )
 from onnxops.remediation import override
@@ -25,7 +28,7 @@ RECONCILING = ConditionType.RECONCILING
 STALLED = ConditionType.STALLED
 PLACED = ConditionType.PLACED
 MODEL_AVAILABLE = ConditionType.MODEL_AVAILABLE
-ROLLED_BACK = "RolledBack"
+ROLLED_BACK = ConditionType.ROLLED_BACK
 """Remediation serves an earlier model than the spec's (phase Degraded) until the spec changes."""
 """Whether the spec's model can be served: False when the operator judged its URI malformed
 or its source missing, True once serving pods that loaded it pass readiness (the runtime is
@@ -149,11 +152,11 @@ def healthy_status(
         else _model_available(conditions, wanted, ready, done, stalled=stalled(deployment))
     )
     conditions = set_condition(conditions, **available, generation=generation, now=now)
-    phase = "Ready" if done else "Progressing"
+    phase = Phase.READY if done else Phase.PROGRESSING
     if failing:
-        phase = "Degraded" if ready > 0 else "Failed"
+        phase = Phase.DEGRADED if ready > 0 else Phase.FAILED
     if done and md.status.faults:  # the monitor's findings stand until it clears them
-        phase = "Degraded"
+        phase = Phase.DEGRADED
     rollback = override.rolled_back(md)
     if rollback is not None:
         served, replaced = rollback
@@ -161,13 +164,13 @@ def healthy_status(
             conditions,
             type_=ROLLED_BACK,
             status=True,
-            reason="ModelRolledBack",
+            reason=Reason.MODEL_ROLLED_BACK,
             message=f"serving version {served.version or served.uri} instead of "
             f"{replaced.version or replaced.uri} until the spec changes",
             generation=generation,
             now=now,
         )
-        phase = "Degraded" if done else phase
+        phase = Phase.DEGRADED if done else phase
     elif any(c.get("type") == ROLLED_BACK for c in conditions):
         conditions = [c for c in conditions if c.get("type") != ROLLED_BACK]
     conditions = kstatus_conditions(conditions, phase, generation=generation, now=now)
@@ -203,9 +206,9 @@ def kstatus_conditions(
     out its timeout instead of failing."""
     ready = next((c for c in conditions if c.get("type") == READY), {})
     wanted: str | None = None
-    if phase == "Progressing" or (phase == "Failed" and retried):
+    if phase == Phase.PROGRESSING or (phase == Phase.FAILED and retried):
         wanted = RECONCILING
-    elif phase == "Failed" or (phase == "Degraded" and load_failed(conditions)):
+    elif phase == Phase.FAILED or (phase == Phase.DEGRADED and load_failed(conditions)):
         wanted = STALLED
     kept = [
         c
@@ -261,7 +264,7 @@ def load_failed(conditions: Any) -> bool:
 
 def judged_failed(st: ModelDeploymentStatus) -> bool:
     """Phase Failed by the operator's judgement of the spec (not by pods failing to load)."""
-    return st.phase == "Failed" and not load_failed(st.conditions)
+    return st.phase == Phase.FAILED and not load_failed(st.conditions)
 
 
 def load_failure_events(
@@ -286,7 +289,8 @@ def stalled(deployment: dict[str, Any] | None) -> bool:
     """The Deployment controller gave up waiting for progress (progressDeadlineSeconds)."""
     conditions = ((deployment or {}).get("status") or {}).get("conditions") or []
     return any(
-        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        c.get("type") == KubeCondition.PROGRESSING
+        and c.get("reason") == KubeReason.PROGRESS_DEADLINE_EXCEEDED
         for c in conditions
     )
 
@@ -299,7 +303,7 @@ def _model_available(
         return {
             "type_": MODEL_AVAILABLE,
             "status": True,
-            "reason": "ModelLoaded",
+            "reason": Reason.MODEL_LOADED,
             "message": f"{ready}/{wanted} serving pods loaded the model and are ready",
         }
     previous = next((c for c in conditions if c.get("type") == MODEL_AVAILABLE), None)
@@ -312,14 +316,14 @@ def _model_available(
         return {
             "type_": MODEL_AVAILABLE,
             "status": False,
-            "reason": "ProgressDeadlineExceeded",
+            "reason": Reason.PROGRESS_DEADLINE_EXCEEDED,
             "message": "no serving pod became ready within the Deployment's progress deadline;"
             " see the pods' logs",
         }
     return {
         "type_": MODEL_AVAILABLE,
         "status": "Unknown",
-        "reason": "ModelLoading",
+        "reason": Reason.MODEL_LOADING,
         "message": "waiting for a serving pod to load the model and pass readiness",
     }
 
@@ -352,10 +356,10 @@ def failed_status(md: ModelDeployment, failure: Failure, *, now: str) -> dict[st
             now=now,
         )
     conditions = kstatus_conditions(
-        conditions, "Failed", generation=generation, now=now, retried=not failure.permanent
+        conditions, Phase.FAILED, generation=generation, now=now, retried=not failure.permanent
     )
     return {
-        "phase": "Failed",
+        "phase": Phase.FAILED,
         "observedGeneration": generation,
         "model": model_label(md),
         "selector": build.pod_selector(md),  # the scale subresource needs it in every phase

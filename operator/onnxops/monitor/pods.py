@@ -12,6 +12,7 @@ from typing import Any
 
 from onnxops.build import CONTAINER, MD_LABEL
 from onnxops.pools import quantity
+from onnxops.reasons import KubeCondition, KubeReason, PodPhase
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,11 @@ def facts(pod: Mapping[str, Any]) -> PodFacts | None:
     terminated = (status.get("lastState") or {}).get("terminated") or {}
     waiting = (status.get("state") or {}).get("waiting") or {}
     conditions = {c.get("type"): c for c in st.get("conditions") or []}
-    scheduled = conditions.get("PodScheduled") or {}
+    scheduled = conditions.get(KubeCondition.POD_SCHEDULED) or {}
     unschedulable = (
         scheduled.get("message") or "no node fits"
-        if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+        if scheduled.get("status") == "False"
+        and scheduled.get("reason") == KubeReason.UNSCHEDULABLE
         else None
     )
     resources = container.get("resources") or {}
@@ -87,8 +89,8 @@ def facts(pod: Mapping[str, Any]) -> PodFacts | None:
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         model=str(model),
-        phase=str(st.get("phase", "Pending")),
-        ready=(conditions.get("Ready") or {}).get("status") == "True",
+        phase=str(st.get("phase", PodPhase.PENDING)),
+        ready=(conditions.get(KubeCondition.READY) or {}).get("status") == "True",
         deleting=bool(meta.get("deletionTimestamp")),
         restarts=int(status.get("restartCount") or 0),
         last_termination=terminated.get("reason"),

@@ -17,12 +17,8 @@ from typing import Any
 
 from onnxops.api import Fault, LowUse, ModelDeployment
 from onnxops.monitor.detect import fault_changes
+from onnxops.reasons import SETTLED_PROBLEMS, ConditionType, Phase, Reason
 from onnxops.status import load_failed, set_condition
-
-HEALTHY = "Healthy"
-MONITORING_AVAILABLE = "MonitoringAvailable"
-# Reasons that need no streak of failed reads: they hold until the configuration changes.
-SETTLED_PROBLEMS = {"NotConfigured", "Disabled"}
 
 Event = tuple[str, str, str]  # (type, reason, message), as reconcile's
 
@@ -40,7 +36,7 @@ def availability(
     """MonitoringAvailable after this evaluation; None keeps the current condition (a failed
     read or two is not yet worth flipping it)."""
     if problem is None:
-        return Availability("True", "MetricsRead", "the deployment's metrics are read")
+        return Availability("True", Reason.METRICS_READ, "the deployment's metrics are read")
     reason, message = problem
     if reason in SETTLED_PROBLEMS or unreadable >= md.spec.monitoring.unknown_threshold:
         return Availability("False", reason, message)
@@ -63,13 +59,13 @@ def status_patch(
     beside the faults and touches neither the phase nor the conditions (see `api.LowUse`)."""
     generation = md.metadata.get("generation")
     conditions = [c.wire() for c in md.status.conditions]
-    current = _condition(md, MONITORING_AVAILABLE)
+    current = _condition(md, ConditionType.MONITORING_AVAILABLE)
     if avail is None and current is None:
-        avail = Availability("Unknown", "Evaluating", "first reads of the metrics failed")
+        avail = Availability("Unknown", Reason.EVALUATING, "first reads of the metrics failed")
     if avail is not None:
         conditions = set_condition(
             conditions,
-            type_=MONITORING_AVAILABLE,
+            type_=ConditionType.MONITORING_AVAILABLE,
             status=avail.status,
             reason=avail.reason,
             message=avail.message,
@@ -78,14 +74,22 @@ def status_patch(
         )
     readable = (avail.status if avail else (current or {}).get("status")) == "True"
     if faults:
-        healthy = ("False", "FaultsFound", "; ".join(f"{f.signal}: {f.message}" for f in faults))
+        healthy = (
+            "False",
+            Reason.FAULTS_FOUND,
+            "; ".join(f"{f.signal}: {f.message}" for f in faults),
+        )
     elif readable:
-        healthy = ("True", "NoFaults", "every signal within its limits")
+        healthy = ("True", Reason.NO_FAULTS, "every signal within its limits")
     else:
-        healthy = ("Unknown", "MetricsUnavailable", "no fault seen, but the metrics cannot be read")
+        healthy = (
+            "Unknown",
+            Reason.METRICS_UNAVAILABLE,
+            "no fault seen, but the metrics cannot be read",
+        )
     conditions = set_condition(
         conditions,
-        type_=HEALTHY,
+        type_=ConditionType.HEALTHY,
         status=healthy[0],
         reason=healthy[1],
         message=healthy[2][:1000],
@@ -99,11 +103,11 @@ def status_patch(
     if low_use or md.status.low_use:
         patch["lowUse"] = [u.wire() for u in low_use]
     phase = md.status.phase
-    if faults and phase == "Ready":
-        patch["phase"] = "Degraded"
-    elif not faults and phase == "Degraded" and not load_failed(md.status.conditions):
+    if faults and phase == Phase.READY:
+        patch["phase"] = Phase.DEGRADED
+    elif not faults and phase == Phase.DEGRADED and not load_failed(md.status.conditions):
         # (Degraded by pods that cannot load the model is the reconcile path's to clear.)
-        patch["phase"] = "Ready"
+        patch["phase"] = Phase.READY
     return patch
 
 
@@ -115,7 +119,11 @@ def disabled_patch(md: ModelDeployment, reason: str, message: str, *, now: str) 
 def events(before: Sequence[Fault], after: Sequence[Fault]) -> list[Event]:
     """One Warning when a fault starts, one Normal when it clears; none per evaluation."""
     started, cleared = fault_changes(before, after)
-    return [("Warning", "FaultDetected", f"{f.signal}: {f.message}") for f in started] + [
-        ("Normal", "FaultCleared", f"{f.signal}: back within limits (fault since {f.since})")
+    out: list[Event] = [
+        ("Warning", Reason.FAULT_DETECTED, f"{f.signal}: {f.message}") for f in started
+    ]
+    out += [
+        ("Normal", Reason.FAULT_CLEARED, f"{f.signal}: back within limits (fault since {f.since})")
         for f in cleared
     ]
+    return out

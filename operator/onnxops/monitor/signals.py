@@ -13,11 +13,15 @@ from onnxops.monitor import detect
 from onnxops.monitor.detect import Evaluation
 from onnxops.monitor.pods import PodFacts
 from onnxops.monitor.prom import History, Key, Reading
+from onnxops.reasons import KubeReason, PodPhase, Problem, Signal
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Deviation floors of the anomaly scores, absolute and relative to the usual value: a flat
 # history (no errors ever, a p99 pinned to one bucket) must not turn noise into anomalies.
-_FLOORS = {"LatencyAnomaly": (0.0005, 0.1), "ErrorRateAnomaly": (0.001, 0.1)}
+_FLOORS: dict[str, tuple[float, float]] = {
+    Signal.LATENCY_ANOMALY: (0.0005, 0.1),
+    Signal.ERROR_RATE_ANOMALY: (0.001, 0.1),
+}
 
 
 def seconds(duration: str) -> float:
@@ -46,12 +50,12 @@ class Observations:
 def problem(obs: Observations, key: Key) -> tuple[str, str] | None:
     """(reason, message) when this model's metrics cannot be read at all, else None."""
     if not obs.configured:
-        return "NotConfigured", "the operator has no Prometheus URL (ONNXOPS_PROMETHEUS_URL)"
+        return Problem.NOT_CONFIGURED, "the operator has no Prometheus URL (ONNXOPS_PROMETHEUS_URL)"
     failed = [f"{name}: {r.error}" for name, r in obs.readings.items() if r.error]
     if failed:
-        return "PrometheusUnavailable", f"queries failed ({len(failed)}), e.g. {failed[0]}"
+        return Problem.PROMETHEUS_UNAVAILABLE, f"queries failed ({len(failed)}), e.g. {failed[0]}"
     if obs.pods.get(key) and key not in obs.readings["presence"].values:
-        return "NoMetrics", "Prometheus has no onnxops_* series of this deployment's pods"
+        return Problem.NO_METRICS, "Prometheus has no onnxops_* series of this deployment's pods"
     return None
 
 
@@ -118,16 +122,16 @@ def _error_rate(obs: Observations, key: Key, pods: Sequence[PodFacts], limit: fl
             f"5xx ratio at most {best:.4g} on each of the {len(per_pod)} pods serving now, "
             f"limit {limit:.4g}; the deployment's {overall:.4g} counts pods gone"
         )
-        return Evaluation("ErrorRate", "good", best, limit, message)
+        return Evaluation(Signal.ERROR_RATE, "good", best, limit, message)
     if not over or len(over) == len(per_pod):
-        return detect.above("ErrorRate", overall, limit, what="5xx ratio")
+        return detect.above(Signal.ERROR_RATE, overall, limit, what="5xx ratio")
     worst = max(per_pod[name] for name in over)
     deployment = "unknown" if overall is None else f"{overall:.4g}"
     message = (
         f"5xx ratio {worst:.4g} on {', '.join(over)} ({len(over)} of {len(per_pod)} pods), "
         f"limit {limit:.4g}; the deployment's {deployment}"
     )
-    return Evaluation("ErrorRate", "bad", worst, limit, message, tuple(over))
+    return Evaluation(Signal.ERROR_RATE, "bad", worst, limit, message, tuple(over))
 
 
 def _anomaly(
@@ -167,7 +171,7 @@ def evaluate(md: ModelDeployment, obs: Observations, key: Key) -> list[Evaluatio
     found = [
         _error_rate(obs, key, pods, th.error_rate),
         detect.above(
-            "LatencyP99",
+            Signal.LATENCY_P99,
             _value(obs, "latency_p99", key),
             th.latency_p99_ms / 1000,
             what="p99 latency",
@@ -177,26 +181,26 @@ def evaluate(md: ModelDeployment, obs: Observations, key: Key) -> list[Evaluatio
     ]
     if th.min_accuracy is not None:
         value = _value(obs, "accuracy", key)
-        found.append(detect.below("Accuracy", value, th.min_accuracy, what="online accuracy"))
+        found.append(detect.below(Signal.ACCURACY, value, th.min_accuracy, what="online accuracy"))
     if th.max_drift is not None:
         value = _value(obs, "drift", key)
-        found.append(detect.above("Drift", value, th.max_drift, what="largest feature PSI"))
+        found.append(detect.above(Signal.DRIFT, value, th.max_drift, what="largest feature PSI"))
     if mon.anomaly.enabled:
-        found.append(_anomaly("LatencyAnomaly", md, obs, key, "latency_p99", "p99 latency"))
-        found.append(_anomaly("ErrorRateAnomaly", md, obs, key, "error_ratio", "5xx ratio"))
+        found.append(_anomaly(Signal.LATENCY_ANOMALY, md, obs, key, "latency_p99", "p99 latency"))
+        found.append(_anomaly(Signal.ERROR_RATE_ANOMALY, md, obs, key, "error_ratio", "5xx ratio"))
     found += [
         _pods_over(
-            "CpuUtilization", obs, pods,
+            Signal.CPU_UTILIZATION, obs, pods,
             lambda p: _ratio(obs, "cpu_cores", p, p.cpu_cores),
             th.cpu_utilization, "CPU use of limit",
         ),
         _pods_over(
-            "CpuThrottling", obs, pods,
+            Signal.CPU_THROTTLING, obs, pods,
             lambda p: _value(obs, "cpu_throttling", (p.namespace, p.name)),
             th.cpu_throttling, "throttled CPU periods",
         ),
         _pods_over(
-            "MemoryUtilization", obs, pods,
+            Signal.MEMORY_UTILIZATION, obs, pods,
             lambda p: _ratio(obs, "memory_bytes", p, p.memory_bytes),
             th.memory_utilization, "memory working set of limit",
         ),
@@ -204,31 +208,41 @@ def evaluate(md: ModelDeployment, obs: Observations, key: Key) -> list[Evaluatio
     if obs.pods_error:
         why = f"pods unreadable: {obs.pods_error}"
         return found + [
-            detect.unknown(s, why) for s in ("OOMKilled", "CrashLoop", "Unschedulable", "NotReady")
+            detect.unknown(s, why)
+            for s in (Signal.OOM_KILLED, Signal.CRASH_LOOP, Signal.UNSCHEDULABLE, Signal.NOT_READY)
         ]
     # An OOM kill stays news for a few evaluations, long enough to count as a fault.
     lookback = mon.interval_seconds * (mon.failure_threshold + 1)
     found += [
         _pods_where(
-            "OOMKilled",
+            Signal.OOM_KILLED,
             pods,
             lambda p: (
                 (_value(obs, "oom_events", (p.namespace, p.name)) or 0) > 0
                 or (
-                    p.last_termination == "OOMKilled"
+                    p.last_termination == KubeReason.OOM_KILLED
                     and (p.last_termination_at or 0) >= obs.at - lookback
                 )
             ),
             "OOM-killed recently",
         ),
         _pods_where(
-            "CrashLoop", pods, lambda p: p.waiting == "CrashLoopBackOff", "in CrashLoopBackOff"
-        ),
-        _pods_where("Unschedulable", pods, lambda p: p.unschedulable is not None, "unschedulable"),
-        _pods_where(
-            "NotReady",
+            Signal.CRASH_LOOP,
             pods,
-            lambda p: p.phase == "Running" and not p.ready and p.waiting != "CrashLoopBackOff",
+            lambda p: p.waiting == KubeReason.CRASH_LOOP_BACK_OFF,
+            "in CrashLoopBackOff",
+        ),
+        _pods_where(
+            Signal.UNSCHEDULABLE, pods, lambda p: p.unschedulable is not None, "unschedulable"
+        ),
+        _pods_where(
+            Signal.NOT_READY,
+            pods,
+            lambda p: (
+                p.phase == PodPhase.RUNNING
+                and not p.ready
+                and p.waiting != KubeReason.CRASH_LOOP_BACK_OFF
+            ),
             "running but not ready",
         ),
     ]

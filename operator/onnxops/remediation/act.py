@@ -20,6 +20,7 @@ from onnxops.api import GROUP, KIND, VERSION, Condition, ModelDeployment, Remedi
 from onnxops.build import CONTAINER, pod_selector
 from onnxops.config import OperatorConfig
 from onnxops.pools import PoolProfile, effective_resources
+from onnxops.reasons import ConditionType, HealResult, Phase, Reason
 from onnxops.remediation import facts, guardrails, history, policy
 from onnxops.remediation.override import active, serving
 
@@ -64,7 +65,7 @@ def heal(
     cycle = _Cycle(md, pools, cfg, now)
     cycle.follow_up(pod_facts)
     cycle.keep_resized(pod_facts)
-    healthy = not found and not problems and monitoring_known and md.status.phase == "Ready"
+    healthy = not found and not problems and monitoring_known and md.status.phase == Phase.READY
     cycle.set(models=history.remember_models(cycle.md, healthy=healthy, now=now))
     current = effective_resources(serving(cycle.md), pool)
     actions = policy.decide(
@@ -128,7 +129,9 @@ class _Cycle:
         """The part of status remediation owns, as it would be written now."""
         st = self.md.status
         remediating = [
-            c for c in history.remediating(self.md, self.now) if c["type"] == "Remediating"
+            c
+            for c in history.remediating(self.md, self.now)
+            if c["type"] == ConditionType.REMEDIATING
         ]
         return {
             "remediations": [r.wire() for r in st.remediations],
@@ -163,11 +166,11 @@ class _Cycle:
         """History entries and Events for the verdicts; returns the admitted records."""
         new, pending = [], []
         for verdict in verdicts:
-            if not verdict.news and verdict.result != "Pending":
+            if not verdict.news and verdict.result != HealResult.PENDING:
                 continue  # said recently; saying it every cycle would drown the Events
             record = history.new_record(verdict, self.now)
             new.append(record)
-            if verdict.result == "Pending":
+            if verdict.result == HealResult.PENDING:
                 pending.append(record)
                 self.set(override=history.intended(self.md, verdict.action, self.now))
             else:
@@ -184,9 +187,9 @@ class _Cycle:
         """Resume a Pending action (the operator died mid-action); confirm an in-place resize
         or fall back to a rollout."""
         for record in list(self.md.status.remediations):
-            if record.result == "Pending":
+            if record.result == HealResult.PENDING:
                 self.execute(record, pods)
-            elif record.result == "InProgress" and record.action == "resize":
+            elif record.result == HealResult.IN_PROGRESS and record.action == "resize":
                 self._confirm_resize(record, pods)
 
     def keep_resized(self, pods: list[facts.PodFacts]) -> None:
@@ -210,13 +213,13 @@ class _Cycle:
                 continue
             if pod.name in refused:
                 why = f"{pod.name} keeps the template's resources: {refused[pod.name]}"
-                self.events.append(("Warning", "ResizeRefused", why))
+                self.events.append(("Warning", Reason.RESIZE_REFUSED, why))
             else:
                 why = (
                     f"{pod.name} started with the template's resources; resized in place to the"
                     f" remediated ones ({_short(wanted)})"
                 )
-                self.events.append(("Normal", "ResizeApplied", why))
+                self.events.append(("Normal", Reason.RESIZE_APPLIED, why))
 
     def _resize_pods(
         self, pods: list[facts.PodFacts], wanted: dict[str, Any]
@@ -246,7 +249,7 @@ class _Cycle:
             else:  # rolloutRestart, failover, failback, rollback: the override does it
                 self._reapply(record)
         except k8s.ApiError as exc:
-            self.finish(record, "Failed", f"the apiserver refused: {exc}")
+            self.finish(record, HealResult.FAILED, f"the apiserver refused: {exc}")
 
     def _evict(self, record: RemediationRecord) -> None:
         blocked = []
@@ -256,17 +259,19 @@ class _Cycle:
                 blocked.append(name)
         if blocked:
             note = f"a PodDisruptionBudget forbids evicting {', '.join(blocked)} now"
-            self.finish(record, "Failed", note)
+            self.finish(record, HealResult.FAILED, note)
         else:
-            self.finish(record, "Succeeded", "evicted; the Deployment replaces it")
+            self.finish(record, HealResult.SUCCEEDED, "evicted; the Deployment replaces it")
 
     def _reapply(self, record: RemediationRecord, note: str = "") -> None:
         try:
             reconcile.reconcile(self._body(), self.pools, self.cfg)
         except reconcile.Judged as judged:
-            self.finish(record, "Failed", f"{judged.failure.reason}: {judged.failure.message}")
+            self.finish(
+                record, HealResult.FAILED, f"{judged.failure.reason}: {judged.failure.message}"
+            )
             return
-        self.finish(record, "Succeeded", note or "children re-applied with the override")
+        self.finish(record, HealResult.SUCCEEDED, note or "children re-applied with the override")
 
     def _body(self) -> dict[str, Any]:
         body = self.md.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -276,7 +281,7 @@ class _Cycle:
     def _resize(self, record: RemediationRecord, pods: list[facts.PodFacts]) -> None:
         ov = active(self.md)
         if ov.resources is None:
-            self.finish(record, "Failed", "the spec's resources changed meanwhile")
+            self.finish(record, HealResult.FAILED, "the spec's resources changed meanwhile")
             return
         if ov.in_place_generation is None:
             self._reapply(record, "rolled out with the new resources")
@@ -287,14 +292,14 @@ class _Cycle:
             why = "; ".join(f"{name}: {message}" for name, message in refused)
             self._fall_back(record, f"in-place resize refused ({why})")
         else:
-            done = history.finished(record, "InProgress", "resized in place", self.now)
+            done = history.finished(record, HealResult.IN_PROGRESS, "resized in place", self.now)
             self.set(remediations=history.replaced(self.md.status.remediations, done))
             self._announce(done)
 
     def _confirm_resize(self, record: RemediationRecord, pods: list[facts.PodFacts]) -> None:
         live = [p for p in pods if not p.deleting]
         if live and all(p.resized for p in live):
-            self.finish(record, "Succeeded", "the kubelet applied the new resources")
+            self.finish(record, HealResult.SUCCEEDED, "the kubelet applied the new resources")
             return
         why = policy.resize_fallback(self.md, live, self.now)
         if why is not None:
@@ -303,7 +308,7 @@ class _Cycle:
     def _fall_back(self, record: RemediationRecord, why: str) -> None:
         """Resources through a rollout instead: the template takes them now."""
         if self.md.spec.remediation.resize.in_place == "always":
-            self.finish(record, "Failed", f"{why}; inPlace is always, so no rollout")
+            self.finish(record, HealResult.FAILED, f"{why}; inPlace is always, so no rollout")
             return
         ov = active(self.md).model_copy(update={"in_place_generation": None})
         self.set(override=ov)

@@ -12,6 +12,7 @@ from typing import Any
 from onnxops.api import FAULT_SIGNALS
 from onnxops.build import CONTAINER
 from onnxops.pools import quantity
+from onnxops.reasons import KubeCondition, KubeReason, PodPhase
 
 SIGNALS = frozenset(FAULT_SIGNALS)  # the API's vocabulary, kept in one place
 
@@ -113,7 +114,7 @@ class PodFacts:
 
     @property
     def crash_looping(self) -> bool:
-        return self.waiting == "CrashLoopBackOff"
+        return self.waiting == KubeReason.CRASH_LOOP_BACK_OFF
 
     @property
     def resized(self) -> bool:
@@ -156,21 +157,25 @@ def pod_facts(pod: dict[str, Any]) -> PodFacts:
     cstatus: dict[str, Any] = next(
         (s for s in statuses if s.get("name") == container.get("name")), {}
     )
-    scheduled = conditions.get("PodScheduled", {})
+    scheduled = conditions.get(KubeCondition.POD_SCHEDULED, {})
     unschedulable = (
-        scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+        scheduled.get("status") == "False" and scheduled.get("reason") == KubeReason.UNSCHEDULABLE
     )
     resize, resize_since = None, None
-    for kind in ("PodResizePending", "PodResizeInProgress"):
+    for kind in (KubeCondition.POD_RESIZE_PENDING, KubeCondition.POD_RESIZE_IN_PROGRESS):
         cond = conditions.get(kind)
         if cond and cond.get("status") == "True":
-            resize = cond.get("reason") or ("InProgress" if kind == "PodResizeInProgress" else kind)
+            resize = cond.get("reason") or (
+                KubeReason.RESIZE_IN_PROGRESS
+                if kind == KubeCondition.POD_RESIZE_IN_PROGRESS
+                else kind
+            )
             resize_since = parse_time(cond.get("lastTransitionTime"))
     return PodFacts(
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
-        phase=str(st.get("phase", "Pending")),
-        ready=conditions.get("Ready", {}).get("status") == "True",
+        phase=str(st.get("phase", PodPhase.PENDING)),
+        ready=conditions.get(KubeCondition.READY, {}).get("status") == "True",
         deleting=bool(meta.get("deletionTimestamp")),
         waiting=((cstatus.get("state") or {}).get("waiting") or {}).get("reason"),
         last_terminated=((cstatus.get("lastState") or {}).get("terminated") or {}).get("reason"),

@@ -17,16 +17,31 @@ from typing import Literal
 
 from onnxops.api import ModelDeployment, RemediationRecord
 from onnxops.pools import PoolProfile, quantity
+from onnxops.reasons import HealReason, HealResult, Refusal, Signal
 from onnxops.remediation.facts import parse_time
 from onnxops.remediation.policy import Action, Resources
 
-Verdict_ = Literal["Pending", "Refused", "DryRun", "Succeeded"]
+Verdict_ = Literal[HealResult.PENDING, HealResult.REFUSED, HealResult.DRY_RUN, HealResult.SUCCEEDED]
 # Records that count as an action having been taken (or, in dryRun, as if it had been).
-TAKEN = ("Pending", "InProgress", "Succeeded", "Failed", "DryRun")
-IN_FLIGHT = ("Pending", "InProgress")
+TAKEN = (
+    HealResult.PENDING,
+    HealResult.IN_PROGRESS,
+    HealResult.SUCCEEDED,
+    HealResult.FAILED,
+    HealResult.DRY_RUN,
+)
+IN_FLIGHT = (HealResult.PENDING, HealResult.IN_PROGRESS)
 # Signals the monitor reads from the pods themselves (the API), not from Prometheus: they stay
 # known when Prometheus is down or has no series yet (a pod OOM-killed as it starts has none).
-API_SIGNALS = frozenset({"OOMKilled", "CrashLoop", "NotReady", "Unschedulable", "PoolHasRoom"})
+API_SIGNALS = frozenset(
+    {
+        Signal.OOM_KILLED,
+        Signal.CRASH_LOOP,
+        Signal.NOT_READY,
+        Signal.UNSCHEDULABLE,
+        HealReason.POOL_HAS_ROOM,
+    }
+)
 HOUR = timedelta(hours=1)
 # A refusal or warning repeated every monitor cycle would drown the Events; say it again
 # only after this long (or the model's cooldown, if longer).
@@ -40,7 +55,7 @@ class Verdict:
     action: Action
     result: Verdict_
     """Pending: run it; DryRun: record only; Refused: see `refusal`; Succeeded: a warning."""
-    refusal: str | None = None
+    refusal: Refusal | None = None
     note: str = ""
     news: bool = True
     """False when the same answer is already on record recently (no new Event or entry)."""
@@ -199,11 +214,11 @@ def admit(
             fleet=fleet,
             current_replicas=current_replicas,
         )
-        if verdict.result in ("Pending", "DryRun") and action.kind != "warn":
+        if verdict.result in (HealResult.PENDING, HealResult.DRY_RUN) and action.kind != "warn":
             last_hour += 1
             if action.disruptive:
                 in_flight = True
-                if verdict.result == "Pending":
+                if verdict.result == HealResult.PENDING:
                     fleet.take(now)
         verdicts.append(replace(verdict, news=not _repeat(history, verdict, now, cooldown)))
     return verdicts
@@ -228,38 +243,44 @@ def _judge(
     rem = md.spec.remediation
     scaling = md.spec.autoscaling
 
-    def refuse(why: str, text: str) -> Verdict:
-        return Verdict(action, "Refused", why, text)
+    def refuse(why: Refusal, text: str) -> Verdict:
+        return Verdict(action, HealResult.REFUSED, why, text)
 
     if problems:
-        return refuse("UnknownData", "faults could not be read: " + "; ".join(problems))
+        return refuse(Refusal.UNKNOWN_DATA, "faults could not be read: " + "; ".join(problems))
     if action.kind == "warn":
-        return Verdict(action, "Succeeded")
+        return Verdict(action, HealResult.SUCCEEDED)
     if rem.mode == "off":
-        return refuse("Off", "spec.remediation.mode is off")
+        return refuse(Refusal.OFF, "spec.remediation.mode is off")
     if action.resource == "cpu" and scaling is not None:
         replicas = current_replicas if current_replicas is not None else scaling.min_replicas
         if replicas < scaling.max_replicas:
             return refuse(
-                "HpaOwnsCpu",
+                Refusal.HPA_OWNS_CPU,
                 f"CPU pressure is the HPA's to answer ({replicas} of {scaling.max_replicas} replicas)",
             )
     if action.shrinks and not _shrinks(action, current):
-        return refuse("Floor", "nothing to lower: at the floor, or the resources changed meanwhile")
+        return refuse(
+            Refusal.FLOOR, "nothing to lower: at the floor, or the resources changed meanwhile"
+        )
     if action.kind == "resize" and not action.shrinks and not _grows(action, current):
-        return refuse("Ceiling", note or "already at the ceiling")
+        return refuse(Refusal.CEILING, note or "already at the ceiling")
     if action.disruptive and in_flight:
-        return refuse("InFlight", "another disruptive action is still in flight")
+        return refuse(Refusal.IN_FLIGHT, "another disruptive action is still in flight")
     if action.kind in recent_kinds:
-        return refuse("Cooldown", f"a {action.kind} ran less than {rem.cooldown_seconds}s ago")
+        return refuse(
+            Refusal.COOLDOWN, f"a {action.kind} ran less than {rem.cooldown_seconds}s ago"
+        )
     if action.disruptive and settling:
         # Faults outlive their remedy for a while (a rollout, a restart after a resize, the
         # monitor's window): a second disruption on top would be one action too many.
-        return refuse("Cooldown", f"the last action is less than {rem.cooldown_seconds}s old")
+        return refuse(Refusal.COOLDOWN, f"the last action is less than {rem.cooldown_seconds}s old")
     if hourly >= rem.max_actions_per_hour:
-        return refuse("HourlyCap", f"{rem.max_actions_per_hour} actions in the last hour")
+        return refuse(Refusal.HOURLY_CAP, f"{rem.max_actions_per_hour} actions in the last hour")
     if rem.mode == "dryRun":
-        return Verdict(action, "DryRun", None, note)
+        return Verdict(action, HealResult.DRY_RUN, None, note)
     if action.disruptive and not fleet.allows(now):
-        return refuse("FleetLimit", "the operator-wide limit on disruptive actions is reached")
-    return Verdict(action, "Pending", None, note)
+        return refuse(
+            Refusal.FLEET_LIMIT, "the operator-wide limit on disruptive actions is reached"
+        )
+    return Verdict(action, HealResult.PENDING, None, note)

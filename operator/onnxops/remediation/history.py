@@ -18,12 +18,12 @@ from onnxops.api import (
     ResourceRequirements,
     Result,
 )
+from onnxops.reasons import ConditionType, HealResult, Reason
 from onnxops.remediation.facts import iso, parse_time
 from onnxops.remediation.guardrails import IN_FLIGHT, Verdict
 from onnxops.remediation.override import active, model_ref
 from onnxops.remediation.policy import Action
 
-REMEDIATING = "Remediating"
 LIMIT = 50
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
@@ -40,7 +40,7 @@ def new_record(verdict: Verdict, now: datetime) -> RemediationRecord:
         refusal=verdict.refusal,
         message="; ".join(m for m in (action.message, verdict.note) if m),
         pods=list(action.pods),
-        finished=iso(now) if verdict.result == "Succeeded" else None,
+        finished=iso(now) if verdict.result == HealResult.SUCCEEDED else None,
     )
 
 
@@ -71,7 +71,7 @@ def finished(
         update={
             "result": result,
             "message": "; ".join(m for m in (record.message, note) if m),
-            "finished": iso(now) if result in ("Succeeded", "Failed") else None,
+            "finished": iso(now) if result in (HealResult.SUCCEEDED, HealResult.FAILED) else None,
         }
     )
 
@@ -82,7 +82,10 @@ def event(record: RemediationRecord) -> Event:
         return ("Warning", record.reason, record.message)
     kind = record.action[0].upper() + record.action[1:]
     type_ = (
-        "Normal" if record.result in ("Succeeded", "InProgress", "DryRun", "Pending") else "Warning"
+        "Normal"
+        if record.result
+        in (HealResult.SUCCEEDED, HealResult.IN_PROGRESS, HealResult.DRY_RUN, HealResult.PENDING)
+        else "Warning"
     )
     why = f" ({record.refusal})" if record.refusal else ""
     return (
@@ -96,10 +99,10 @@ def remediating(md: ModelDeployment, now: datetime) -> list[dict[str, Any]]:
     """Conditions with `Remediating`: True while an action is in flight."""
     history = md.status.remediations
     current = [c.wire() for c in md.status.conditions]
-    if not history and all(c["type"] != REMEDIATING for c in current):
+    if not history and all(c["type"] != ConditionType.REMEDIATING for c in current):
         return current  # never remediated: no condition to show
     in_flight = [r for r in history if r.result in IN_FLIGHT]
-    taken = [r for r in history if r.action != "warn" and r.result != "Refused"]
+    taken = [r for r in history if r.action != "warn" and r.result != HealResult.REFUSED]
     if in_flight:
         message = "; ".join(f"{r.action}: {r.message}" for r in in_flight)
     elif taken:
@@ -108,9 +111,9 @@ def remediating(md: ModelDeployment, now: datetime) -> list[dict[str, Any]]:
         message = "no action taken"
     return status.set_condition(
         current,
-        type_=REMEDIATING,
+        type_=ConditionType.REMEDIATING,
         status=bool(in_flight),
-        reason="ActionInFlight" if in_flight else "Idle",
+        reason=Reason.ACTION_IN_FLIGHT if in_flight else Reason.IDLE,
         message=message,
         generation=md.metadata.get("generation"),
         now=iso(now),

@@ -16,6 +16,7 @@ from onnxops import build, k8s
 from onnxops.api import Fault, ModelDeployment
 from onnxops.config import OperatorConfig
 from onnxops.pools import PoolProfile, effective_resources, free_per_node, replicas_that_fit
+from onnxops.reasons import Phase
 from onnxops.remediation import act, guardrails
 from onnxops.remediation.override import active, model_ref
 
@@ -57,7 +58,7 @@ def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
         return False  # a resize down may be due (as of the monitor's previous write)
     if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
         return False
-    if md.status.phase != "Ready" or active(md).model is not None:
+    if md.status.phase != Phase.READY or active(md).model is not None:
         return True
     marks = md.status.models
     return marks is not None and marks.current == marks.healthy == model_ref(md.spec)

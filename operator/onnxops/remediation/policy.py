@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from onnxops.api import ActionKind, ModelDeployment, ModelRef
 from onnxops.pools import quantity
+from onnxops.reasons import HealReason, HealResult, KubeReason, Signal
 from onnxops.remediation.facts import Finding, PodFacts, parse_time
 from onnxops.remediation.override import active, model_ref
 
@@ -19,10 +20,16 @@ MIB = Decimal(1024 * 1024)
 # VPA's OOM bump: at least this much more memory, whatever the factor gives.
 OOM_MIN_BUMP = 100 * MIB
 # Restarting a pod fixes a sick process, not a sick model or a full node.
-RESTART_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "LatencyP99", "LatencyAnomaly", "NotReady")
+RESTART_SIGNALS = (
+    Signal.ERROR_RATE,
+    Signal.ERROR_RATE_ANOMALY,
+    Signal.LATENCY_P99,
+    Signal.LATENCY_ANOMALY,
+    Signal.NOT_READY,
+)
 # A model change shows as errors or lost quality: across the whole deployment, or (during
 # its rollout, next to pods still on the old version) on the new pods only.
-ROLLBACK_SIGNALS = ("ErrorRate", "ErrorRateAnomaly", "Accuracy")
+ROLLBACK_SIGNALS = (Signal.ERROR_RATE, Signal.ERROR_RATE_ANOMALY, Signal.ACCURACY)
 # The serving pods' startupProbe allows 60 x 2 s to start: a pod not ready for less than
 # that may still be loading its model, and restarting it would only start that over.
 STARTUP_GRACE_S = 120
@@ -30,25 +37,31 @@ STARTUP_GRACE_S = 120
 # by a streak of its own, from counters that can trail the latency histogram) may count an
 # evaluation or two after its p99 does: restarting every replica is held back until the latency
 # fault has stood as long again as it took to count, so that a CPU resize gets the first word.
-LATENCY_SIGNALS = ("LatencyP99", "LatencyAnomaly")
+LATENCY_SIGNALS = (Signal.LATENCY_P99, Signal.LATENCY_ANOMALY)
 # Right-sizing down: the reason of a resize that lowers resources after long low use
 # (`status.lowUse`, which is not a fault signal).
-LOW_USE = "LowUse"
+LOW_USE = HealReason.LOW_USE
 # A shrink keeps this much over the peak use seen, and never goes under the floor.
 HEADROOM = Decimal("1.2")
 FLOOR = {"cpu": Decimal("0.01"), "memory": 32 * MIB}
 # Records of resizes that changed (or, in dryRun, would have changed) the resources.
-RESIZED = ("Pending", "InProgress", "Succeeded", "Failed", "DryRun")
+RESIZED = (
+    HealResult.PENDING,
+    HealResult.IN_PROGRESS,
+    HealResult.SUCCEEDED,
+    HealResult.FAILED,
+    HealResult.DRY_RUN,
+)
 DISRUPTIVE: frozenset[str] = frozenset(
     {"restart", "rolloutRestart", "failover", "failback", "rollback"}
 )
 
 Resources = dict[str, dict[str, str]]
-RESOURCE_OF = {
-    "OOMKilled": "memory",
-    "MemoryUtilization": "memory",
-    "CpuThrottling": "cpu",
-    "CpuUtilization": "cpu",
+RESOURCE_OF: dict[str, str] = {
+    Signal.OOM_KILLED: "memory",
+    Signal.MEMORY_UTILIZATION: "memory",
+    Signal.CPU_THROTTLING: "cpu",
+    Signal.CPU_UTILIZATION: "cpu",
 }
 
 
@@ -142,17 +155,17 @@ def _by_signal(findings: list[Finding]) -> dict[str, Finding]:
 
 
 def _memory(s: Situation, faults: dict[str, Finding]) -> Action | None:
-    oom_pods = tuple(p.name for p in s.pods if p.last_terminated == "OOMKilled")
-    cause = faults.get("OOMKilled") or faults.get("MemoryUtilization")
-    if cause is None and "CrashLoop" in faults and oom_pods:
-        cause = faults["CrashLoop"]  # crash-looping because it runs out of memory
+    oom_pods = tuple(p.name for p in s.pods if p.last_terminated == KubeReason.OOM_KILLED)
+    cause = faults.get(Signal.OOM_KILLED) or faults.get(Signal.MEMORY_UTILIZATION)
+    if cause is None and Signal.CRASH_LOOP in faults and oom_pods:
+        cause = faults[Signal.CRASH_LOOP]  # crash-looping because it runs out of memory
     if cause is None:
         return None
     factor = s.md.spec.remediation.resize.factor
     wanted = grown(s.resources, "memory", factor, minimum=OOM_MIN_BUMP)
     return Action(
         kind="resize",
-        reason="OOMKilled" if cause.signal == "CrashLoop" else cause.signal,
+        reason=Signal.OOM_KILLED if cause.signal == Signal.CRASH_LOOP else cause.signal,
         message=f"{cause.signal}: {cause.message or 'memory at its limit'}",
         pods=cause.pods or oom_pods,
         resources=wanted,
@@ -160,14 +173,14 @@ def _memory(s: Situation, faults: dict[str, Finding]) -> Action | None:
 
 
 def _cpu(s: Situation, faults: dict[str, Finding]) -> Action | None:
-    pressure = faults.get("CpuThrottling") or faults.get("CpuUtilization")
-    if pressure is None or "LatencyP99" not in faults:
+    pressure = faults.get(Signal.CPU_THROTTLING) or faults.get(Signal.CPU_UTILIZATION)
+    if pressure is None or Signal.LATENCY_P99 not in faults:
         return None  # busy but fast enough: nothing to heal
     wanted = grown(s.resources, "cpu", s.md.spec.remediation.resize.factor)
     return Action(
         kind="resize",
         reason=pressure.signal,
-        message=f"{pressure.signal} with p99 over threshold: {faults['LatencyP99'].message}",
+        message=f"{pressure.signal} with p99 over threshold: {faults[Signal.LATENCY_P99].message}",
         pods=pressure.pods,
         resources=wanted,
     )
@@ -186,7 +199,7 @@ def _shrink(s: Situation) -> Action | None:
         return None
     settle = max(resize.shrink.after_seconds, rem.cooldown_seconds)
     for record in s.md.status.remediations:
-        if record.result in ("Pending", "InProgress"):
+        if record.result in (HealResult.PENDING, HealResult.IN_PROGRESS):
             return None
         when = parse_time(record.time)
         recent = when is None or (s.now - when).total_seconds() < settle
@@ -215,7 +228,7 @@ def _shrink(s: Situation) -> Action | None:
 
 def _failover(s: Situation, faults: dict[str, Finding]) -> Action | None:
     target = s.md.spec.target
-    fault = faults.get("Unschedulable")
+    fault = faults.get(Signal.UNSCHEDULABLE)
     current = s.md.status.pool
     if fault is None or not target.fallback_pool or current == target.fallback_pool:
         return None
@@ -227,7 +240,7 @@ def _failover(s: Situation, faults: dict[str, Finding]) -> Action | None:
         return None
     return Action(
         kind="failover",
-        reason="Unschedulable",
+        reason=Signal.UNSCHEDULABLE,
         message=f"pods unschedulable on pool {current} for over {bound}s; moving to {target.fallback_pool}",
         pool=target.fallback_pool,
     )
@@ -236,7 +249,7 @@ def _failover(s: Situation, faults: dict[str, Finding]) -> Action | None:
 def _failback(s: Situation, faults: dict[str, Finding]) -> Action | None:
     target = s.md.spec.target
     ov = active(s.md)
-    if ov.pool is None or ov.pool == target.pool or "Unschedulable" in faults:
+    if ov.pool is None or ov.pool == target.pool or Signal.UNSCHEDULABLE in faults:
         return None
     since = parse_time(ov.pool_since)
     hold = s.md.spec.remediation.failback_seconds
@@ -244,7 +257,7 @@ def _failback(s: Situation, faults: dict[str, Finding]) -> Action | None:
         return None
     return Action(
         kind="failback",
-        reason="PoolHasRoom",
+        reason=HealReason.POOL_HAS_ROOM,
         message=f"pool {target.pool} has room again after {hold}s on {ov.pool}",
         pool=target.pool,
     )
@@ -280,9 +293,9 @@ def _younger(finding: Finding, now: datetime, seconds: float) -> bool:
 
 def _restarts(s: Situation, faults: dict[str, Finding]) -> list[Action]:
     found = dict(faults)
-    not_ready = found.get("NotReady")
+    not_ready = found.get(Signal.NOT_READY)
     if not_ready is not None and _younger(not_ready, s.now, STARTUP_GRACE_S):
-        del found["NotReady"]  # maybe still starting: the startup probe allows that long
+        del found[Signal.NOT_READY]  # maybe still starting: the startup probe allows that long
     mon = s.md.spec.monitoring
     hold_s = 2 * mon.interval_seconds * mon.failure_threshold
     for name in LATENCY_SIGNALS:
@@ -323,22 +336,30 @@ def _restarts(s: Situation, faults: dict[str, Finding]) -> list[Action]:
 
 def _warnings(s: Situation, faults: dict[str, Finding], acted: set[str]) -> list[Action]:
     out = []
-    if "CrashLoop" in faults and "CrashLoop" not in acted and "OOMKilled" not in acted:
+    if (
+        Signal.CRASH_LOOP in faults
+        and Signal.CRASH_LOOP not in acted
+        and Signal.OOM_KILLED not in acted
+    ):
         out.append(
             Action(
                 "warn",
-                "CrashLoop",
-                f"pods crash-looping; restarting will not help: {faults['CrashLoop'].message}",
+                Signal.CRASH_LOOP,
+                f"pods crash-looping; restarting will not help: {faults[Signal.CRASH_LOOP].message}",
             )
         )
-    if "Drift" in faults:
-        out.append(Action("warn", "Drift", f"input drift over maxDrift: {faults['Drift'].message}"))
-    if "Accuracy" in faults and "Accuracy" not in acted:
+    if Signal.DRIFT in faults:
+        out.append(
+            Action(
+                "warn", Signal.DRIFT, f"input drift over maxDrift: {faults[Signal.DRIFT].message}"
+            )
+        )
+    if Signal.ACCURACY in faults and Signal.ACCURACY not in acted:
         out.append(
             Action(
                 "warn",
-                "Accuracy",
-                f"accuracy below minAccuracy and no earlier model to go back to: {faults['Accuracy'].message}",
+                Signal.ACCURACY,
+                f"accuracy below minAccuracy and no earlier model to go back to: {faults[Signal.ACCURACY].message}",
             )
         )
     return out
@@ -355,10 +376,10 @@ def resize_fallback(md: ModelDeployment, pods: list[PodFacts], now: datetime) ->
         if pod.deleting:
             continue
         waited = (now - pod.resize_since).total_seconds() if pod.resize_since else None
-        stuck = pod.resize == "Deferred" and waited is not None and waited >= bound
-        if pod.resize in ("Infeasible", "Error") or stuck:
+        stuck = pod.resize == KubeReason.RESIZE_DEFERRED and waited is not None and waited >= bound
+        if pod.resize in (KubeReason.RESIZE_INFEASIBLE, KubeReason.RESIZE_ERROR) or stuck:
             return f"resize {pod.resize} on {pod.name}" + (
-                f" for over {bound}s" if pod.resize == "Deferred" else ""
+                f" for over {bound}s" if pod.resize == KubeReason.RESIZE_DEFERRED else ""
             )
     return None
 

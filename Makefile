@@ -23,12 +23,13 @@ install: $(STAMP)
 system-deps:
 	@bash hack/system-deps.sh
 
-# Go-built Kubernetes control plane + KWOK, the kstatus checker and versitygw (the tests' S3
-# server), cached outside the work tree by version.
+# Go-built Kubernetes control plane + KWOK, and the test tools (the kstatus checker, the Argo CD
+# health-script runner, versitygw: the tests' S3 server), cached outside the work tree by version.
 cluster-build:
 	@bash hack/devcluster/build.sh >/dev/null
-	@bash hack/kstatus/build.sh >/dev/null
-	@bash hack/versitygw/build.sh >/dev/null
+	@bash hack/gotool.sh hack/kstatus sigs.k8s.io/cli-utils >/dev/null
+	@bash hack/gotool.sh hack/argolua github.com/yuin/gopher-lua >/dev/null
+	@bash hack/gotool.sh hack/versitygw github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw >/dev/null
 
 # A local control plane + KWOK nodes + the pod runner (the kubelet of serving pods) as processes;
 # state in .devcluster/ or $DEVCLUSTER_STATE (see hack/devcluster/README.md).

@@ -1,4 +1,4 @@
-// versitygw (Apache-2.0), the S3 server of the storage tests: built by build.sh from this module.
+// versitygw (Apache-2.0), the S3 server of the storage tests: built from this module by hack/gotool.sh.
 module onnxops.io/versitygw
 
 go 1.26.8

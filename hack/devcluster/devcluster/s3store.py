@@ -1,4 +1,4 @@
-"""versitygw (a real S3 gateway over a directory, built by hack/versitygw/build.sh) on a
+"""versitygw (a real S3 gateway over a directory, built by hack/gotool.sh) on a
 loopback port, started and stopped by PID, for the storage tests. Buckets are directories."""
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ REGION = "us-east-1"
 
 def binary() -> Path:
     built = subprocess.run(
-        ["bash", str(ROOT / "hack" / "versitygw" / "build.sh")],
+        [
+            "bash",
+            str(ROOT / "hack" / "gotool.sh"),
+            str(ROOT / "hack" / "versitygw"),
+            "github.com/versity/versitygw",
+            "github.com/versity/versitygw/cmd/versitygw",
+        ],
         capture_output=True,
         text=True,
         check=True,

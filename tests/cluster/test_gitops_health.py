@@ -1,0 +1,212 @@
+"""GitOps health, judged by the tools' own code on live ModelDeployments through their life:
+kstatus (`hack/kstatus`: sigs.k8s.io/cli-utils' pkg/kstatus/status, what Flux waits with) and
+Argo CD's health script (`manifests/argocd/.../health.lua`, run by `hack/argolua` as Argo CD
+runs it). kstatus must say InProgress while a generation rolls out or a failure is retried by
+itself, Current once Ready, Failed when the user must act, Terminating while deleted; Argo CD
+Progressing, Healthy, Degraded. A monitor fault while serving reads Current to kstatus and
+Degraded to Argo CD (docs/gitops.md says why).
+
+With ONNXOPS_CAPTURE_ARGO_TESTDATA=1 the objects judged here are written to the health
+script's testdata/ (health_test.yaml lists them), so those files are captured, not written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from devcluster import processes
+from factories import doubler_model
+from onnxops.api import Fault, ModelDeployment
+from onnxops.monitor import report
+from operator_kit import ROOT, Kube, Operator, model_deployment
+
+pytestmark = pytest.mark.cluster
+
+POD_RUNNER_COMMAND = None  # the real serving runtime: a bad model really fails to load
+# (every model here is a local file: the runtime must never try to reach a remote host)
+
+ARGO = ROOT / "manifests" / "argocd" / "onnxops.io" / "ModelDeployment"
+
+
+def _tool(folder: str, module: str) -> Path:
+    built = subprocess.run(
+        ["bash", str(ROOT / "hack" / "gotool.sh"), str(ROOT / "hack" / folder), module],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+class Judges:
+    def __init__(self) -> None:
+        self.kstatus_bin = _tool("kstatus", "sigs.k8s.io/cli-utils")
+        self.argo_bin = _tool("argolua", "github.com/yuin/gopher-lua")
+
+    def kstatus(self, obj: dict[str, Any]) -> dict[str, str]:
+        done = subprocess.run(
+            [str(self.kstatus_bin)], input=json.dumps(obj), capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        return dict(json.loads(done.stdout))
+
+    def argo(self, obj: dict[str, Any], case: str | None = None) -> dict[str, str]:
+        done = subprocess.run(
+            [str(self.argo_bin), str(ARGO / "health.lua")],
+            input=json.dumps(obj), capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        if case and os.environ.get("ONNXOPS_CAPTURE_ARGO_TESTDATA"):
+            kept = {
+                **obj,
+                "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"},
+            }
+            plain = json.loads(json.dumps(kept))  # StrEnum members as the strings they are
+            (ARGO / "testdata" / f"{case}.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
+        return dict(json.loads(done.stdout))
+
+
+@pytest.fixture(scope="module")
+def judges() -> Judges:
+    return Judges()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    path = tmp_path_factory.mktemp("gitops-model") / "doubler.onnx"
+    yield str(path), doubler_model(path)
+
+
+def _watch(
+    kube: Kube, judges: Judges, name: str, until: str, timeout_s: float = 90
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """kstatus' verdicts on the live object, polled until it says `until`: the object then,
+    and every verdict seen."""
+    seen: list[dict[str, str]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        obj = kube.get("mdep", name)
+        if obj is not None:
+            seen.append(judges.kstatus(obj))
+            if seen[-1]["status"] == until:
+                return obj, seen
+        time.sleep(0.2)
+    raise AssertionError(f"{name}: kstatus never said {until}; it said {seen[-3:]}")
+
+
+def test_a_new_object_reads_in_progress_before_any_operator_writes(
+    kube: Kube, judges: Judges, model: tuple[str, str]
+) -> None:
+    """First in the module, before the module's operator starts: the CRD's status default
+    (observedGeneration 0) is all there is, and neither tool may take that for done."""
+    uri, sha = model
+    kube.apply(model_deployment("unseen", model={"uri": uri, "sha256": sha}))
+    obj = kube.get("mdep", "unseen")
+    assert obj is not None and obj["status"] == {"observedGeneration": 0}
+    said = judges.kstatus(obj)
+    assert said["status"] == "InProgress" and "observed generation is 0" in said["message"]
+    assert judges.argo(obj, "unobserved")["status"] == "Progressing"
+
+
+def test_created_then_changed_reads_in_progress_then_current(
+    kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
+) -> None:
+    uri, sha = model
+    kube.apply(model_deployment("life", model={"uri": uri, "sha256": sha}))
+    obj, _ = _watch(kube, judges, "life", "Current")
+    assert obj["status"]["phase"] == "Ready"
+    assert judges.argo(obj, "ready") == {"status": "Healthy", "message": "1/1 replicas ready"}
+    # A new generation: InProgress (observedGeneration behind, then Reconciling while the
+    # second pod loads), Current once both serve.
+    kube.apply(model_deployment("life", model={"uri": uri, "sha256": sha}, replicas=2))
+    rolling = None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        live = kube.get("mdep", "life") or {}
+        if live.get("status", {}).get("phase") == "Progressing" and rolling is None:
+            rolling = live
+        if judges.kstatus(live)["status"] == "Current" and live["status"]["ready"] == "2/2":
+            break
+        time.sleep(0.1)
+    assert rolling is not None, "never seen Progressing"
+    assert judges.kstatus(rolling)["status"] == "InProgress"
+    assert judges.argo(rolling, "progressing")["status"] == "Progressing"
+
+
+def test_a_spec_judged_unworkable_fails_and_a_retried_one_is_in_progress(
+    kube: Kube, operator: Operator, judges: Judges
+) -> None:
+    kube.apply(model_deployment("nowhere", target={"pool": "gpu"}))
+    obj, seen = _watch(kube, judges, "nowhere", "Failed")
+    assert "gpu" in seen[-1]["message"]
+    argo = judges.argo(obj, "unknown-pool")
+    assert argo["status"] == "Degraded" and argo["message"].startswith("UnknownPool: ")
+    # A ConfigMap that may yet be applied (GitOps order): retried, so not Failed.
+    kube.apply(model_deployment("later", model={"uri": "configmap://not-yet/model.onnx"}))
+    processes.wait_for(
+        lambda: kube.status("later").get("phase") == "Failed",
+        timeout_s=60,
+        what="later judged (ModelUnreachable, retried)",
+    )
+    live = kube.get("mdep", "later") or {}
+    waiting = judges.kstatus(live)
+    assert waiting["status"] == "InProgress" and "not-yet" in waiting["message"], waiting
+    argo = judges.argo(live, "retried-failure")
+    assert argo["status"] == "Progressing" and "not-yet" in argo["message"]
+
+
+def test_pods_that_cannot_load_the_model_read_failed(
+    kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
+) -> None:
+    uri, _ = model
+    kube.apply(model_deployment("tampered", model={"uri": uri, "sha256": "0" * 64}))
+    obj, seen = _watch(kube, judges, "tampered", "Failed")
+    assert "sha256 mismatch" in seen[-1]["message"], seen[-1]
+    argo = judges.argo(obj, "load-failed")
+    assert argo["status"] == "Degraded" and argo["message"].startswith("ModelLoadFailed: ")
+
+
+def test_degraded_by_a_fault_while_serving_reads_current_and_argo_degraded(
+    kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
+) -> None:
+    """The monitor's own status patch (report.status_patch, as its cycle writes it) over a
+    live Ready object: the model serves, so kstatus says Current; Argo CD shows the fault."""
+    uri, sha = model
+    kube.apply(model_deployment("faulty", model={"uri": uri, "sha256": sha}))
+    live, _ = _watch(kube, judges, "faulty", "Current")
+    fault = Fault(signal="LatencyP99", message="p99 1.2s over 0.5s", since="2026-12-02T00:00:00Z")
+    patch = report.status_patch(
+        ModelDeployment.model_validate(live), [fault], None, now="2026-12-02T00:00:01Z"
+    )
+    degraded = {**live, "status": {**live["status"], **patch}}
+    assert degraded["status"]["phase"] == "Degraded"
+    assert judges.kstatus(degraded)["status"] == "Current"
+    argo = judges.argo(degraded, "fault")
+    assert argo == {"status": "Degraded", "message": "LatencyP99: p99 1.2s over 0.5s"}
+
+
+def test_deleted_reads_terminating(
+    judges: Judges, kube: Kube, operator: Operator, model: tuple[str, str]
+) -> None:
+    uri, sha = model
+    kube.apply(model_deployment("going", model={"uri": uri, "sha256": sha}))
+    live, _ = _watch(kube, judges, "going", "Current")
+    going = {**live, "metadata": {**live["metadata"], "deletionTimestamp": "2026-12-02T00:00:00Z"}}
+    assert judges.kstatus(going)["status"] == "Terminating"
+
+
+def test_the_health_script_passes_its_captured_cases(judges: Judges) -> None:
+    """Argo CD's own layout: health_test.yaml names each testdata file and the health it must
+    give (the files captured above with ONNXOPS_CAPTURE_ARGO_TESTDATA=1)."""
+    cases = yaml.safe_load((ARGO / "health_test.yaml").read_text())["tests"]
+    assert len(cases) >= 6
+    for case in cases:
+        obj = yaml.safe_load((ARGO / case["inputPath"]).read_text())
+        assert judges.argo(obj) == case["healthStatus"], case["inputPath"]

@@ -9,6 +9,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)  # + amtool
 if ((${#need[@]})); then
   echo "system-deps: installing ${need[*]}" >&2
   SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import onnx
 from onnx import TensorProto, helper
 
 
@@ -21,3 +22,28 @@ def doubler_model(path: Path) -> str:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     path.write_bytes(model.SerializeToString())
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def poison_model() -> onnx.ModelProto:
+    """y = table[int(x[:, 0])]: a row with an out-of-range index makes the whole call fail."""
+    table = helper.make_tensor("table", TensorProto.FLOAT, [4], [10.0, 11.0, 12.0, 13.0])
+    nodes = [
+        helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["col"]),
+        helper.make_node("Squeeze", ["col", "axes"], ["flat"]),
+        helper.make_node("Cast", ["flat"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "idx"], ["y"], axis=0),
+    ]
+    inits = [
+        table,
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "poison",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from factories import poison_model
 from skl2onnx import to_onnx
 from sklearn.datasets import load_iris, make_regression
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -85,31 +85,6 @@ class Models:
     poison: Path  # a lone .onnx that fails at run time for any row holding 99
 
 
-def _poison_model() -> onnx.ModelProto:
-    """y = table[int(x[:, 0])]: a row with an out-of-range index makes the whole call fail."""
-    table = helper.make_tensor("table", TensorProto.FLOAT, [4], [10.0, 11.0, 12.0, 13.0])
-    nodes = [
-        helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["col"]),
-        helper.make_node("Squeeze", ["col", "axes"], ["flat"]),
-        helper.make_node("Cast", ["flat"], ["idx"], to=TensorProto.INT64),
-        helper.make_node("Gather", ["table", "idx"], ["y"], axis=0),
-    ]
-    inits = [
-        table,
-        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "poison",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-
-
 def build_models(root: Path) -> Models:
     """Train and export the test models into ``root``."""
     import onnxruntime as ort
@@ -164,7 +139,7 @@ def build_models(root: Path) -> Models:
     (rpred,) = rsess.run(None, {rsess.get_inputs()[0].name: rx})
 
     poison = root / "poison.onnx"
-    poison.write_bytes(_poison_model().SerializeToString())
+    poison.write_bytes(poison_model().SerializeToString())
     return Models(
         iris=iris_dir,
         iris_x=x,
@@ -235,6 +210,7 @@ def _start(
         **settings,
     }
     settings.setdefault("model_cache_dir", str(tmp / "cache"))
+    tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"server-{port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(

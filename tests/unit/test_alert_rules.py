@@ -73,3 +73,22 @@ def test_rules_use_the_monitors_queries() -> None:
         queries.oom_events("5m"),
     ]:
         assert any(query.promql in e for e in exprs), query.name
+
+
+def test_the_shipped_alertmanager_config_passes_amtool(tmp_path: Path) -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool not found: run `make system-deps` (prometheus-alertmanager)")
+    config = RULES.with_name("alertmanager.yaml")
+    done = subprocess.run(
+        [amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        config.read_text().replace(
+            "receiver: onnxops-webhook\n  group_by", "receiver: nobody\n  group_by"
+        )
+    )
+    refused = subprocess.run([amtool, "check-config", str(broken)], capture_output=True, text=True)
+    assert refused.returncode != 0, "amtool must refuse a route to an undefined receiver"

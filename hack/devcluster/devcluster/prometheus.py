@@ -103,8 +103,13 @@ class Prometheus:
             self._child.poll()
 
 
-def _config(targets_dir: Path, scrape_interval: str, rule_files: Sequence[Path]) -> str:
-    config = {
+def _config(
+    targets_dir: Path,
+    scrape_interval: str,
+    rule_files: Sequence[Path],
+    alertmanagers: Sequence[str] = (),
+) -> str:
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
             "scrape_timeout": scrape_interval,
@@ -121,6 +126,10 @@ def _config(targets_dir: Path, scrape_interval: str, rule_files: Sequence[Path])
             }
         ],
     }
+    if alertmanagers:  # host:port of each, on loopback
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+        }
     return json.dumps(config, indent=1)  # JSON is valid YAML
 
 
@@ -129,6 +138,7 @@ def start(
     *,
     scrape_interval: str = "1s",
     rule_files: Sequence[Path] = (),
+    alertmanagers: Sequence[str] = (),
     binary: str = "prometheus",
     tie_to_parent: bool = False,
     timeout_s: float = 30,
@@ -139,7 +149,7 @@ def start(
         raise FileNotFoundError(f"{binary} not found: run `make system-deps` (Debian prometheus)")
     targets = ScrapeTargets(work_dir / "targets")
     config = work_dir / "prometheus.yml"
-    config.write_text(_config(targets.directory, scrape_interval, rule_files))
+    config.write_text(_config(targets.directory, scrape_interval, rule_files, alertmanagers))
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             return _start_once(exe, work_dir, config, targets, tie_to_parent, timeout_s)

@@ -29,6 +29,7 @@ cluster-build:
 	@bash hack/devcluster/build.sh >/dev/null
 	@bash hack/gotool.sh hack/kstatus sigs.k8s.io/cli-utils >/dev/null
 	@bash hack/gotool.sh hack/argolua github.com/yuin/gopher-lua >/dev/null
+	@bash hack/gotool.sh hack/dashcheck github.com/grafana/grafana-foundation-sdk/go >/dev/null
 	@bash hack/gotool.sh hack/versitygw github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw >/dev/null
 
 # A local control plane + KWOK nodes + the pod runner (the kubelet of serving pods) as processes;

@@ -25,6 +25,7 @@ from onnxops.monitor.metrics import OperatorMetrics
 from onnxops.monitor.pods import PodFacts
 from onnxops.monitor.prom import History, Key, PrometheusReader, PromSettings, Reading
 from onnxops.outage import unreachable
+from onnxops.reasons import Phase
 from onnxops.status import differs
 
 log = logging.getLogger("onnxops.monitor")
@@ -84,6 +85,9 @@ class Monitor:
             self.tracks.pop(gone, None)
         self.metrics.forget(bodies)
         self.metrics.watched.set(len(bodies))
+        self.metrics.record_phases(
+            str((b.get("status") or {}).get("phase") or Phase.PENDING) for b in bodies.values()
+        )
         due = []
         for key, body in bodies.items():
             interval = ((body.get("spec") or {}).get("monitoring") or {}).get("intervalSeconds", 30)

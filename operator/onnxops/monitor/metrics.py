@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from onnxops.api import FAULT_SIGNALS
+from onnxops.api import FAULT_SIGNALS, PHASES
 
 
 class OperatorMetrics:
@@ -44,9 +44,26 @@ class OperatorMetrics:
         self.watched = Gauge(
             "onnxops_operator_model_deployments", "ModelDeployments the monitor watches", registry=r
         )
+        self.by_phase = Gauge(
+            "onnxops_operator_model_deployments_by_phase",
+            "ModelDeployments the monitor watches, by status.phase",
+            ["phase"],
+            registry=r,
+        )
+        for phase in PHASES:  # every phase has a series, 0 when none is in it
+            self.by_phase.labels(phase).set(0)
         for signal in FAULT_SIGNALS:  # every signal has a series, 0 when nothing stands
             self.faults.labels(signal).set(0)
         self._faults_by_model: dict[tuple[str, str], list[str]] = {}
+
+    def record_phases(self, phases: Iterable[str]) -> None:
+        """The watched ModelDeployments' phases (a new one without status counts as Pending)."""
+        counts = dict.fromkeys(PHASES, 0)
+        for phase in phases:
+            if phase in counts:
+                counts[phase] += 1
+        for phase, count in counts.items():
+            self.by_phase.labels(phase).set(count)
 
     def record_faults(self, key: tuple[str, str], signals: Iterable[str]) -> None:
         self._faults_by_model[key] = list(signals)

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from onnxops import build, k8s
-from onnxops.api import Fault, ModelDeployment
+from onnxops.api import ACTIONS, RESULTS, Fault, ModelDeployment
 from onnxops.config import OperatorConfig
 from onnxops.pools import PoolProfile, effective_resources, free_per_node, replicas_that_fit
 from onnxops.reasons import Phase
@@ -88,6 +88,9 @@ class Healer:
             ["action", "result"],
             registry=registry,
         )
+        for kind in ACTIONS:  # every pair has a series from the start, 0 until it happens
+            for result in RESULTS:
+                self.actions.labels(kind, result)
 
     def __call__(
         self, md: ModelDeployment, faults: list[Fault], pods: Sequence[Any], at: datetime

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import urllib.parse
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -126,12 +127,18 @@ def download(
     digest = hashlib.sha256()
     try:
         result = obstore.get(store_, key)
-        with part.open("wb") as out:
-            # 1 MiB: larger chunks measured slower here (bench/storage); obstore's buffers
-            # go to hashlib and the file as they are, without a copy.
+        # The digest is computed on a thread of its own while the next chunk arrives and is
+        # written (hashlib releases the GIL): 0.8x of a plain copy instead of 0.68x when
+        # hashed in line (bench/storage). 1 MiB chunks: larger ones measured slower here.
+        with ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher, part.open("wb") as out:
+            hashing: Future[None] | None = None
             for chunk in result.stream(min_chunk_size=1 << 20):
-                digest.update(chunk)
                 out.write(chunk)
+                if hashing is not None:
+                    hashing.result()  # in order: one chunk at a time
+                hashing = hasher.submit(digest.update, chunk)
+            if hashing is not None:
+                hashing.result()
     except FileNotFoundError as exc:
         part.unlink(missing_ok=True)
         if missing_ok and "NoSuchBucket" not in str(exc):

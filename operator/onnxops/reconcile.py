@@ -240,7 +240,10 @@ def _catch_up(
     latest = k8s.get("apps/v1", "Deployment", md.namespace, md.name)
     if latest is None or status.rollout(latest) == status.rollout(applied):
         return written, applied
-    now_md = md.model_copy(update={"status": ModelDeploymentStatus.model_validate(written)})
+    # Over the status as read: `written` holds only the reconcile's fields, and the others
+    # (the remediation override, faults) must stay, or a rollback's condition would go.
+    merged = {**md.status.wire(), **written}
+    now_md = md.model_copy(update={"status": ModelDeploymentStatus.model_validate(merged)})
     return _refresh(now_md, latest) or written, latest
 
 

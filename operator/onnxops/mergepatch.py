@@ -17,7 +17,7 @@ def changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str,
     for key, want in desired.items():
         have = current.get(key)
         if want is None:
-            if key in current:
+            if have is not None:  # an object read back never holds null: nothing to remove
                 out[key] = None
         elif isinstance(want, Mapping) and isinstance(have, Mapping):
             inner = changes(have, want)

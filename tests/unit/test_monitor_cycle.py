@@ -43,7 +43,7 @@ def _settled(n: int) -> list[dict[str, Any]]:
     for i in range(n):
         body = _body(i)
         md = ModelDeployment.model_validate(body)
-        plan = scratch._detect(md, Observations(NOW, configured=False), stamp)
+        plan = scratch._detect(md, body, Observations(NOW, configured=False), stamp)
         body["status"] = {**body["status"], **plan.patch_of(md)}
         bodies.append(body)
     return bodies

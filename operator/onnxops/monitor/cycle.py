@@ -53,6 +53,8 @@ class _Plan:
     """One model's detection outcome: the status patch to write and what the hooks get."""
 
     md: ModelDeployment
+    body: Mapping[str, Any]
+    """The object as read (what a merge patch is compared against)."""
     patch_of: Callable[[ModelDeployment], dict[str, Any]]
     faults: list[Fault]
     pods: list[PodFacts]
@@ -171,21 +173,21 @@ class Monitor:
         started = time.perf_counter()
         queries_before = self.reader.queries if self.reader else 0
         errors_before = self.reader.errors if self.reader else 0
-        models = []
+        models: list[tuple[ModelDeployment, Mapping[str, Any]]] = []
         for body in bodies:
             try:
-                models.append(ModelDeployment.model_validate(dict(body)))
+                models.append((ModelDeployment.model_validate(dict(body)), body))
             except ValidationError as exc:  # the schema should prevent it; never crash on it
                 log.warning("not evaluating %s/%s: %s", *_key(body), exc.errors()[:1])
-        enabled = [md for md in models if md.spec.monitoring.enabled]
+        enabled = [md for md, _ in models if md.spec.monitoring.enabled]
         obs = self.collect(enabled, now) if enabled else signals.Observations(now)
         result = CycleReport(evaluated=len(models))
         at = datetime.fromtimestamp(now, UTC)
         stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
         plans = []
-        for md in models:
+        for md, body in models:
             try:
-                plans.append(self._detect(md, obs, stamp))
+                plans.append(self._detect(md, body, obs, stamp))
             except Exception:  # pure code; a bug for one model must not stop the others
                 log.exception("monitoring %s/%s failed", md.namespace, md.name)
         tasks = [partial(self._io, plan, at) for plan in plans]
@@ -208,13 +210,16 @@ class Monitor:
         self.metrics.cycle_seconds.observe(result.seconds)
         return result
 
-    def _detect(self, md: ModelDeployment, obs: signals.Observations, stamp: str) -> _Plan:
+    def _detect(
+        self, md: ModelDeployment, body: Mapping[str, Any], obs: signals.Observations, stamp: str
+    ) -> _Plan:
         """Detection for one model, pure but for the streaks it keeps: what to write."""
         key = (md.namespace, md.name)
         if not md.spec.monitoring.enabled:
             self.metrics.record_faults(key, [])
             return _Plan(
                 md,
+                body,
                 lambda m: report.disabled_patch(
                     m, "Disabled", "spec.monitoring.enabled is false", now=stamp
                 ),
@@ -243,6 +248,7 @@ class Monitor:
         self.metrics.record_faults(key, [f.signal for f in faults])
         return _Plan(
             md,
+            body,
             lambda m: report.status_patch(m, faults, avail, now=stamp, low_use=low),
             faults,
             list(obs.pods.get(key, [])),
@@ -251,7 +257,7 @@ class Monitor:
     def _io(self, plan: _Plan, at: datetime) -> writes.Written:
         """One model's writes, in a pool thread: its status and Events, then the heal hooks
         (which read the object the write just changed)."""
-        done = writes.write_status(plan.md, plan.patch_of)
+        done = writes.write_status(plan.body, plan.patch_of)
         if not plan.heal:
             return done
         key = (plan.md.namespace, plan.md.name)

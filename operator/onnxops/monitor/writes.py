@@ -5,7 +5,7 @@ cycle's writes side by side. Detection happens before, in order; only this I/O f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,13 +29,15 @@ class Written:
 
 
 def write_status(
-    md: ModelDeployment, patch_of: Callable[[ModelDeployment], dict[str, Any]]
+    body: Mapping[str, Any], patch_of: Callable[[ModelDeployment], dict[str, Any]]
 ) -> Written:
-    """Write what the patch changes in status, against the version it was computed from; on
-    a conflict, once more from a fresh read. Events follow the write that made the change."""
+    """Write what the patch changes in `body`'s status (the object as read: defaults the model
+    fills in are not on the server), against the version it was computed from; on a conflict,
+    once more from a fresh read. Events follow the write that made the change."""
     for attempt in range(2):
+        md = ModelDeployment.model_validate(dict(body))
         desired = patch_of(md)
-        patch = changes(md.wire().get("status") or {}, desired)
+        patch = changes(body.get("status") or {}, desired)
         if not patch:
             return Written()
         version = str(md.metadata.get("resourceVersion", ""))
@@ -49,7 +51,7 @@ def write_status(
             fresh = k8s.get(md.api_version, md.kind, md.namespace, md.name)
             if fresh is None:
                 return Written()
-            md = ModelDeployment.model_validate(fresh)
+            body = fresh
     return Written()
 
 

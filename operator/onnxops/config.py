@@ -67,8 +67,8 @@ class OperatorConfig(BaseSettings):
     """How often the monitor loop looks for ModelDeployments due for evaluation."""
     monitor_write_concurrency: int = Field(default=16, ge=1)
     """How many ModelDeployments' status writes, Events and heal actions a monitor cycle runs
-    at once (detection stays one after another). 1: one after another, as a single client;
-    16 keeps a 1,000-model cycle with every status changing inside a 30 s interval."""
+    at once (detection stays one after another); 1: one after another. Each write waits on an
+    apiserver round trip, which several in flight overlap (bench/watch/RESULTS.md)."""
     metrics_port: int | None = None
     """Port of the operator's own /metrics (Prometheus format); unset: not served."""
     fleet_disruptions: int = 5

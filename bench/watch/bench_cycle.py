@@ -6,8 +6,10 @@ read as "no pods"); Prometheus holds 10 minutes of their series (the runtime's o
 and cAdvisor's container_* names, one pod each), backfilled with
 `promtool tsdb create-blocks-from openmetrics` instead of N serving processes. The cycle is
 `onnxops.monitor.cycle.Monitor.run_cycle`, the operator's own code, run in this process.
+`--pools 1 16` measures each N once per write pool size (`monitor_write_concurrency`: 1 is
+one write after another), each in a namespace of its own, and prints the ratio.
 
-    .venv/bin/python bench/watch/bench_cycle.py --models 200 1000 [--json bench/watch/cycle.json]
+    .venv/bin/python bench/watch/bench_cycle.py --models 1000 --pools 1 16 [--json bench/watch/cycle.json]
 """
 
 from __future__ import annotations
@@ -97,24 +99,24 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(cluster: Any, work: Path, n: int) -> list[dict[str, Any]]:
+def measure(cluster: Any, work: Path, n: int, pool: int) -> list[dict[str, Any]]:
     from onnxops.config import OperatorConfig
     from onnxops.monitor.cycle import Monitor
 
-    namespace = f"bench-{n}"
+    namespace = f"bench-{n}-p{pool}"
     cluster.run_kubectl("create", "namespace", namespace)
     cluster.run_kubectl("apply", "-f", "-", input=json.dumps(models(namespace, n)))
     end = int(time.time()) - 60
-    pdir = work / f"prom-{n}"
+    pdir = work / f"prom-{namespace}"
     (pdir / "tsdb").mkdir(parents=True)
-    (work / f"series-{n}.om").write_text(openmetrics(namespace, n, end))
+    (work / f"series-{namespace}.om").write_text(openmetrics(namespace, n, end))
     subprocess.run(
         [
             "promtool",
             "tsdb",
             "create-blocks-from",
             "openmetrics",
-            str(work / f"series-{n}.om"),
+            str(work / f"series-{namespace}.om"),
             str(pdir / "tsdb"),
         ],
         check=True,
@@ -125,7 +127,7 @@ def measure(cluster: Any, work: Path, n: int) -> list[dict[str, Any]]:
         prom_proc = psutil.Process(server.record.pid)
         cfg = OperatorConfig(
             prometheus_url=server.url, monitor_rate_window="1m", monitor_history_step_s=30,
-            namespaces=namespace,
+            namespaces=namespace, monitor_write_concurrency=pool,
         )  # fmt: skip
         monitor = Monitor(cfg)
         listing = cluster.kubectl_json("get", "mdep", "-n", namespace)["items"]
@@ -136,6 +138,7 @@ def measure(cluster: Any, work: Path, n: int) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "models": n,
+                    "pool": pool,
                     "cycle": k + 1,
                     "queries": report.queries,
                     "status_writes": report.writes,
@@ -150,12 +153,38 @@ def measure(cluster: Any, work: Path, n: int) -> list[dict[str, Any]]:
         return rows
     finally:
         server.stop()
-        cluster.run_kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        # Waited for, so the next measurement does not share the apiserver with a deletion.
+        cluster.run_kubectl("delete", "namespace", namespace, "--timeout=180s", check=False)
+
+
+def pool_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each cycle that wrote, the smallest pool's wall time over each larger pool's."""
+    out = []
+    by = {(r["models"], r["pool"], r["cycle"]): r for r in rows}
+    for (n, pool, cycle), r in sorted(by.items()):
+        base_pool = min(p for (m, p, c) in by if m == n and c == cycle)
+        base = by[(n, base_pool, cycle)]
+        if pool == base_pool or not base["status_writes"] or not r["wall_s"]:
+            continue
+        out.append(
+            {
+                "models": n,
+                "cycle": cycle,
+                "status_writes": r["status_writes"],
+                "pool": pool,
+                "wall_s": r["wall_s"],
+                "baseline_pool": base_pool,
+                "baseline_wall_s": base["wall_s"],
+                "speedup": round(base["wall_s"] / r["wall_s"], 2),
+            }
+        )
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--pools", type=int, nargs="+", default=[16], help="write pool sizes")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
@@ -170,20 +199,29 @@ def main() -> int:
                 "crd/modeldeployments.onnxops.io",
             )  # fmt: skip
             for n in args.models:
-                rows += measure(cluster, work, n)
+                for pool in args.pools:
+                    rows += measure(cluster, work, n, pool)
         finally:
             cluster.stop()
     print(
-        "\n| models | cycle | queries | status writes | wall s | operator CPU s | Prometheus CPU s | RSS MiB |"
+        "\n| models | pool | cycle | queries | status writes | wall s | operator CPU s "
+        "| Prometheus CPU s | RSS MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['models']} | {r['cycle']} | {r['queries']} | {r['status_writes']} | {r['wall_s']} "
-            f"| {r['operator_cpu_s']} | {r['prometheus_cpu_s']} | {r['rss_mib']} |"
+            f"| {r['models']} | {r['pool']} | {r['cycle']} | {r['queries']} | {r['status_writes']} "
+            f"| {r['wall_s']} | {r['operator_cpu_s']} | {r['prometheus_cpu_s']} | {r['rss_mib']} |"
+        )
+    ratios = pool_ratios(rows)
+    for r in ratios:
+        print(
+            f"{r['models']} models, cycle {r['cycle']} ({r['status_writes']} writes): pool "
+            f"{r['pool']} {r['wall_s']} s vs pool {r['baseline_pool']} {r['baseline_wall_s']} s"
+            f" = {r['speedup']}x"
         )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "pool_ratios": ratios}, indent=1))
     return 0
 
 

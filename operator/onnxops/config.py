@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +65,10 @@ class OperatorConfig(BaseSettings):
     """Resolution of the history read for anomaly detection (one range query per signal)."""
     monitor_tick_s: float = 1.0
     """How often the monitor loop looks for ModelDeployments due for evaluation."""
+    monitor_write_concurrency: int = Field(default=16, ge=1)
+    """How many ModelDeployments' status writes, Events and heal actions a monitor cycle runs
+    at once (detection stays one after another); 1: one after another. Each write waits on an
+    apiserver round trip, which several in flight overlap (bench/watch/RESULTS.md)."""
     metrics_port: int | None = None
     """Port of the operator's own /metrics (Prometheus format); unset: not served."""
     fleet_disruptions: int = 5

@@ -19,6 +19,7 @@ import urllib3
 from kubernetes import client, config
 
 from onnxops import api
+from onnxops.config import config as settings
 from onnxops.outage import ApiError, ApiUnavailable, outage, reason_of
 
 __all__ = ["ApiError", "ApiUnavailable"]  # raised by every call here
@@ -50,7 +51,14 @@ def api_client() -> client.ApiClient:
                 config.load_incluster_config()
             except config.ConfigException:
                 config.load_kube_config()
-            _client = client.ApiClient()
+            conf = client.Configuration.get_default_copy()
+            # Thread-safe, but urllib3 keeps only cpu_count * 5 connections (10 on two cores)
+            # and opens-and-discards the rest, a warning each: room for the monitor's write
+            # pool, kopf's handler threads (8) and the monitor loop's own calls.
+            conf.connection_pool_maxsize = max(
+                conf.connection_pool_maxsize or 0, settings().monitor_write_concurrency + 16
+            )
+            _client = client.ApiClient(conf)
         return _client
 
 

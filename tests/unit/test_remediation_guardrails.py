@@ -3,6 +3,8 @@ limit, ceilings, the HPA's ownership of CPU and unknown data, with `now` passed 
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -145,6 +147,31 @@ def test_operator_wide_limit_spans_models_and_expires() -> None:
         fleet=fleet,
     )
     assert later[0].result == "Pending"
+
+
+def test_models_admitted_side_by_side_never_share_the_last_disruption() -> None:
+    """The monitor's write pool heals models at once: from the fleet check to the take is one
+    step, so another model's admission waits meanwhile, and 16 at once get exactly the limit."""
+    fleet = FleetLimit(limit=1, window_s=60)
+    got: list[Any] = []
+    with fleet.lock:  # another model is being admitted
+        waiting = threading.Thread(target=lambda: got.append(judge(model(), RESTART, fleet=fleet)))
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and got == []
+    waiting.join(5)
+    assert got == [[("Pending", None)]]
+
+    fleet = FleetLimit(limit=3, window_s=60)
+    start = threading.Barrier(16, timeout=10)
+
+    def one() -> list[tuple[str, str | None]]:
+        start.wait()
+        return judge(model(), RESTART, fleet=fleet)
+
+    with ThreadPoolExecutor(16) as pool:
+        verdicts = list(pool.map(lambda _: one(), range(16)))
+    assert sorted(v[0][0] for v in verdicts) == ["Pending"] * 3 + ["Refused"] * 13
 
 
 def test_dry_run_takes_nothing_from_the_fleet() -> None:

@@ -26,10 +26,6 @@ for _enum in VOCABULARY:
 # Literals that stay, each with why: (module under onnxops/, value) -> reason.
 ALLOWED: dict[tuple[str, str], str] = {
     ("crdgen.py", "Ready"): "a printer column's header (`kubectl get mdep`), not a vocabulary word",
-    # monitor/cycle.py is being changed in parallel (issue 18 follow-up): Problem.DISABLED and
-    # Problem.NOT_CONFIGURED replace these there, and these two entries go.
-    ("monitor/cycle.py", "Disabled"): "pending Problem.DISABLED in a parallel change",
-    ("monitor/cycle.py", "NotConfigured"): "pending Problem.NOT_CONFIGURED in a parallel change",
 }
 
 # The enums whose words are reasons (of a condition, an Event or a remediation record): a

@@ -1,5 +1,6 @@
 """One monitor cycle: collect (one query per signal for every model, one pod list) → detect
-(pure, per ModelDeployment) → write (status, Events, metrics) → hand over to the heal hooks.
+(pure, per ModelDeployment, one after another) → write (status, Events) and hand over to the
+heal hooks, several models at once through a bounded pool (`monitor/writes.py`).
 
 `Monitor` keeps what must outlive a cycle: each ModelDeployment's streaks and the time slot
 of its last evaluation. ModelDeployments are due on a wall-clock grid of their own
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,21 +22,20 @@ from pydantic import ValidationError
 from onnxops import k8s
 from onnxops.api import Fault, ModelDeployment
 from onnxops.config import OperatorConfig
-from onnxops.monitor import detect, lowuse, pods, queries, report, signals
+from onnxops.monitor import detect, lowuse, pods, queries, report, signals, writes
 from onnxops.monitor.metrics import OperatorMetrics
 from onnxops.monitor.pods import PodFacts
 from onnxops.monitor.prom import History, Key, PrometheusReader, PromSettings, Reading
 from onnxops.outage import unreachable
-from onnxops.reasons import Phase
-from onnxops.status import differs
+from onnxops.reasons import Phase, Problem
 
 log = logging.getLogger("onnxops.monitor")
 
-EVENT_COMPONENT = "onnxops-operator"
-
 Hook = Callable[[ModelDeployment, list[Fault], Sequence[PodFacts], datetime], None]
 """Called after detection for every evaluated ModelDeployment with its current faults, its
-pods' facts and the cycle's time: where remediation plugs in. Exceptions are logged."""
+pods' facts and the cycle's time: where remediation plugs in. Exceptions are logged. Runs in
+the cycle's write pool, after that model's status write: hooks of several models run at once,
+never two for one model."""
 
 
 @dataclass
@@ -46,6 +47,19 @@ class CycleReport:
     writes: int = 0
     events: int = 0
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One model's detection outcome: the status patch to write and what the hooks get."""
+
+    md: ModelDeployment
+    body: Mapping[str, Any]
+    """The object as read (what a merge patch is compared against)."""
+    patch_of: Callable[[ModelDeployment], dict[str, Any]]
+    faults: list[Fault]
+    pods: list[PodFacts]
+    heal: bool = True
 
 
 def _key(body: Mapping[str, Any]) -> Key:
@@ -73,13 +87,15 @@ class Monitor:
             else None
         )
         self.tracks: dict[Key, detect.Track] = {}
-        self._slots: dict[Key, int] = {}
+        self._slots: dict[Key, tuple[int, int]] = {}  # (interval, slot) last evaluated
+        self.last_cycle_s = 0.0
         self.hooks: list[Hook] = []
 
     # -- when ---------------------------------------------------------------------------------
     def due(self, bodies: Mapping[Key, Mapping[str, Any]], now: float) -> list[Key]:
         """The ModelDeployments whose interval slot moved on since their last evaluation
-        (a new one is due at once); forgets deleted ones."""
+        (a new one is due at once); forgets deleted ones. Slots that passed meanwhile (a cycle
+        longer than the interval) are skipped, not made up for: counted and logged."""
         for gone in set(self._slots) - set(bodies):
             self._slots.pop(gone, None)
             self.tracks.pop(gone, None)
@@ -89,12 +105,27 @@ class Monitor:
             str((b.get("status") or {}).get("phase") or Phase.PENDING) for b in bodies.values()
         )
         due = []
+        skipped: dict[int, int] = {}  # interval -> slots of its grid that passed unevaluated
         for key, body in bodies.items():
             interval = ((body.get("spec") or {}).get("monitoring") or {}).get("intervalSeconds", 30)
-            slot = int(now // max(int(interval), 1))
-            if self._slots.get(key) != slot:
+            interval = max(int(interval), 1)
+            slot = int(now // interval)
+            last = self._slots.get(key)
+            if last != (interval, slot):
                 due.append(key)
-                self._slots[key] = slot
+                self._slots[key] = (interval, slot)
+                if last is not None and last[0] == interval and slot - last[1] > 1:
+                    skipped[interval] = max(skipped.get(interval, 0), slot - last[1] - 1)
+        for interval, count in sorted(skipped.items()):
+            # A cycle that overran its interval is never caught up with a queue of cycles:
+            # the slots it ran past are dropped, and said.
+            self.metrics.cycles_skipped.inc(count)
+            log.warning(
+                "monitor: %d slot(s) of the %d s interval skipped (the previous cycle took %.1f s)",
+                count,
+                interval,
+                self.last_cycle_s,
+            )
         return due
 
     # -- collect ------------------------------------------------------------------------------
@@ -140,60 +171,70 @@ class Monitor:
 
     # -- detect and write ---------------------------------------------------------------------
     def run_cycle(self, bodies: Sequence[Mapping[str, Any]], now: float) -> CycleReport:
-        """Evaluate these ModelDeployments (all due now) and write what changed."""
+        """Evaluate these ModelDeployments (all due now) and write what changed: detection one
+        model after another, then each model's writes, Events and heal hooks through the
+        bounded pool (`monitor_write_concurrency` in flight)."""
         started = time.perf_counter()
         queries_before = self.reader.queries if self.reader else 0
         errors_before = self.reader.errors if self.reader else 0
-        models = []
+        models: list[tuple[ModelDeployment, Mapping[str, Any]]] = []
         for body in bodies:
             try:
-                models.append(ModelDeployment.model_validate(dict(body)))
+                models.append((ModelDeployment.model_validate(dict(body)), body))
             except ValidationError as exc:  # the schema should prevent it; never crash on it
                 log.warning("not evaluating %s/%s: %s", *_key(body), exc.errors()[:1])
-        enabled = [md for md in models if md.spec.monitoring.enabled]
+        enabled = [md for md, _ in models if md.spec.monitoring.enabled]
         obs = self.collect(enabled, now) if enabled else signals.Observations(now)
         result = CycleReport(evaluated=len(models))
         at = datetime.fromtimestamp(now, UTC)
         stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        for md in models:
+        plans = []
+        for md, body in models:
             try:
-                self._one(md, obs, stamp, at, result)
-            except Exception as exc:  # one model's failure (an API error) must not stop the others
-                if unreachable(exc):  # the outage log says so once; no traceback per model
-                    log.info("monitoring %s/%s skipped: %s", md.namespace, md.name, exc)
-                else:
-                    log.exception("monitoring %s/%s failed", md.namespace, md.name)
+                plans.append(self._detect(md, body, obs, stamp))
+            except Exception:  # pure code; a bug for one model must not stop the others
+                log.exception("monitoring %s/%s failed", md.namespace, md.name)
+        tasks = [partial(self._io, plan, at) for plan in plans]
+        for plan, done in zip(
+            plans, writes.run_bounded(tasks, self.cfg.monitor_write_concurrency), strict=True
+        ):
+            md = plan.md
+            if isinstance(done, writes.Written):
+                result.writes += done.writes
+                result.events += done.events
+            elif unreachable(done):  # the outage log says so once; no traceback per model
+                log.info("monitoring %s/%s skipped: %s", md.namespace, md.name, done)
+            else:  # one model's failure (an API error) must not stop the others
+                log.error("monitoring %s/%s failed", md.namespace, md.name, exc_info=done)
         if self.reader:
             result.queries = self.reader.queries - queries_before
             self.metrics.queries.inc(result.queries)
             self.metrics.prometheus_errors.inc(self.reader.errors - errors_before)
-        result.seconds = time.perf_counter() - started
+        result.seconds = self.last_cycle_s = time.perf_counter() - started
         self.metrics.cycle_seconds.observe(result.seconds)
         return result
 
-    def _one(
-        self,
-        md: ModelDeployment,
-        obs: signals.Observations,
-        stamp: str,
-        at: datetime,
-        out: CycleReport,
-    ) -> None:
+    def _detect(
+        self, md: ModelDeployment, body: Mapping[str, Any], obs: signals.Observations, stamp: str
+    ) -> _Plan:
+        """Detection for one model, pure but for the streaks it keeps: what to write."""
         key = (md.namespace, md.name)
         if not md.spec.monitoring.enabled:
-            self._write(
-                md,
-                lambda m: report.disabled_patch(
-                    m, "Disabled", "spec.monitoring.enabled is false", now=stamp
-                ),
-                out,
-            )
             self.metrics.record_faults(key, [])
-            return
+            return _Plan(
+                md,
+                body,
+                lambda m: report.disabled_patch(
+                    m, Problem.DISABLED, "spec.monitoring.enabled is false", now=stamp
+                ),
+                [],
+                [],
+                heal=False,
+            )
         problem = signals.problem(obs, key)
         evaluations = (
             signals.evaluate(md, obs, key)
-            if problem is None or problem[0] != "NotConfigured"
+            if problem is None or problem[0] != Problem.NOT_CONFIGURED
             else []
         )
         track = detect.readability(self.tracks.get(key, detect.Track()), problem and problem[1])
@@ -208,43 +249,28 @@ class Monitor:
         self.metrics.evaluations.labels("unreadable" if problem else "read").inc()
         avail = report.availability(md, problem, track.unreadable)
         low = lowuse.evaluate(md, obs.pods.get(key, []), obs.low_use, at=obs.at)
-        self._write(
-            md, lambda m: report.status_patch(m, faults, avail, now=stamp, low_use=low), out
-        )
         self.metrics.record_faults(key, [f.signal for f in faults])
+        return _Plan(
+            md,
+            body,
+            lambda m: report.status_patch(m, faults, avail, now=stamp, low_use=low),
+            faults,
+            list(obs.pods.get(key, [])),
+        )
+
+    def _io(self, plan: _Plan, at: datetime) -> writes.Written:
+        """One model's writes, in a pool thread: its status and Events, then the heal hooks
+        (which read the object the write just changed)."""
+        done = writes.write_status(plan.body, plan.patch_of)
+        if not plan.heal:
+            return done
+        key = (plan.md.namespace, plan.md.name)
         for hook in self.hooks:
             try:
-                hook(md, faults, list(obs.pods.get(key, [])), at)
+                hook(plan.md, plan.faults, plan.pods, at)
             except Exception as exc:
                 if unreachable(exc):
                     log.info("monitor hook %r skipped for %s/%s: %s", hook, *key, exc)
                 else:
                     log.exception("monitor hook %r failed for %s/%s", hook, *key)
-
-    def _write(
-        self,
-        md: ModelDeployment,
-        patch_of: Callable[[ModelDeployment], dict[str, Any]],
-        out: CycleReport,
-    ) -> None:
-        """Write the patch if it changes status, against the version it was computed from; on
-        a conflict, once more from a fresh read. Events follow the write that made the change."""
-        body = md.wire()
-        for attempt in range(2):
-            patch = patch_of(md)
-            if not differs(body.get("status") or {}, patch):
-                return
-            version = str(md.metadata.get("resourceVersion", ""))
-            if k8s.patch_status_at(md.namespace, md.name, patch, version):
-                out.writes += 1
-                new = [Fault.model_validate(f) for f in patch["faults"]]
-                for type_, reason, message in report.events(md.status.faults, new):
-                    k8s.post_event(body, type_, reason, message, EVENT_COMPONENT)
-                    out.events += 1
-                return
-            if attempt == 0:
-                fresh = k8s.get(md.api_version, md.kind, md.namespace, md.name)
-                if fresh is None:
-                    return
-                md = ModelDeployment.model_validate(fresh)
-                body = md.wire()
+        return done

@@ -38,6 +38,11 @@ class OperatorMetrics:
             "Prometheus queries that failed (their signals read as unknown)",
             registry=r,
         )
+        self.cycles_skipped = Counter(
+            "onnxops_operator_monitor_cycles_skipped",
+            "Evaluation slots skipped because a cycle ran past them (cycles never queue up)",
+            registry=r,
+        )
         self.faults = Gauge(
             "onnxops_operator_faults", "Faults standing, by signal", ["signal"], registry=r
         )

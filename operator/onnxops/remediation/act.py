@@ -19,6 +19,7 @@ from onnxops import k8s, reconcile
 from onnxops.api import GROUP, KIND, VERSION, Condition, ModelDeployment, RemediationRecord, Result
 from onnxops.build import CONTAINER, pod_selector
 from onnxops.config import OperatorConfig
+from onnxops.mergepatch import changes
 from onnxops.pools import PoolProfile, effective_resources
 from onnxops.reasons import ConditionType, HealResult, Phase, Reason
 from onnxops.remediation import facts, guardrails, history, policy
@@ -154,7 +155,10 @@ class _Cycle:
         self.set(conditions=ModelDeployment.model_validate(latest).status.conditions)
         conditions = history.remediating(self.md, self.now)
         patch = {k: v for k, v in ours.items() if k != "remediating"}
-        k8s.patch_status(self.md.namespace, self.md.name, {**patch, "conditions": conditions})
+        # Only what differs from the object as just read: the write carries what changed.
+        patch = changes(latest.get("status") or {}, {**patch, "conditions": conditions})
+        if patch:
+            k8s.patch_status(self.md.namespace, self.md.name, patch)
         self.set(conditions=[Condition.model_validate(c) for c in conditions])
         self._written = ours
 

@@ -9,6 +9,7 @@ small object the caller keeps.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -69,18 +70,23 @@ class FleetLimit:
         self.limit = limit
         self.window = timedelta(seconds=window_s)
         self._taken: deque[datetime] = deque()
+        # Models heal side by side (the monitor's write pool): `admit` holds this from the
+        # check to the take, so two models never both get the last disruption.
+        self.lock = threading.RLock()
 
     def _expire(self, now: datetime) -> None:
         while self._taken and now - self._taken[0] >= self.window:
             self._taken.popleft()
 
     def allows(self, now: datetime) -> bool:
-        self._expire(now)
-        return len(self._taken) < self.limit
+        with self.lock:
+            self._expire(now)
+            return len(self._taken) < self.limit
 
     def take(self, now: datetime) -> None:
-        self._expire(now)
-        self._taken.append(now)
+        with self.lock:
+            self._expire(now)
+            self._taken.append(now)
 
 
 def caps(md: ModelDeployment, pool: PoolProfile) -> dict[str, Decimal]:
@@ -190,37 +196,38 @@ def admit(
     last_hour = len(_recent(taken, now, HOUR))
     limits = caps(md, pool)
     verdicts: list[Verdict] = []
-    for proposed in actions:
-        action, note = clamp(proposed, current, limits)
-        verdict = _judge(
-            action,
-            md=md,
-            now=now,
-            problems=[
-                *(problems or []),
-                *(
-                    [metrics_unknown]
-                    if metrics_unknown and action.reason not in API_SIGNALS
-                    else []
-                ),
-            ],
-            current=current,
-            note=note,
-            cooldown=cooldown,
-            recent_kinds={r.action for r in _recent(taken, now, cooldown)},
-            settling=bool(_recent(taken, now, cooldown)),
-            in_flight=in_flight,
-            hourly=last_hour,
-            fleet=fleet,
-            current_replicas=current_replicas,
-        )
-        if verdict.result in (HealResult.PENDING, HealResult.DRY_RUN) and action.kind != "warn":
-            last_hour += 1
-            if action.disruptive:
-                in_flight = True
-                if verdict.result == HealResult.PENDING:
-                    fleet.take(now)
-        verdicts.append(replace(verdict, news=not _repeat(history, verdict, now, cooldown)))
+    with fleet.lock:  # from the fleet check in _judge to the take below
+        for proposed in actions:
+            action, note = clamp(proposed, current, limits)
+            verdict = _judge(
+                action,
+                md=md,
+                now=now,
+                problems=[
+                    *(problems or []),
+                    *(
+                        [metrics_unknown]
+                        if metrics_unknown and action.reason not in API_SIGNALS
+                        else []
+                    ),
+                ],
+                current=current,
+                note=note,
+                cooldown=cooldown,
+                recent_kinds={r.action for r in _recent(taken, now, cooldown)},
+                settling=bool(_recent(taken, now, cooldown)),
+                in_flight=in_flight,
+                hourly=last_hour,
+                fleet=fleet,
+                current_replicas=current_replicas,
+            )
+            if verdict.result in (HealResult.PENDING, HealResult.DRY_RUN) and action.kind != "warn":
+                last_hour += 1
+                if action.disruptive:
+                    in_flight = True
+                    if verdict.result == HealResult.PENDING:
+                        fleet.take(now)
+            verdicts.append(replace(verdict, news=not _repeat(history, verdict, now, cooldown)))
     return verdicts
 
 

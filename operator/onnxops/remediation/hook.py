@@ -1,6 +1,8 @@
 """Heal plugged into the monitor: a `Healer` is one of the monitor cycle's hooks
 (`monitor.cycle.Hook`); after each detection it runs one remediation cycle (`act.heal`) for
 the ModelDeployment, posts its Events and counts its actions in the operator's metrics.
+It runs in the monitor's write pool: several models heal at once (one at a time each), so
+what is shared between them (the fleet limit, the metrics) is safe across threads.
 """
 
 from __future__ import annotations

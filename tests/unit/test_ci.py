@@ -38,3 +38,11 @@ def test_every_declared_target_has_a_rule(target: str) -> None:
     )
     assert "No rule to make target" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """pytest imports test modules by basename (rootdir, no packages): two files of one name
+    in different suites stop the whole collection of `make test`."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

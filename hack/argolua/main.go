@@ -4,6 +4,11 @@
 //
 // Usage: argolua health.lua < object.json
 // Output: {"status": "Healthy|Progressing|Degraded|Suspended|Missing|Unknown", "message": "..."}
+//
+//	argolua --action action.lua < object.json
+//
+// runs a resource action instead (Argo CD gives actions `os.date` and `os.time` too) and
+// prints the object it returns.
 package main
 
 import (
@@ -21,10 +26,15 @@ import (
 const scriptTimeout = 1 * time.Second
 
 func main() {
-	if len(os.Args) != 2 {
-		fail("usage: argolua SCRIPT < object.json")
+	args := os.Args[1:]
+	action := len(args) == 2 && args[0] == "--action"
+	if action {
+		args = args[1:]
 	}
-	script, err := os.ReadFile(os.Args[1])
+	if len(args) != 1 {
+		fail("usage: argolua [--action] SCRIPT < object.json")
+	}
+	script, err := os.ReadFile(args[0])
 	if err != nil {
 		fail("%v", err)
 	}
@@ -47,6 +57,9 @@ func main() {
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
 	}
+	if action {
+		safeOS(L)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
 	L.SetContext(ctx)
@@ -57,6 +70,12 @@ func main() {
 	table, ok := L.Get(-1).(*lua.LTable)
 	if !ok {
 		fail("the script returned %s, not a table", L.Get(-1).Type())
+	}
+	if action {
+		if err := json.NewEncoder(os.Stdout).Encode(fromLua(table)); err != nil {
+			fail("writing: %v", err)
+		}
+		return
 	}
 	out := map[string]string{
 		"status":  lua.LVAsString(table.RawGetString("status")),
@@ -91,6 +110,45 @@ func toLua(L *lua.LState, v interface{}) lua.LValue {
 		return lua.LBool(x)
 	default:
 		return lua.LNil
+	}
+}
+
+// safeOS gives the script an `os` table with only date and time, as Argo CD's actions get.
+func safeOS(L *lua.LState) {
+	L.Push(L.NewFunction(lua.OpenOs))
+	L.Push(lua.LString(lua.OsLibName))
+	L.Call(1, 0)
+	full := L.GetGlobal("os").(*lua.LTable)
+	safe := L.NewTable()
+	for _, name := range []string{"date", "time", "clock"} {
+		safe.RawSetString(name, full.RawGetString(name))
+	}
+	L.SetGlobal("os", safe)
+}
+
+// fromLua converts a returned table back to JSON values: a table with keys 1..n is an
+// array, any other an object.
+func fromLua(v lua.LValue) interface{} {
+	switch x := v.(type) {
+	case *lua.LTable:
+		if n := x.MaxN(); n > 0 {
+			items := make([]interface{}, 0, n)
+			for i := 1; i <= n; i++ {
+				items = append(items, fromLua(x.RawGetInt(i)))
+			}
+			return items
+		}
+		m := map[string]interface{}{}
+		x.ForEach(func(k, item lua.LValue) { m[lua.LVAsString(k)] = fromLua(item) })
+		return m
+	case lua.LString:
+		return string(x)
+	case lua.LNumber:
+		return float64(x)
+	case lua.LBool:
+		return bool(x)
+	default:
+		return nil
 	}
 }
 

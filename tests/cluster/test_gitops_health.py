@@ -210,3 +210,37 @@ def test_the_health_script_passes_its_captured_cases(judges: Judges) -> None:
     for case in cases:
         obj = yaml.safe_load((ARGO / case["inputPath"]).read_text())
         assert judges.argo(obj) == case["healthStatus"], case["inputPath"]
+
+
+def test_the_argo_restart_action_rolls_the_pods(
+    judges: Judges, kube: Kube, operator: Operator, model: tuple[str, str]
+) -> None:
+    """Argo CD's `restart` action (actions/restart/action.lua, run as Argo CD runs actions),
+    its change patched onto the live object as Argo CD does: every pod is replaced, and the
+    model is Ready again."""
+    uri, sha = model
+    kube.apply(model_deployment("bounce", model={"uri": uri, "sha256": sha}))
+    live, _ = _watch(kube, judges, "bounce", "Current")
+    discovered = subprocess.run(
+        [str(judges.argo_bin), "--action", str(ARGO / "actions" / "discovery.lua")],
+        input=json.dumps(live), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "restart" in json.loads(discovered.stdout)
+    before = {
+        p["metadata"]["name"] for p in kube.items("pods", "onnxops.io/model-deployment=bounce")
+    }
+    done = subprocess.run(
+        [str(judges.argo_bin), "--action", str(ARGO / "actions" / "restart" / "action.lua")],
+        input=json.dumps(live), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    annotations = json.loads(done.stdout)["metadata"]["annotations"]
+    assert "onnxops.io/restart-requested-at" in annotations
+    patch = json.dumps({"metadata": {"annotations": annotations}})
+    kube.run("patch", "mdep", "bounce", "--type", "merge", "-p", patch)
+
+    def replaced() -> bool:
+        pods = kube.items("pods", "onnxops.io/model-deployment=bounce")
+        names = {p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+        return bool(names) and not names & before and kube.status("bounce").get("phase") == "Ready"
+
+    processes.wait_for(replaced, timeout_s=120, what="bounce's pods replaced and Ready")

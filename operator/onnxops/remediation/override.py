@@ -17,6 +17,8 @@ from onnxops.api import (
 )
 
 RESTARTED_AT = "onnxops.io/restartedAt"
+RESTART_REQUESTED = "onnxops.io/restart-requested-at"
+"""A ModelDeployment annotation: a new value rolls its pods (manifests/argocd: `restart`)."""
 
 
 def model_ref(spec: ModelDeploymentSpec) -> ModelRef:
@@ -94,6 +96,12 @@ def serving(md: ModelDeployment) -> ModelDeploymentSpec:
 
 
 def template_annotations(md: ModelDeployment) -> dict[str, str]:
-    """Pod template annotations the override asks for (a rollout restart's timestamp)."""
+    """Pod template annotations the override asks for (a rollout restart's timestamp), and a
+    restart the user asked for with the ModelDeployment's RESTART_REQUESTED annotation (what
+    `kubectl rollout restart` does to a Deployment; the Argo CD `restart` action sets it)."""
     ov = md.status.override
-    return {RESTARTED_AT: ov.restarted_at} if ov is not None and ov.restarted_at else {}
+    out = {RESTARTED_AT: ov.restarted_at} if ov is not None and ov.restarted_at else {}
+    requested = (md.metadata.get("annotations") or {}).get(RESTART_REQUESTED)
+    if requested:
+        out[RESTART_REQUESTED] = str(requested)[:64]
+    return out

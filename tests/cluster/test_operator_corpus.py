@@ -92,8 +92,10 @@ def test_judged_specs_do_not_loop(kube: Kube, operator: Operator) -> None:
 
     before, events = mentions(), len(kube.items("events"))
     time.sleep(10)  # the window in which a loop would show: ~60 writes a minute per object
-    # Permanent failures are not retried; temporary ones back off (2 s doubling here).
-    assert mentions() - before <= 2 * len(JUDGED)
+    # Permanent failures are not retried; temporary ones back off (2 s doubling here). What
+    # still logs per object in 10 s: the resync timer (every 5 s here: 2 or 3 runs, by phase)
+    # and the event handler when an event arrives; a loop would be ~10 per object.
+    assert mentions() - before <= 3 * len(JUDGED)
     assert len(kube.items("events")) == events
     log = operator.log_path.read_text()
     assert "failed with an exception" not in log  # every exception became a judgement

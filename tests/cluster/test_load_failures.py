@@ -7,14 +7,12 @@ cause however often the pod restarts; a model that becomes loadable recovers by 
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from devcluster import processes
-from factories import doubler_model
+from factories import ModelOrigin, doubler_model
 from operator_kit import Kube, Operator, model_deployment
 
 pytestmark = pytest.mark.cluster
@@ -22,42 +20,9 @@ pytestmark = pytest.mark.cluster
 POD_RUNNER_COMMAND = None  # the real serving runtime
 
 
-class Origin:
-    """A loopback model server: paths in `files` are served, /denied/ answers 403, the rest 404."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        origin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/denied/"):
-                    self.send_error(403, "Forbidden")
-                    return
-                data = origin.files.get(self.path)
-                if data is None:
-                    self.send_error(404, "Not Found")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    server = Origin()
+def origin() -> Iterator[ModelOrigin]:
+    server = ModelOrigin()
     try:
         yield server
     finally:
@@ -106,7 +71,7 @@ def _restarts(kube: Kube, name: str) -> int:
 
 
 def test_each_cause_is_named_in_status_once_and_nothing_else_is_affected(
-    kube: Kube, operator: Operator, origin: Origin, model: tuple[bytes, str]
+    kube: Kube, operator: Operator, origin: ModelOrigin, model: tuple[bytes, str]
 ) -> None:
     data, sha = model
     origin.files["/good/model.onnx"] = data
@@ -158,7 +123,7 @@ def test_each_cause_is_named_in_status_once_and_nothing_else_is_affected(
 
 
 def test_a_model_that_appears_later_recovers_by_itself(
-    kube: Kube, operator: Operator, origin: Origin, model: tuple[bytes, str]
+    kube: Kube, operator: Operator, origin: ModelOrigin, model: tuple[bytes, str]
 ) -> None:
     data, _ = model
     uri = f"{origin.url}/late/model.onnx"

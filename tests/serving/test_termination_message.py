@@ -8,12 +8,11 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from factories import ModelOrigin
 from serving_harness import REPO, Models, _env, free_port, spawn, stop
 
 
@@ -31,41 +30,10 @@ def _termination(tmp: Path, **settings: str) -> tuple[int, str, str]:
     return code, path.read_text() if path.exists() else "", server.log()
 
 
-class _Origin:
-    """A loopback HTTP server: /ok/ serves the iris bundle, /denied/ 403s, the rest 404s."""
-
-    def __init__(self, bundle: Path) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/denied/"):
-                    self.send_error(403, "Forbidden")
-                    return
-                name = self.path.removeprefix("/ok/")
-                file = bundle / name
-                if self.path == f"/ok/{name}" and file.is_file():
-                    data = file.read_bytes()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                self.send_error(404, "Not Found")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
-def origin(models: Models) -> Iterator[_Origin]:
-    server = _Origin(models.iris)
+def origin(models: Models) -> Iterator[ModelOrigin]:
+    # /ok/ serves the iris bundle; /denied/ 403s, the rest 404s.
+    server = ModelOrigin({f"/ok/{f.name}": f.read_bytes() for f in models.iris.iterdir()})
     try:
         yield server
     finally:
@@ -124,7 +92,7 @@ def test_a_good_metadata_loads_and_writes_no_message(models: Models, tmp_path: P
     assert server.proc.returncode == 0 and not path.exists()
 
 
-def test_http_answers_name_their_cause(origin: _Origin, tmp_path: Path) -> None:
+def test_http_answers_name_their_cause(origin: ModelOrigin, tmp_path: Path) -> None:
     _, missing, _ = _termination(tmp_path / "a", model_uri=f"{origin.url}/gone/model.onnx")
     assert (
         missing

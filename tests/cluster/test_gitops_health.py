@@ -72,6 +72,14 @@ class Judges:
             (ARGO / "testdata" / f"{case}.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
         return dict(json.loads(done.stdout))
 
+    def action(self, script: Path, obj: dict[str, Any]) -> dict[str, Any]:
+        """What an Argo CD action script returns for `obj` (run with Argo CD's `os.date`)."""
+        done = subprocess.run(
+            [str(self.argo_bin), "--action", str(script)],
+            input=json.dumps(obj), capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return dict(json.loads(done.stdout))
+
 
 @pytest.fixture(scope="module")
 def judges() -> Judges:
@@ -221,19 +229,12 @@ def test_the_argo_restart_action_rolls_the_pods(
     uri, sha = model
     kube.apply(model_deployment("bounce", model={"uri": uri, "sha256": sha}))
     live, _ = _watch(kube, judges, "bounce", "Current")
-    discovered = subprocess.run(
-        [str(judges.argo_bin), "--action", str(ARGO / "actions" / "discovery.lua")],
-        input=json.dumps(live), capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert "restart" in json.loads(discovered.stdout)
+    assert "restart" in judges.action(ARGO / "actions" / "discovery.lua", live)
     before = {
         p["metadata"]["name"] for p in kube.items("pods", "onnxops.io/model-deployment=bounce")
     }
-    done = subprocess.run(
-        [str(judges.argo_bin), "--action", str(ARGO / "actions" / "restart" / "action.lua")],
-        input=json.dumps(live), capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    annotations = json.loads(done.stdout)["metadata"]["annotations"]
+    restarted = judges.action(ARGO / "actions" / "restart" / "action.lua", live)
+    annotations = restarted["metadata"]["annotations"]
     assert "onnxops.io/restart-requested-at" in annotations
     patch = json.dumps({"metadata": {"annotations": annotations}})
     kube.run("patch", "mdep", "bounce", "--type", "merge", "-p", patch)

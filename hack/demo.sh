@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job, end to end, on this machine with no Docker:
 #   build two model bundles (pipeline) -> start the local Kubernetes (devcluster) ->
-#   Prometheus + the pod runner (the serving pods' kubelet: real processes in cgroups) ->
+#   (with the pod runner: the serving pods' kubelet, real processes in cgroups) -> Prometheus ->
 #   the operator -> a cloud and an edge ModelDeployment of those bundles ->
 #   real inference through the pods' serving processes -> metrics back from Prometheus ->
 #   a drift fault detected -> an OOM-looping model healed by an in-place resize.
@@ -44,16 +44,20 @@ if ! "${DEVCLUSTER[@]}" status >/dev/null 2>&1; then
   "${DEVCLUSTER[@]}" up
   started_cluster=1
 fi
+cluster_status=$("${DEVCLUSTER[@]}" status)  # not piped to grep -q: pipefail, SIGPIPE
+grep -q '^podrunner .* running' <<<"$cluster_status" ||
+  { echo "the devcluster in $STATE runs no pod runner: make cluster-down, then make demo" >&2; exit 1; }
 "$KUBECTL" get nodes -L onnxops.io/pool
 
-step "3/9 Prometheus and the pod runner (the serving pods' kubelet: real processes, cgroups, probes, pod status)"
-rm -rf "$STATE/prometheus"
+step "3/9 Prometheus, scraping what the pod runner (started by cluster-up) serves"
+# A fresh TSDB; the targets folder stays: the cluster's pod runner (the serving pods' kubelet:
+# real processes, cgroups, probes, pod status) writes each pod's scrape target there. The demo
+# starts no pod runner of its own: a second one would start every pod twice (and lose the bind).
+rm -rf "$STATE/prometheus/tsdb"
 # Truncated here, not by the background job's redirection, which may come after the first
 # grep: a previous run's "prometheus at" line would be read, then vanish.
 : >"$OUT/prometheus.log"
 "${DEVCLUSTER[@]}" prometheus --work-dir "$STATE/prometheus" >"$OUT/prometheus.log" 2>&1 &
-pids+=($!)
-"${DEVCLUSTER[@]}" podrunner --targets-dir "$STATE/prometheus/targets" --namespace "$NS" >"$OUT/podrunner.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q "prometheus at" "$OUT/prometheus.log" && break; sleep 0.2; done
 PROM=$(sed -n 's/^prometheus at \([^;]*\);.*/\1/p' "$OUT/prometheus.log")
@@ -247,4 +251,4 @@ fi
 
 # Waited for: the pod runner (the serving pods' kubelet) finishes their deletion before it stops.
 "$KUBECTL" delete namespace "$NS" --timeout=90s >/dev/null || echo "namespace $NS still terminating" >&2
-printf '\ndemo done. Logs: %s/{operator,podrunner,prometheus}.log. KEEP=1 make demo keeps the cluster.\n' "$OUT"
+printf '\ndemo done. Logs: %s/{operator,prometheus}.log, %s/logs/podrunner.log. KEEP=1 make demo keeps the cluster.\n' "$OUT" "$STATE"

@@ -133,6 +133,21 @@ def test_cluster_status_shows_the_pod_runner(tour: Tour) -> None:
     assert re.search(r"^podrunner\s+pid \d+\s+running", status.stdout, re.M), status.stdout
 
 
+def test_a_second_pod_runner_is_refused_and_the_first_keeps_serving(tour: Tour) -> None:
+    # `make demo` once started its own runner beside cluster-up's: both ran every pod, the
+    # second lost the bind and reported the pods crash-looping (a Degraded model that served).
+    second = tour.run(
+        "env", f"PYTHONPATH={ROOT / 'hack' / 'devcluster'}", str(ROOT / ".venv" / "bin" / "python"),
+        "-m", "devcluster", f"--state-dir={tour.state}", "podrunner", timeout_s=30,
+    )  # fmt: skip
+    assert second.returncode != 0
+    holder = int((tour.state / "podrunner.lock").read_text())
+    assert f"a pod runner (pid {holder}) already serves the devcluster" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    status = tour.run("make", "-s", "cluster-status")
+    assert re.search(rf"^podrunner\s+pid {holder}\s+running", status.stdout, re.M), status.stdout
+
+
 def test_deleting_a_namespace_with_serving_pods_finishes(tour: Tour) -> None:
     assert tour.kubectl("create", "namespace", "tour-gone").returncode == 0
     sample = str(ROOT / "manifests" / "samples" / "edge.yaml")

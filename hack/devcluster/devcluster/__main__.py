@@ -8,6 +8,7 @@ as recorded processes; the state directory is ``.devcluster/`` or ``$DEVCLUSTER_
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import signal
@@ -127,8 +128,29 @@ def prom(args: argparse.Namespace) -> int:
         server.stop()
 
 
+def _hold_runner_lock(state_dir: Path) -> int:
+    """One pod runner per devcluster, as one kubelet per node: a second would start every
+    serving pod again, lose the bind to the first and report the pod crash-looping. The lock
+    is the kernel's (flock), so it goes with the process however that ends."""
+    path = state_dir / "podrunner.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise SystemExit(
+            f"a pod runner (pid {holder}) already serves the devcluster in {state_dir}; "
+            "two would run every serving pod twice"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd  # held open (and locked) for the life of the process
+
+
 def podrunner(args: argparse.Namespace) -> int:
     cluster = _cluster(args.state_dir)
+    _hold_runner_lock(args.state_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     runner = PodRunner(
         cluster.api(),

@@ -3,6 +3,7 @@ latency (one resource at a time), then a burst of many resources: time until all
 and the operator's resident memory.
 
     .venv/bin/python bench/operator/bench_operator.py [--latency 20] [--burst 200]
+    .venv/bin/python bench/operator/bench_operator.py --kwok-only --burst 1000   # nothing served
 
 Prints a Markdown table (paste into RESULTS.md) and writes JSON next to it with --json.
 """
@@ -78,17 +79,30 @@ class Timeline:
                         self.ready.setdefault(obj["metadata"]["name"], time.monotonic())
 
 
-def model(name: str, pool: str) -> dict[str, Any]:
+# --kwok-only: an image without the serving marker, so KWOK's own stages make the pods Ready
+# (kwokstages.py leaves only onnxops-serving pods to the pod runner) and nothing is served.
+UNSERVED_IMAGE = "localhost/bench-kwok-only-unserved:1"
+
+
+def model(name: str, pool: str, kwok_only: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": {"uri": f"https://models.example.com/{name}/model.onnx", "version": "1"},
+        "target": {"pool": pool},
+        "resources": SMALL,
+    }
+    if kwok_only:
+        spec["serving"] = {"image": UNSERVED_IMAGE}
     return {
         "apiVersion": "onnxops.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": f"https://models.example.com/{name}/model.onnx", "version": "1"},
-            "target": {"pool": pool},
-            "resources": SMALL,
-        },
+        "spec": spec,
     }
+
+
+def nodes_for(pods_per_pool: int, at_least: int) -> int:
+    """Nodes a pool needs for ``pods_per_pool`` (110 pods a node) with one to spare."""
+    return max(at_least, -(-pods_per_pool // 110) + 1)
 
 
 def kubectl_apply(cluster: Any, namespace: str, objs: list[dict[str, Any]]) -> None:
@@ -114,13 +128,22 @@ def main() -> int:
     parser.add_argument("--latency", type=int, default=20, help="resources, one at a time")
     parser.add_argument("--burst", type=int, default=200, help="resources applied at once")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--kwok-only",
+        action="store_true",
+        help="no pod runner: KWOK makes the pods Ready and none is served (for --burst 1000)",
+    )
     args = parser.parse_args()
+    if args.latency < 1 or args.burst < 1:
+        parser.error("--latency and --burst must be at least 1")
+    per_pool = (2 * args.burst + args.latency + 1) // 2
+    wait_s = max(600.0, 0.6 * args.burst)  # a cluster this size needs minutes for 1,000
 
     with tempfile.TemporaryDirectory(prefix="onnxops-bench-") as tmp:
         cluster = controlplane.start(
             # Enough nodes for 2 x burst + latency pods (110 pods per node).
             Path(tmp) / "cluster",
-            pools=default_pools(cloud_nodes=4, edge_nodes=3),
+            pools=default_pools(nodes_for(per_pool, 4), nodes_for(per_pool, 3)),
             tie_to_parent=True,
         )
         operator: subprocess.Popen[bytes] | None = None
@@ -142,13 +165,14 @@ def main() -> int:
             # Serving pods are the pod runner's (the devcluster's kubelet for them): without
             # it they stay Pending. Its process is the tests' light fake server, which answers
             # the probes, so the figures measure the operator and the kubelet, not model loads.
-            runner = PodRunner(
-                cluster.api(),
-                ScrapeTargets(Path(tmp) / "targets"),
-                Path(tmp) / "pods",
-                command=[sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.py")],
-                namespace=ns,
-            ).start()
+            if not args.kwok_only:
+                runner = PodRunner(
+                    cluster.api(),
+                    ScrapeTargets(Path(tmp) / "targets"),
+                    Path(tmp) / "pods",
+                    command=[sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.py")],
+                    namespace=ns,
+                ).start()
             log = (Path(tmp) / "operator.log").open("wb")
             operator = subprocess.Popen(
                 [sys.executable, "-m", "onnxops.run"],
@@ -166,7 +190,7 @@ def main() -> int:
             for i in range(args.latency):
                 name = f"lat-{i:03d}"
                 began = time.monotonic()
-                kubectl_apply(cluster, ns, [model(name, ("cloud", "edge")[i % 2])])
+                kubectl_apply(cluster, ns, [model(name, ("cloud", "edge")[i % 2], args.kwok_only)])
                 wait_until(lambda n=name: n in timeline.ready, 60)
                 to_deploy.append(timeline.deployment[name] - began)
                 to_ready.append(timeline.ready[name] - began)
@@ -178,7 +202,9 @@ def main() -> int:
             cpu_before = sum(proc.cpu_times()[:2])
             began = time.monotonic()
             kubectl_apply(
-                cluster, ns, [model(n, ("cloud", "edge")[i % 2]) for i, n in enumerate(names)]
+                cluster,
+                ns,
+                [model(n, ("cloud", "edge")[i % 2], args.kwok_only) for i, n in enumerate(names)],
             )
             applied = time.monotonic() - began
             peak = 0
@@ -188,7 +214,7 @@ def main() -> int:
                 peak = max(peak, p.memory_info().rss)
                 return all(n in timeline.ready for n in group)
 
-            wait_until(lambda: all_ready(names, proc), 600)
+            wait_until(lambda: all_ready(names, proc), wait_s)
             burst_s = time.monotonic() - began
             burst_deploy = max(timeline.deployment[n] for n in names) - began
             burst_dep_ready = max(timeline.deployment_ready.get(n, 0.0) for n in names) - began
@@ -202,14 +228,16 @@ def main() -> int:
             operator.wait(timeout=30)
             later = [f"later-{i:03d}" for i in range(args.burst)]
             kubectl_apply(
-                cluster, ns, [model(n, ("cloud", "edge")[i % 2]) for i, n in enumerate(later)]
+                cluster,
+                ns,
+                [model(n, ("cloud", "edge")[i % 2], args.kwok_only) for i, n in enumerate(later)],
             )
             began = time.monotonic()
             operator = subprocess.Popen(
                 [sys.executable, "-m", "onnxops.run"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
             proc = psutil.Process(operator.pid)
-            wait_until(lambda: all_ready(later, proc), 600)
+            wait_until(lambda: all_ready(later, proc), wait_s)
             catchup_s = time.monotonic() - began
             catchup_deploy = max(timeline.deployment[n] for n in later) - began
             catchup_cpu = sum(proc.cpu_times()[:2])
@@ -227,7 +255,10 @@ def main() -> int:
             cluster.stop()
 
     mib = 2**20
+    mode = "KWOK-only: pods made Ready by KWOK, none served" if args.kwok_only else "pod runner"
+    print(f"mode: {mode}")
     figures = {
+        "mode": mode,
         "apply_to_deployment_p50_ms": 1000 * statistics.median(to_deploy),
         "apply_to_deployment_p95_ms": 1000 * pct(to_deploy, 0.95),
         "apply_to_ready_p50_ms": 1000 * statistics.median(to_ready),

@@ -10,11 +10,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: install test test-parallel test-unit test-serving test-cluster test-loop lint demo crds \
         cluster-build cluster-up cluster-down cluster-status cluster-env system-deps images e2e-kind bench clean
 
-$(STAMP): pyproject.toml serving-image/pyproject.toml
+# The serving image's pins constrain the venv: the tests run the versions the image ships (a
+# new uvicorn on PyPI once made the venv and the image differ, and a fresh clone's test fail).
+$(STAMP): pyproject.toml serving-image/pyproject.toml serving-image/requirements.txt
 	@command -v $(PY) >/dev/null || PY=python3; \
 	 test -x $(BIN)/python || $${PY:-$(PY)} -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ./serving-image -e '.[pipeline,operator,dev]'
+	$(BIN)/pip install -q -c serving-image/requirements.txt -e ./serving-image -e '.[pipeline,operator,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

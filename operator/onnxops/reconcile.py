@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onnxops import build, judgement, k8s, loadfailure, speccheck, status
+from onnxops import build, judgement, k8s, loadfailure, override, speccheck, status
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.config import OperatorConfig
 from onnxops.pools import (
@@ -24,7 +24,6 @@ from onnxops.pools import (
     place,
 )
 from onnxops.reasons import Phase, Reason
-from onnxops.remediation import override
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 Judged = judgement.Judged
@@ -192,7 +191,11 @@ def _reconcile(
         if ignored:
             events.append(("Warning", Reason.REPLICAS_IGNORED, ignored))
     to_apply, to_remove = build.desired_children(
-        md, pool, image=cfg.serving_image, current_replicas=replicas
+        md,
+        pool,
+        image=cfg.serving_image,
+        current_replicas=replicas,
+        annotations=override.template_annotations(md),
     )
     deployment: dict[str, Any] | None = None
     for obj in to_apply:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import config
 from onnxops import k8s, reconcile
-from onnxops.api import Resize
+from onnxops.api import Fault, Resize
 from onnxops.config import OperatorConfig
 from onnxops.pools import default_pools
 from onnxops.remediation import act
@@ -80,9 +80,25 @@ def running(kube: Kube, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def heal(kube: Kube, name: str, faults: list[dict[str, Any]], **kw: Any) -> act.Healed:
+def reapply(body: Any) -> None:
+    reconcile.reconcile(body, POOLS, CFG)
+
+
+def heal(
+    kube: Kube, name: str, faults: list[dict[str, Any]], now: datetime | None = None, **kw: Any
+) -> act.Healed:
+    """One heal cycle as the monitor's hook runs it, the faults typed as detection makes them
+    (heal lists the pods itself: no monitor cycle listed them here)."""
     kw.setdefault("fleet", FleetLimit())
-    return act.heal(mdep(kube, name), faults, pools=POOLS, cfg=CFG, now=datetime.now(UTC), **kw)
+    return act.heal(
+        mdep(kube, name),
+        [Fault.model_validate(f) for f in faults],
+        None,
+        pools=POOLS,
+        reapply=reapply,
+        now=now or datetime.now(UTC),
+        **kw,
+    )
 
 
 def records(kube: Kube, name: str) -> list[dict[str, Any]]:
@@ -280,7 +296,7 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out(kube: Kube) ->
     assert [r["result"] for r in records(kube, "tight")] == ["InProgress"]
     # The default spec.remediation.resize.deferredSeconds (VPA's 5 minutes), just passed.
     later = datetime.now(UTC) + timedelta(seconds=Resize().deferred_seconds + 5)
-    act.heal(mdep(kube, "tight"), [], pools=POOLS, cfg=CFG, now=later, fleet=FleetLimit())
+    heal(kube, "tight", [], now=later)
     (record,) = records(kube, "tight")
     assert (record["action"], record["result"]) == ("resize", "Succeeded"), record
     assert "resize Deferred" in record["message"] and "rolled out instead" in record["message"]

@@ -12,8 +12,8 @@ import pytest
 from heal_kit import NOW, ago, md
 from onnxops.api import ModelDeployment
 from onnxops.pools import default_pools
+from onnxops.remediation.action import Action
 from onnxops.remediation.guardrails import FleetLimit, Verdict, admit
-from onnxops.remediation.policy import Action
 
 EDGE = default_pools()["edge"]
 CURRENT = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
@@ -191,7 +191,7 @@ def test_resize_is_capped_at_the_spec_ceiling() -> None:
     verdict = only(model(resize={"maxMemory": "300Mi"}), MEMORY)
     assert verdict.result == "Pending"
     assert verdict.action.resources is not None
-    assert verdict.action.resources["limits"]["memory"] == str(300 * 1024 * 1024)
+    assert verdict.action.resources["limits"]["memory"] == "300Mi"  # one form: Mi
     assert verdict.action.resources["requests"]["memory"] == "228Mi"  # under the cap
     assert "ceiling 300Mi" in verdict.note
 
@@ -205,8 +205,8 @@ def test_resize_is_capped_at_the_pool_ceiling() -> None:
     )
     verdict = only(model(resize={"maxMemory": "16Gi"}), huge)  # edge's own ceiling is 1Gi
     assert verdict.action.resources == {
-        "requests": {"memory": str(1024**3)},
-        "limits": {"memory": str(1024**3)},
+        "requests": {"memory": "1024Mi"},
+        "limits": {"memory": "1024Mi"},
     }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onnxops import k8s
+from onnxops import podapi
 from onnxops.api import Fault, ModelDeployment
 from onnxops.config import OperatorConfig
 from onnxops.monitor import detect, lowuse, pods, queries, report, signals, writes
@@ -137,7 +137,7 @@ class Monitor:
             return signals.Observations(now, configured=False)
         try:
             listed: dict[Key, list[PodFacts]] | None = pods.grouped(
-                k8s.serving_pods([n for n in self.cfg.namespaces.split(",") if n])
+                podapi.serving_pods([n for n in self.cfg.namespaces.split(",") if n])
             )
             pods_error = None
         except Exception as exc:  # the API can fail too; pod signals are then unknown

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from onnxops import k8s, override
+from onnxops import k8s, override, podapi
 from onnxops.api import Fault, ModelDeployment, RemediationRecord
 from onnxops.build import pod_selector
 from onnxops.judgement import Judged
@@ -69,7 +69,7 @@ def heal(
     in_flight = any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations)
     if pods is None:  # only a fault, low use, an action in flight or pods resized in place
         needed = found or in_flight or md.status.low_use or override.resized_in_place(md)
-        listed = k8s.list_pods(md.namespace, pod_selector(md)) if needed else []
+        listed = podapi.list_pods(md.namespace, pod_selector(md)) if needed else []
         pods = [f for p in listed if (f := pod_facts.facts(p)) is not None]
     known = list(pods)
     acting = _Acting(Cycle(md, now), pool, reapply)
@@ -179,7 +179,7 @@ class _Acting:
         blocked = []
         for ref in record.pods:
             name, _, uid = ref.partition("/")
-            if k8s.evict(self.md.namespace, name, uid or None) == "blocked":
+            if podapi.evict(self.md.namespace, name, uid or None) == "blocked":
                 blocked.append(name)
         if blocked:
             note = f"a PodDisruptionBudget forbids evicting {', '.join(blocked)} now"

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from onnxops import build, k8s, override
+from onnxops import build, k8s, override, podapi
 from onnxops.api import ACTIONS, RESULTS, Fault, ModelDeployment
 from onnxops.monitor.pods import PodFacts
 from onnxops.override import active, model_ref
@@ -34,7 +34,7 @@ def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bo
     pool = pools.get(target.pool)
     if moved is None or moved == target.pool or pool is None:
         return None
-    nodes, pods = k8s.nodes_and_pods()
+    nodes, pods = podapi.nodes_and_pods()
     others = [
         p
         for p in pods

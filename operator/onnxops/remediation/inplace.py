@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from onnxops import k8s
+from onnxops import k8s, podapi
 from onnxops.api import ModelDeployment
 from onnxops.build import CONTAINER
 from onnxops.monitor.pods import PodFacts
@@ -28,7 +28,7 @@ def resize_pods(namespace: str, pods: Sequence[PodFacts], to: Resources) -> list
         if pod.deleting:
             continue
         try:
-            k8s.resize_pod(namespace, pod.name, CONTAINER, to)
+            podapi.resize_pod(namespace, pod.name, CONTAINER, to)
         except k8s.ApiError as exc:
             if exc.status >= 500:
                 raise

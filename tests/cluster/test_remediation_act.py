@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 from kubernetes import config
-from onnxops import k8s, reconcile
+from onnxops import k8s, podapi, reconcile
 from onnxops.api import Fault, Resize
 from onnxops.config import OperatorConfig
+from onnxops.monitor.pods import grouped
 from onnxops.pools import default_pools
 from onnxops.remediation import act
 from onnxops.remediation.guardrails import FleetLimit
@@ -87,13 +88,14 @@ def reapply(body: Any) -> None:
 def heal(
     kube: Kube, name: str, faults: list[dict[str, Any]], now: datetime | None = None, **kw: Any
 ) -> act.Healed:
-    """One heal cycle as the monitor's hook runs it, the faults typed as detection makes them
-    (heal lists the pods itself: no monitor cycle listed them here)."""
+    """One heal cycle as the monitor's hook runs it: the faults typed as detection makes them,
+    the pods listed and parsed as the monitor's cycle does (once, for every model)."""
     kw.setdefault("fleet", FleetLimit())
+    listed = grouped(podapi.serving_pods([kube.namespace]))
     return act.heal(
         mdep(kube, name),
         [Fault.model_validate(f) for f in faults],
-        None,
+        listed.get((kube.namespace, name), []),
         pools=POOLS,
         reapply=reapply,
         now=now or datetime.now(UTC),

@@ -128,11 +128,6 @@ def test_admit(m: ModelDeployment, actions: list[Action], expected: list[Any]) -
     assert judge(m, *actions) == expected
 
 
-def test_unknown_data_refuses_everything() -> None:
-    got = judge(model(), RESTART, MEMORY, WARN, problems=["unknown fault signal 'Foo'"])
-    assert got == [("Refused", "UnknownData")] * 3
-
-
 def test_operator_wide_limit_spans_models_and_expires() -> None:
     fleet = FleetLimit(limit=1, window_s=60)
     assert judge(model(), RESTART, fleet=fleet) == [("Pending", None)]

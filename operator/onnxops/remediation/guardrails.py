@@ -180,14 +180,13 @@ def admit(
     current: Resources,
     now: datetime,
     fleet: FleetLimit,
-    problems: list[str] | None = None,
     metrics_unknown: str | None = None,
     current_replicas: int | None = None,
 ) -> list[Verdict]:
     """One verdict per action, in order; at most one disruptive action is admitted.
 
-    `problems`: the faults themselves could not be read (nothing may act); `metrics_unknown`:
-    why Prometheus could not be read (only actions on API-read signals may act)."""
+    `metrics_unknown`: why Prometheus could not be read (only actions on API-read signals
+    may act)."""
     rem = md.spec.remediation
     history = md.status.remediations
     cooldown = timedelta(seconds=rem.cooldown_seconds)
@@ -203,14 +202,9 @@ def admit(
                 action,
                 md=md,
                 now=now,
-                problems=[
-                    *(problems or []),
-                    *(
-                        [metrics_unknown]
-                        if metrics_unknown and action.reason not in API_SIGNALS
-                        else []
-                    ),
-                ],
+                problems=[metrics_unknown]
+                if metrics_unknown and action.reason not in API_SIGNALS
+                else [],
                 current=current,
                 note=note,
                 cooldown=cooldown,

@@ -6,13 +6,13 @@ No I/O here; `k8s.py` applies what these return, and the unit tests compare them
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from onnxops.api import DNS_LABEL_PATTERN, ModelDeployment
 from onnxops.pools import PoolProfile, effective_resources
-from onnxops.remediation.override import template_annotations
 
 MANAGED_BY = "onnxops"
 MD_LABEL = "onnxops.io/model-deployment"
@@ -203,9 +203,15 @@ def replica_count(md: ModelDeployment, current: int | None) -> int:
 
 
 def build_deployment(
-    md: ModelDeployment, pool: PoolProfile, *, image: str, current_replicas: int | None = None
+    md: ModelDeployment,
+    pool: PoolProfile,
+    *,
+    image: str,
+    current_replicas: int | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Deployment running the serving runtime on the pool's nodes."""
+    """The Deployment running the serving runtime on the pool's nodes. `md` is the desired
+    state (`override.applied`); `annotations` go on the pod template (a restart's stamp)."""
     spec = md.spec
     plan = plan_model(md, pool)
     port = spec.serving.port
@@ -283,7 +289,7 @@ def build_deployment(
                     "prometheus.io/port": str(port),
                     "prometheus.io/path": "/metrics",
                     "onnxops.io/variant": plan.variant,
-                    **template_annotations(md),
+                    **(annotations or {}),
                 },
             },
             "spec": pod_spec,
@@ -365,10 +371,17 @@ def build_hpa(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
 
 
 def desired_children(
-    md: ModelDeployment, pool: PoolProfile, *, image: str, current_replicas: int | None = None
+    md: ModelDeployment,
+    pool: PoolProfile,
+    *,
+    image: str,
+    current_replicas: int | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Objects to apply, and (apiVersion, kind) of optional children to delete if present."""
-    deployment = build_deployment(md, pool, image=image, current_replicas=current_replicas)
+    deployment = build_deployment(
+        md, pool, image=image, current_replicas=current_replicas, annotations=annotations
+    )
     apply = [deployment, build_service(md, pool)]
     remove = []
     for wanted, builder, api_kind in (

@@ -1,4 +1,5 @@
-"""Every Kubernetes API call the operator makes, in one place, on plain dicts.
+"""The Kubernetes client and the calls on objects (get, apply, delete, status, Events,
+peering), on plain dicts; the pod and node calls are `podapi.py`, on top of `request`.
 
 Children are applied with server-side apply (field manager `onnxops`, forced: the operator
 is the authority on the fields it sets, which is also what undoes drift). 404 on delete and
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -265,68 +264,6 @@ def ensure_peering(name: str, namespaces: list[str]) -> bool:
     return True
 
 
-# Node and pod lists feed the pool choice; a short cache keeps a burst of reconciles
-# (operator start, 200 resources applied at once) from listing every pod 200 times, and one
-# refresh at a time keeps eight worker threads from each parsing the same large list.
-_SUPPLY_TTL_S = 2.0
-_supply_cache: tuple[float, list[dict[str, Any]], list[dict[str, Any]]] | None = None
-_supply_lock = threading.Lock()
-
-
-def nodes_and_pods() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All nodes, and all pods bound to a node that are not finished."""
-    global _supply_cache
-    with _supply_lock:
-        cached = _supply_cache
-        if cached and time.monotonic() - cached[0] < _SUPPLY_TTL_S:
-            return cached[1], cached[2]
-        # resourceVersion=0: served from the apiserver's watch cache, not a quorum read of etcd.
-        fresh = [("resourceVersion", "0")]
-        nodes = request("GET", "/api/v1/nodes", query=fresh).get("items", [])
-        selector = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
-        pods = request("GET", "/api/v1/pods", query=[*fresh, ("fieldSelector", selector)]).get(
-            "items", []
-        )
-        _supply_cache = (time.monotonic(), nodes, pods)
-        return nodes, pods
-
-
-def model_source_missing(uri: str, namespace: str) -> str | None:
-    """For pvc:// and configmap:// model URIs: why the referenced object is unusable, or None."""
-    scheme, _, rest = uri.partition("://")
-    source, _, key = rest.partition("/")
-    if scheme == "pvc":
-        if get("v1", "PersistentVolumeClaim", namespace, source) is None:
-            return f"PersistentVolumeClaim {namespace}/{source} not found"
-    elif scheme == "configmap":
-        cm = get("v1", "ConfigMap", namespace, source)
-        if cm is None:
-            return f"ConfigMap {namespace}/{source} not found"
-        if key not in (cm.get("data") or {}) and key not in (cm.get("binaryData") or {}):
-            return f"ConfigMap {namespace}/{source} has no key {key!r}"
-    return None
-
-
-def probe_http(uri: str, timeout: float) -> str | None:
-    """HEAD an http(s) model URI; the reason it is unreachable, or None when it answers < 400."""
-    req = urllib.request.Request(uri, method="HEAD")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status = int(resp.status)
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return f"{uri}: {getattr(exc, 'reason', exc)}"
-    return None if status < 400 else f"{uri}: HTTP {status}"
-
-
-def serving_pods(namespaces: list[str]) -> list[dict[str, Any]]:
-    """The operator's serving pods (all namespaces, or the watched ones), for the monitor."""
-    selector = [("labelSelector", "app.kubernetes.io/managed-by=onnxops"), ("resourceVersion", "0")]
-    paths = [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces] or ["/api/v1/pods"]
-    return [pod for path in paths for pod in request("GET", path, query=selector).get("items", [])]
-
-
 def patch_status_at(
     namespace: str, name: str, status: dict[str, Any], resource_version: str
 ) -> bool:
@@ -366,49 +303,3 @@ def post_event(obj: dict[str, Any], type_: str, reason: str, message: str, compo
         "count": 1,
     }
     request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
-
-
-def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
-    """The pods matching a label selector in one namespace (a model's serving pods)."""
-    answer = request(
-        "GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]
-    )
-    return list(answer.get("items", []))
-
-
-def evict(
-    namespace: str, name: str, uid: str | None = None
-) -> Literal["evicted", "gone", "blocked"]:
-    """Evict a pod through the Eviction API, which honours PodDisruptionBudgets.
-
-    `uid` makes it evict exactly that pod: a replacement with the same name is left alone.
-    "blocked": a budget forbids it now (HTTP 429), "gone": the pod no longer exists."""
-    body: dict[str, Any] = {
-        "apiVersion": "policy/v1",
-        "kind": "Eviction",
-        "metadata": {"name": name, "namespace": namespace},
-    }
-    if uid:
-        body["deleteOptions"] = {"preconditions": {"uid": uid}}
-    try:
-        request("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body=body)
-    except ApiError as exc:
-        if exc.status == 404 or (exc.status == 409 and uid):  # 409: a newer pod of that name
-            return "gone"
-        if exc.status == 429:
-            return "blocked"
-        raise
-    return "evicted"
-
-
-def resize_pod(
-    namespace: str, name: str, container: str, resources: dict[str, dict[str, str]]
-) -> dict[str, Any]:
-    """Change a running pod's container resources in place (the `pods/resize` subresource)."""
-    patch = {"spec": {"containers": [{"name": container, "resources": resources}]}}
-    return request(
-        "PATCH",
-        f"/api/v1/namespaces/{namespace}/pods/{name}/resize",
-        body=patch,
-        content_type="application/strategic-merge-patch+json",
-    )

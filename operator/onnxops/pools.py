@@ -6,6 +6,7 @@ Everything here is pure: the node and pod lists come in as plain dicts from `k8s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -101,7 +102,21 @@ def quantity(value: Any) -> Decimal:
     return parsed
 
 
-def effective_resources(spec: ModelDeploymentSpec, pool: PoolProfile) -> dict[str, dict[str, str]]:
+Resources = dict[str, dict[str, str]]
+"""A container's requests and limits: {"requests": {"cpu": "250m"}, "limits": {...}}."""
+MIB = Decimal(1024 * 1024)
+
+
+def quantity_text(name: str, value: Decimal, *, up: bool = True) -> str:
+    """A quantity in the one form heal writes: memory in Mi, CPU in millicores; rounded up
+    (a grown or lowered value) or down (a ceiling, which must not be exceeded)."""
+    rounded = math.ceil if up else math.floor
+    if name == "memory":
+        return f"{rounded(value / MIB)}Mi"
+    return f"{rounded(value * 1000)}m"
+
+
+def effective_resources(spec: ModelDeploymentSpec, pool: PoolProfile) -> Resources:
     """Per-replica requests and limits: the user's values kept as given, pool defaults only
     for what is unset.
 

@@ -12,7 +12,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onnxops import build, judgement, k8s, loadfailure, speccheck, status
+from onnxops import (
+    build,
+    judgement,
+    k8s,
+    loadfailure,
+    modelsource,
+    override,
+    podapi,
+    speccheck,
+    status,
+)
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.config import OperatorConfig
 from onnxops.pools import (
@@ -24,7 +34,6 @@ from onnxops.pools import (
     place,
 )
 from onnxops.reasons import Phase, Reason
-from onnxops.remediation import override
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 Judged = judgement.Judged
@@ -44,9 +53,9 @@ def _check_model(md: ModelDeployment, pool: PoolProfile, cfg: OperatorConfig) ->
         plan = build.plan_model(md, pool)
     except build.ModelUriError as exc:
         raise _fail(md, status.Failure(Reason.INVALID_MODEL_URI, str(exc), permanent=True)) from exc
-    missing = k8s.model_source_missing(plan.uri, md.namespace)
+    missing = modelsource.model_source_missing(plan.uri, md.namespace)
     if missing is None and cfg.probe_http_models and plan.uri.startswith(("http://", "https://")):
-        missing = k8s.probe_http(plan.uri, cfg.probe_timeout_s)
+        missing = modelsource.probe_http(plan.uri, cfg.probe_timeout_s)
     if missing:
         # The object or server may appear later: retried with backoff, not given up.
         raise _fail(md, status.Failure(Reason.MODEL_UNREACHABLE, missing, permanent=False))
@@ -99,7 +108,7 @@ def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> Placed:
     settled = _settled_pool(md, pools)
     if settled is not None:
         return Placed(settled, status.placement_note(md.status) or f"pool {settled.name}")
-    nodes, pods = k8s.nodes_and_pods()
+    nodes, pods = podapi.nodes_and_pods()
     others = [
         p
         for p in pods
@@ -192,7 +201,11 @@ def _reconcile(
         if ignored:
             events.append(("Warning", Reason.REPLICAS_IGNORED, ignored))
     to_apply, to_remove = build.desired_children(
-        md, pool, image=cfg.serving_image, current_replicas=replicas
+        md,
+        pool,
+        image=cfg.serving_image,
+        current_replicas=replicas,
+        annotations=override.template_annotations(md),
     )
     deployment: dict[str, Any] | None = None
     for obj in to_apply:
@@ -276,7 +289,7 @@ def load_failure(
     Deployment is not rolled out (a rolled-out model loaded), one pod list."""
     if deployment is None or status.rollout(deployment)[2]:
         return None
-    return loadfailure.of_pods(k8s.list_pods(md.namespace, build.pod_selector(md)))
+    return loadfailure.of_pods(podapi.list_pods(md.namespace, build.pod_selector(md)))
 
 
 def _refresh(md: ModelDeployment, deployment: dict[str, Any] | None) -> dict[str, Any] | None:

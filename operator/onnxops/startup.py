@@ -14,7 +14,6 @@ from onnxops.bookkeeping import SafeProgressStorage, SpecDiffBaseStorage
 from onnxops.config import config
 from onnxops.outage import outage
 from onnxops.pools import load_pools
-from onnxops.remediation.guardrails import FleetLimit
 
 
 @kopf.on.startup()
@@ -74,8 +73,6 @@ def configure(
     # Sync handlers run in threads; enough for a burst of resources without starving the API.
     settings.execution.max_workers = 8
     memo.pools = load_pools(cfg.pools_file)
-    # One limit for every model this process heals (see OperatorConfig.fleet_disruptions).
-    memo.fleet = FleetLimit(cfg.fleet_disruptions, cfg.fleet_window_s)
     logger.info(
         "pools: %s; serving image %s; %s",
         ", ".join(sorted(memo.pools)),

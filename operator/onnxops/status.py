@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from onnxops import build
+from onnxops import build, override
 from onnxops.api import ModelDeployment, ModelDeploymentStatus
 from onnxops.loadfailure import LoadFailure
 from onnxops.reasons import (
@@ -21,7 +21,6 @@ from onnxops.reasons import (
     Phase,
     Reason,
 )
-from onnxops.remediation import override
 
 READY = ConditionType.READY
 RECONCILING = ConditionType.RECONCILING

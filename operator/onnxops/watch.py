@@ -21,13 +21,14 @@ from typing import Any
 
 import kopf
 
-from onnxops import k8s
+from onnxops import k8s, reconcile
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import OperatorConfig, config
 from onnxops.monitor.cycle import Monitor
 from onnxops.monitor.detect import Track
 from onnxops.monitor.metrics import OperatorMetrics
 from onnxops.outage import unreachable
+from onnxops.remediation.guardrails import FleetLimit
 from onnxops.remediation.hook import Healer
 
 log = logging.getLogger("onnxops.monitor")
@@ -130,12 +131,16 @@ async def start_monitor(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwar
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port)
     memo.monitor = Monitor(cfg, metrics)
-    # Heal after each detection; pools and the fleet limit come from startup.configure.
+    # Heal after each detection (pools come from startup.configure). The one place heal is
+    # wired to the core: it re-applies desired state through reconcile, handed in here.
+    pools = memo.pools
+    # One limit for every model this process heals (see OperatorConfig.fleet_disruptions).
+    memo.fleet = FleetLimit(cfg.fleet_disruptions, cfg.fleet_window_s)
     memo.monitor.hooks.append(
         Healer(
-            memo.pools,
-            cfg,
+            pools,
             memo.fleet,
+            lambda body: reconcile.reconcile(body, pools, cfg),
             registry=metrics.registry,
             unreadable=lambda key: memo.monitor.tracks.get(key, Track()).unreadable,
         )

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 from kubernetes import config
-from onnxops import k8s, reconcile
-from onnxops.api import Resize
+from onnxops import k8s, podapi, reconcile
+from onnxops.api import Fault, Resize
 from onnxops.config import OperatorConfig
+from onnxops.monitor.pods import grouped
 from onnxops.pools import default_pools
 from onnxops.remediation import act
 from onnxops.remediation.guardrails import FleetLimit
@@ -80,9 +81,26 @@ def running(kube: Kube, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def heal(kube: Kube, name: str, faults: list[dict[str, Any]], **kw: Any) -> act.Healed:
+def reapply(body: Any) -> None:
+    reconcile.reconcile(body, POOLS, CFG)
+
+
+def heal(
+    kube: Kube, name: str, faults: list[dict[str, Any]], now: datetime | None = None, **kw: Any
+) -> act.Healed:
+    """One heal cycle as the monitor's hook runs it: the faults typed as detection makes them,
+    the pods listed and parsed as the monitor's cycle does (once, for every model)."""
     kw.setdefault("fleet", FleetLimit())
-    return act.heal(mdep(kube, name), faults, pools=POOLS, cfg=CFG, now=datetime.now(UTC), **kw)
+    listed = grouped(podapi.serving_pods([kube.namespace]))
+    return act.heal(
+        mdep(kube, name),
+        [Fault.model_validate(f) for f in faults],
+        listed.get((kube.namespace, name), []),
+        pools=POOLS,
+        reapply=reapply,
+        now=now or datetime.now(UTC),
+        **kw,
+    )
 
 
 def records(kube: Kube, name: str) -> list[dict[str, Any]]:
@@ -280,11 +298,12 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out(kube: Kube) ->
     assert [r["result"] for r in records(kube, "tight")] == ["InProgress"]
     # The default spec.remediation.resize.deferredSeconds (VPA's 5 minutes), just passed.
     later = datetime.now(UTC) + timedelta(seconds=Resize().deferred_seconds + 5)
-    act.heal(mdep(kube, "tight"), [], pools=POOLS, cfg=CFG, now=later, fleet=FleetLimit())
+    heal(kube, "tight", [], now=later)
     (record,) = records(kube, "tight")
     assert (record["action"], record["result"]) == ("resize", "Succeeded"), record
     assert "resize Deferred" in record["message"] and "rolled out instead" in record["message"]
-    assert container(kube, "tight")["resources"]["limits"]["memory"] == str(1024**3)
+    # Capped at the ceiling in heal's one form (1024Mi), which the apiserver writes as 1Gi.
+    assert container(kube, "tight")["resources"]["limits"]["memory"] == "1Gi"
 
 
 def settled(kube: Kube, name: str) -> bool:
@@ -334,7 +353,7 @@ def test_killed_mid_restart_finishes_it_exactly_once(
         # before the eviction): a real kill cannot be timed to land there.
         raise KeyboardInterrupt("operator killed")
 
-    monkeypatch.setattr(k8s, "evict", killed)
+    monkeypatch.setattr(podapi, "evict", killed)
     with pytest.raises(KeyboardInterrupt):
         heal(kube, "crash", [fault("ErrorRate", [victim["name"]])])
     (pending,) = records(kube, "crash")

@@ -6,7 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from onnxops.api import ModelDeployment
+from onnxops.api import Fault, ModelDeployment
+from onnxops.monitor import pods
+from onnxops.monitor.pods import PodFacts
+from onnxops.remediation.findings import Finding
+from onnxops.remediation.findings import findings as read_findings
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -95,3 +99,15 @@ def pod(
             "containerStatuses": [container_status],
         },
     }
+
+
+def facts(raw: dict[str, Any]) -> PodFacts:
+    """A pod's facts as the monitor parses them (once per cycle) and hands them to heal."""
+    found = pods.facts(raw)
+    assert found is not None, raw
+    return found
+
+
+def findings(faults: list[dict[str, Any]]) -> list[Finding]:
+    """Faults as detection makes them (typed), as heal reads them."""
+    return read_findings([Fault.model_validate(f) for f in faults])

@@ -9,8 +9,8 @@ from typing import Any
 from heal_kit import NOW, ago, md
 from onnxops.api import ModelDeployment, ModelRef, RemediationRecord
 from onnxops.remediation import history
+from onnxops.remediation.action import Action
 from onnxops.remediation.guardrails import Verdict
-from onnxops.remediation.policy import Action
 
 
 def rec(n: int, result: str = "Succeeded") -> RemediationRecord:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from heal_kit import NOW, ago, fault, md, pod
+from heal_kit import NOW, ago, facts, fault, findings, md, pod
 from onnxops.api import ModelDeployment
-from onnxops.pools import default_pools, effective_resources
-from onnxops.remediation import facts, policy
-from onnxops.remediation.override import applied
+from onnxops.override import pod_resources
+from onnxops.pools import default_pools
+from onnxops.remediation import inplace, policy
+from onnxops.remediation.action import Action
 
 EDGE = default_pools()["edge"]
 THREE = [pod("p-a"), pod("p-b"), pod("p-c")]
@@ -23,13 +24,12 @@ def decide(
     pods: list[dict[str, Any]],
     room: bool | None = None,
 ) -> list[tuple[str, str, tuple[str, ...]]]:
-    found, problems = facts.findings(faults)
-    assert not problems
+    found = findings(faults)
     situation = policy.Situation(
         md=model,
         findings=found,
-        pods=[facts.pod_facts(p) for p in pods],
-        resources=effective_resources(applied(model).spec, EDGE),
+        pods=[facts(p) for p in pods],
+        resources=pod_resources(model, EDGE),
         now=NOW,
         preferred_has_room=room,
     )
@@ -220,12 +220,12 @@ def test_failback_with_hysteresis(
 
 
 def resize_of(model: ModelDeployment, faults: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    found, _ = facts.findings(faults)
+    found = findings(faults)
     situation = policy.Situation(
         md=model,
         findings=found,
-        pods=[facts.pod_facts(p) for p in THREE],
-        resources=effective_resources(applied(model).spec, EDGE),
+        pods=[facts(p) for p in THREE],
+        resources=pod_resources(model, EDGE),
         now=NOW,
     )
     (action,) = policy.decide(situation)
@@ -254,10 +254,10 @@ def test_the_override_is_the_starting_point_of_the_next_resize() -> None:
 
 
 def test_disruptive_kinds() -> None:
-    assert policy.Action("restart", "ErrorRate", "").disruptive
-    assert policy.Action("rollback", "ErrorRate", "").disruptive
-    assert not policy.Action("resize", "OOMKilled", "").disruptive
-    assert not policy.Action("warn", "Drift", "").disruptive
+    assert Action("restart", "ErrorRate", "").disruptive
+    assert Action("rollback", "ErrorRate", "").disruptive
+    assert not Action("resize", "OOMKilled", "").disruptive
+    assert not Action("warn", "Drift", "").disruptive
 
 
 BOUNDED = md(spec={"remediation": {"resize": {"deferredSeconds": 20}}})
@@ -282,14 +282,14 @@ BOUNDED = md(spec={"remediation": {"resize": {"deferredSeconds": 20}}})
 def test_a_resize_in_place_falls_back_to_a_rollout(
     model: ModelDeployment, resize: tuple[str, str, float] | None, expected: str | None
 ) -> None:
-    pods = [facts.pod_facts(pod("p-a", resize=resize)), facts.pod_facts(pod("p-b"))]
-    assert policy.resize_fallback(model, pods, NOW) == expected
+    pods = [facts(pod("p-a", resize=resize)), facts(pod("p-b"))]
+    assert inplace.fallback(model, pods, NOW) == expected
 
 
 def test_a_deferred_resize_of_a_pod_going_away_is_not_waited_on() -> None:
     going = pod("p-a", resize=("PodResizePending", "Deferred", 600))
     going["metadata"]["deletionTimestamp"] = ago(1)
-    assert policy.resize_fallback(BOUNDED, [facts.pod_facts(going)], NOW) is None
+    assert inplace.fallback(BOUNDED, [facts(going)], NOW) is None
 
 
 def test_deferred_seconds_is_bounded() -> None:
@@ -331,8 +331,8 @@ def shrink_of(model: ModelDeployment, pods: list[dict[str, Any]] | None = None) 
     situation = policy.Situation(
         md=model,
         findings=[],
-        pods=[facts.pod_facts(p) for p in pods or THREE],
-        resources=effective_resources(applied(model).spec, EDGE),
+        pods=[facts(p) for p in pods or THREE],
+        resources=pod_resources(model, EDGE),
         now=NOW,
     )
     actions = policy.decide(situation)

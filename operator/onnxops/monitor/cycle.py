@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onnxops import k8s
+from onnxops import podapi
 from onnxops.api import Fault, ModelDeployment
 from onnxops.config import OperatorConfig
 from onnxops.monitor import detect, lowuse, pods, queries, report, signals, writes
@@ -31,9 +31,11 @@ from onnxops.reasons import Phase, Problem
 
 log = logging.getLogger("onnxops.monitor")
 
-Hook = Callable[[ModelDeployment, list[Fault], Sequence[PodFacts], datetime], None]
+Hook = Callable[[ModelDeployment, list[Fault], Sequence[PodFacts] | None, datetime], None]
 """Called after detection for every evaluated ModelDeployment with its current faults, its
-pods' facts and the cycle's time: where remediation plugs in. Exceptions are logged. Runs in
+pods' facts as this cycle listed them (terminating ones too; None when the cycle listed no
+pods: monitoring off, or the list failed) and the cycle's time: where remediation plugs in.
+Exceptions are logged. Runs in
 the cycle's write pool, after that model's status write: hooks of several models run at once,
 never two for one model."""
 
@@ -58,7 +60,7 @@ class _Plan:
     """The object as read (what a merge patch is compared against)."""
     patch_of: Callable[[ModelDeployment], dict[str, Any]]
     faults: list[Fault]
-    pods: list[PodFacts]
+    pods: list[PodFacts] | None
     heal: bool = True
 
 
@@ -134,12 +136,13 @@ class Monitor:
         if self.reader is None:  # monitoring is off: nothing to read
             return signals.Observations(now, configured=False)
         try:
-            facts = pods.by_model(
-                k8s.serving_pods([n for n in self.cfg.namespaces.split(",") if n])
+            listed: dict[Key, list[PodFacts]] | None = pods.grouped(
+                podapi.serving_pods([n for n in self.cfg.namespaces.split(",") if n])
             )
             pods_error = None
         except Exception as exc:  # the API can fail too; pod signals are then unknown
-            facts, pods_error = {}, f"{type(exc).__name__}: {exc}"
+            listed, pods_error = None, f"{type(exc).__name__}: {exc}"
+        facts = pods.live(listed or {})
         window = self.cfg.monitor_rate_window
         label = self.cfg.prometheus_model_label
         readings: dict[str, Reading] = {}
@@ -148,7 +151,9 @@ class Monitor:
             # Once Prometheus failed to answer, the rest would only wait out their timeouts.
             readings[q.name] = Reading(error=failed) if failed else self.reader.instant(q, at=now)
         if any(r.error for r in readings.values()):
-            return signals.Observations(now, readings, {}, facts, pods_error=pods_error)
+            return signals.Observations(
+                now, readings, {}, facts, pods_error=pods_error, listed=listed
+            )
         histories: dict[str, History] = {}
         spans = [
             signals.seconds(md.spec.monitoring.anomaly.window)
@@ -166,7 +171,7 @@ class Monitor:
             for q in queries.low_use_queries(window, span, step):
                 low_use[q.name] = self.reader.instant(q, at=now)
         return signals.Observations(
-            now, readings, histories, facts, pods_error=pods_error, low_use=low_use
+            now, readings, histories, facts, pods_error=pods_error, low_use=low_use, listed=listed
         )
 
     # -- detect and write ---------------------------------------------------------------------
@@ -255,7 +260,7 @@ class Monitor:
             body,
             lambda m: report.status_patch(m, faults, avail, now=stamp, low_use=low),
             faults,
-            list(obs.pods.get(key, [])),
+            None if obs.listed is None else list(obs.listed.get(key, [])),
         )
 
     def _io(self, plan: _Plan, at: datetime) -> writes.Written:

@@ -45,6 +45,9 @@ class Observations:
     low_use: Mapping[str, Reading] = field(default_factory=dict)
     """Peaks over the long windows of `resize.shrink` (`queries.low_use_queries`), apart from
     `readings`: a slow or failed long query leaves low use unknown, not the model's faults."""
+    listed: Mapping[Key, Sequence[PodFacts]] | None = None
+    """Every serving pod as listed this cycle, terminating ones too (None: not listed): what
+    heal gets, so that it need not list them again."""
 
 
 def problem(obs: Observations, key: Key) -> tuple[str, str] | None:

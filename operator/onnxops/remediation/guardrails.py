@@ -17,10 +17,10 @@ from decimal import Decimal
 from typing import Literal
 
 from onnxops.api import ModelDeployment, RemediationRecord
-from onnxops.pools import PoolProfile, quantity
+from onnxops.monitor.pods import parse_time
+from onnxops.pools import PoolProfile, Resources, quantity, quantity_text
 from onnxops.reasons import HealReason, HealResult, Refusal, Signal
-from onnxops.remediation.facts import parse_time
-from onnxops.remediation.policy import Action, Resources
+from onnxops.remediation.action import Action
 
 Verdict_ = Literal[HealResult.PENDING, HealResult.REFUSED, HealResult.DRY_RUN, HealResult.SUCCEEDED]
 # Records that count as an action having been taken (or, in dryRun, as if it had been).
@@ -110,7 +110,7 @@ def clamp(action: Action, current: Resources, limits: dict[str, Decimal]) -> tup
     cut = False
     for values in out.values():
         if name in values and quantity(values[name]) > cap:
-            values[name] = str(cap) if name == "cpu" else f"{int(cap)}"
+            values[name] = quantity_text(name, cap, up=False)  # never over the ceiling
             cut = True
     note = f"capped at the {name} ceiling {_human(name, cap)}" if cut else ""
     return replace(action, resources=out), note
@@ -180,14 +180,13 @@ def admit(
     current: Resources,
     now: datetime,
     fleet: FleetLimit,
-    problems: list[str] | None = None,
     metrics_unknown: str | None = None,
     current_replicas: int | None = None,
 ) -> list[Verdict]:
     """One verdict per action, in order; at most one disruptive action is admitted.
 
-    `problems`: the faults themselves could not be read (nothing may act); `metrics_unknown`:
-    why Prometheus could not be read (only actions on API-read signals may act)."""
+    `metrics_unknown`: why Prometheus could not be read (only actions on API-read signals
+    may act)."""
     rem = md.spec.remediation
     history = md.status.remediations
     cooldown = timedelta(seconds=rem.cooldown_seconds)
@@ -203,14 +202,9 @@ def admit(
                 action,
                 md=md,
                 now=now,
-                problems=[
-                    *(problems or []),
-                    *(
-                        [metrics_unknown]
-                        if metrics_unknown and action.reason not in API_SIGNALS
-                        else []
-                    ),
-                ],
+                problems=[metrics_unknown]
+                if metrics_unknown and action.reason not in API_SIGNALS
+                else [],
                 current=current,
                 note=note,
                 cooldown=cooldown,

@@ -18,11 +18,12 @@ from onnxops.api import (
     ResourceRequirements,
     Result,
 )
+from onnxops.monitor.pods import parse_time
+from onnxops.override import active, model_ref
 from onnxops.reasons import ConditionType, HealResult, Reason
-from onnxops.remediation.facts import iso, parse_time
+from onnxops.remediation.action import Action
+from onnxops.remediation.findings import iso
 from onnxops.remediation.guardrails import IN_FLIGHT, Verdict
-from onnxops.remediation.override import active, model_ref
-from onnxops.remediation.policy import Action
 
 LIMIT = 50
 

@@ -14,27 +14,27 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from onnxops import build, k8s
+from onnxops import build, k8s, override, podapi
 from onnxops.api import ACTIONS, RESULTS, Fault, ModelDeployment
-from onnxops.config import OperatorConfig
-from onnxops.pools import PoolProfile, effective_resources, free_per_node, replicas_that_fit
+from onnxops.monitor.pods import PodFacts
+from onnxops.override import active, model_ref
+from onnxops.pools import PoolProfile, free_per_node, replicas_that_fit
 from onnxops.reasons import Phase
 from onnxops.remediation import act, guardrails
-from onnxops.remediation.override import active, model_ref
 
 EVENT_COMPONENT = "onnxops-operator"
 log = logging.getLogger("onnxops.heal")
 
 
 def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bool | None:
-    """After a failover: whether the spec's own pool could hold the model again (None when
-    there was no failover, or the pool is unknown)."""
+    """After a failover: whether the spec's own pool could hold the model again, at the
+    resources its pods serve now (None when there was no failover, or the pool is unknown)."""
     target = md.spec.target
     moved = active(md).pool
     pool = pools.get(target.pool)
     if moved is None or moved == target.pool or pool is None:
         return None
-    nodes, pods = k8s.nodes_and_pods()
+    nodes, pods = podapi.nodes_and_pods()
     others = [
         p
         for p in pods
@@ -45,7 +45,7 @@ def preferred_has_room(md: ModelDeployment, pools: dict[str, PoolProfile]) -> bo
     ]
     free = free_per_node(nodes, others, {**pool.node_selector, **target.node_selector})
     needed = md.spec.autoscaling.min_replicas if md.spec.autoscaling else md.spec.replicas
-    return replicas_that_fit(free, effective_resources(md.spec, pool)["requests"]) >= needed
+    return replicas_that_fit(free, override.pod_resources(md, pool)["requests"]) >= needed
 
 
 def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
@@ -54,7 +54,7 @@ def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
     already marked healthy (or not Ready: a rollout in progress is the
     deploy path's, and writing status into it would only race its writes). Spares a read
     and a write per model per cycle."""
-    if faults or active(md).pool is not None or act.resized_in_place(md):
+    if faults or active(md).pool is not None or override.resized_in_place(md):
         return False
     if md.status.low_use and md.spec.remediation.resize.shrink.enabled:
         return False  # a resize down may be due (as of the monitor's previous write)
@@ -72,15 +72,15 @@ class Healer:
     def __init__(
         self,
         pools: dict[str, PoolProfile],
-        cfg: OperatorConfig,
         fleet: guardrails.FleetLimit,
+        reapply: act.Reapply,
         *,
         registry: CollectorRegistry | None = None,
         unreadable: Any = None,
     ) -> None:
         self.pools = pools
-        self.cfg = cfg
         self.fleet = fleet
+        self.reapply = reapply
         # `unreadable(key) -> int`: consecutive failed metric reads of a model (the monitor's
         # tracks); faults that stand from before a failed read are not acted on.
         self.unreadable = unreadable or (lambda _key: 0)
@@ -95,7 +95,11 @@ class Healer:
                 self.actions.labels(kind, result)
 
     def __call__(
-        self, md: ModelDeployment, faults: list[Fault], pods: Sequence[Any], at: datetime
+        self,
+        md: ModelDeployment,
+        faults: list[Fault],
+        pods: Sequence[PodFacts] | None,
+        at: datetime,
     ) -> None:
         if _idle(md, faults):
             return
@@ -107,11 +111,11 @@ class Healer:
         current = ModelDeployment.model_validate(fresh)
         healed = act.heal(
             fresh,
-            [f.wire() for f in faults],
-            None,  # heal reads the pods itself: it needs their uids and resize state
+            faults,
+            pods,  # as the monitor's cycle listed them: no second pod list
             pools=self.pools,
-            cfg=self.cfg,
             fleet=self.fleet,
+            reapply=self.reapply,
             now=at,
             monitoring_known=self.unreadable((md.namespace, md.name)) == 0,
             preferred_has_room=preferred_has_room(current, self.pools),

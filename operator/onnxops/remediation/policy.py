@@ -5,18 +5,19 @@ that would heal them, most specific first. Pure; `now` comes in. Whether an acti
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from onnxops.api import ActionKind, ModelDeployment, ModelRef
-from onnxops.pools import quantity
+from onnxops.api import ModelDeployment
+from onnxops.monitor.pods import PodFacts, parse_time
+from onnxops.override import active, model_ref
+from onnxops.pools import MIB, Resources
 from onnxops.reasons import HealReason, HealResult, KubeReason, Signal
-from onnxops.remediation.facts import Finding, PodFacts, parse_time
-from onnxops.remediation.override import active, model_ref
+from onnxops.remediation.action import LOW_USE, Action
+from onnxops.remediation.findings import Finding
+from onnxops.remediation.sizing import grown, lowered
 
-MIB = Decimal(1024 * 1024)
 # VPA's OOM bump: at least this much more memory, whatever the factor gives.
 OOM_MIN_BUMP = 100 * MIB
 # Restarting a pod fixes a sick process, not a sick model or a full node.
@@ -38,12 +39,6 @@ STARTUP_GRACE_S = 120
 # evaluation or two after its p99 does: restarting every replica is held back until the latency
 # fault has stood as long again as it took to count, so that a CPU resize gets the first word.
 LATENCY_SIGNALS = (Signal.LATENCY_P99, Signal.LATENCY_ANOMALY)
-# Right-sizing down: the reason of a resize that lowers resources after long low use
-# (`status.lowUse`, which is not a fault signal).
-LOW_USE = HealReason.LOW_USE
-# A shrink keeps this much over the peak use seen, and never goes under the floor.
-HEADROOM = Decimal("1.2")
-FLOOR = {"cpu": Decimal("0.01"), "memory": 32 * MIB}
 # Records of resizes that changed (or, in dryRun, would have changed) the resources.
 RESIZED = (
     HealResult.PENDING,
@@ -52,47 +47,6 @@ RESIZED = (
     HealResult.FAILED,
     HealResult.DRY_RUN,
 )
-DISRUPTIVE: frozenset[str] = frozenset(
-    {"restart", "rolloutRestart", "failover", "failback", "rollback"}
-)
-
-Resources = dict[str, dict[str, str]]
-RESOURCE_OF: dict[str, str] = {
-    Signal.OOM_KILLED: "memory",
-    Signal.MEMORY_UTILIZATION: "memory",
-    Signal.CPU_THROTTLING: "cpu",
-    Signal.CPU_UTILIZATION: "cpu",
-}
-
-
-@dataclass(frozen=True)
-class Action:
-    """One remedy the policy proposes."""
-
-    kind: ActionKind
-    reason: str
-    """The fault (signal) it answers."""
-    message: str
-    pods: tuple[str, ...] = ()
-    resources: Resources | None = None
-    """resize: the wanted requests/limits (before the guardrails' ceilings)."""
-    pool: str | None = None
-    model: ModelRef | None = None
-
-    @property
-    def disruptive(self) -> bool:
-        """Whether serving pods go away (a resize in place does not)."""
-        return self.kind in DISRUPTIVE
-
-    @property
-    def resource(self) -> str | None:
-        """resize: which resource grows (`cpu` or `memory`); None for a shrink."""
-        return RESOURCE_OF.get(self.reason) if self.kind == "resize" else None
-
-    @property
-    def shrinks(self) -> bool:
-        """A resize down after long low use (it may lower both resources)."""
-        return self.kind == "resize" and self.reason == LOW_USE
 
 
 @dataclass(frozen=True)
@@ -109,53 +63,12 @@ class Situation:
     """Whether the spec's own pool could hold the model again (None: not known)."""
 
 
-def _format(name: str, value: Decimal) -> str:
-    if name == "memory":
-        return f"{math.ceil(value / MIB)}Mi"
-    return f"{math.ceil(value * 1000)}m"
-
-
-def grown(
-    resources: Resources, name: str, factor: float, *, minimum: Decimal = Decimal(0)
-) -> Resources:
-    """Requests and limits of one resource multiplied by `factor` (at least `minimum` more)."""
-    out = {part: dict(values) for part, values in resources.items()}
-    for part in ("requests", "limits"):
-        current = out.get(part, {}).get(name)
-        if current is None:
-            continue
-        value = quantity(current)
-        out.setdefault(part, {})[name] = _format(
-            name, max(value * Decimal(str(factor)), value + minimum)
-        )
-    return out
-
-
-def lowered(resources: Resources, name: str, factor: float, *, peak: Decimal) -> Resources:
-    """Requests and limits of one resource divided by `factor`, but never below the peak use
-    plus headroom, nor the floor, nor a request above its limit; never raised."""
-    keep = max(peak * HEADROOM, FLOOR[name])
-    out = {part: dict(values) for part, values in resources.items()}
-    new_request = None
-    for part in ("requests", "limits"):
-        current = out.get(part, {}).get(name)
-        if current is None:
-            continue
-        value = quantity(current)
-        wanted = max(value / Decimal(str(factor)), keep, new_request or Decimal(0))
-        if wanted < value:
-            out[part][name] = _format(name, wanted)
-        if part == "requests":
-            new_request = quantity(out[part][name])
-    return out
-
-
 def _by_signal(findings: list[Finding]) -> dict[str, Finding]:
     return {f.signal: f for f in findings}
 
 
 def _memory(s: Situation, faults: dict[str, Finding]) -> Action | None:
-    oom_pods = tuple(p.name for p in s.pods if p.last_terminated == KubeReason.OOM_KILLED)
+    oom_pods = tuple(p.name for p in s.pods if p.last_termination == KubeReason.OOM_KILLED)
     cause = faults.get(Signal.OOM_KILLED) or faults.get(Signal.MEMORY_UTILIZATION)
     if cause is None and Signal.CRASH_LOOP in faults and oom_pods:
         cause = faults[Signal.CRASH_LOOP]  # crash-looping because it runs out of memory
@@ -363,25 +276,6 @@ def _warnings(s: Situation, faults: dict[str, Finding], acted: set[str]) -> list
             )
         )
     return out
-
-
-def resize_fallback(md: ModelDeployment, pods: list[PodFacts], now: datetime) -> str | None:
-    """Why an in-place resize in flight should be rolled out instead; None: keep waiting.
-
-    The kubelet refuses for good (`Infeasible`: the node could never fit it; `Error`), or
-    defers it while the node lacks room, which may last: after `resize.deferredSeconds` a
-    rollout takes the new resources to a node with room (VPA's InPlaceOrRecreate)."""
-    bound = md.spec.remediation.resize.deferred_seconds
-    for pod in pods:
-        if pod.deleting:
-            continue
-        waited = (now - pod.resize_since).total_seconds() if pod.resize_since else None
-        stuck = pod.resize == KubeReason.RESIZE_DEFERRED and waited is not None and waited >= bound
-        if pod.resize in (KubeReason.RESIZE_INFEASIBLE, KubeReason.RESIZE_ERROR) or stuck:
-            return f"resize {pod.resize} on {pod.name}" + (
-                f" for over {bound}s" if pod.resize == KubeReason.RESIZE_DEFERRED else ""
-            )
-    return None
 
 
 def decide(s: Situation) -> list[Action]:

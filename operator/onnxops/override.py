@@ -1,9 +1,10 @@
-"""The remediation override: desired state that remediation chose, kept in
-`status.override` and applied over the spec before the child builders run.
+"""Desired state: the spec, the pool's defaults and remediation's override (`status.override`),
+through one door. Every reader of "what the pods should run" comes here: the child builders
+(through `reconcile`), status, and heal's policy, failback room and in-place resize.
 
-Remediation never edits a child directly (drift restoration would revert it); it changes the
-desired state instead. Each part of the override remembers the spec value it replaced, so a
-spec change (say, from GitOps) ends that part. Pure.
+Remediation never edits a child directly (drift restoration would revert it); it records an
+override instead, and this module applies it over the spec. Each part of the override
+remembers the spec value it replaced, so a spec change (say, from GitOps) ends that part. Pure.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from onnxops.api import (
     Override,
     ResourceRequirements,
 )
+from onnxops.pools import PoolProfile, Resources, effective_resources
 
 RESTARTED_AT = "onnxops.io/restartedAt"
 RESTART_REQUESTED = "onnxops.io/restart-requested-at"
@@ -46,6 +48,12 @@ def _allowed_pools(spec: ModelDeploymentSpec) -> set[str]:
     return {p for p in (target.pool, target.fallback_pool) if p and p != "auto"}
 
 
+def resized_in_place(md: ModelDeployment) -> bool:
+    """Whether resources resized in place stand for this generation (kept off the template)."""
+    ov = active(md)
+    return ov.resources is not None and ov.in_place_generation == md.metadata.get("generation")
+
+
 def rolled_back(md: ModelDeployment) -> tuple[ModelRef, ModelRef] | None:
     """(served, replaced) when a rollback stands; also for a spec the override was already
     applied to (`applied`), where the spec names the served model."""
@@ -57,15 +65,17 @@ def rolled_back(md: ModelDeployment) -> tuple[ModelRef, ModelRef] | None:
     return found.model, found.model_replaces
 
 
-def applied(md: ModelDeployment) -> ModelDeployment:
-    """The ModelDeployment as the builders should see it: the spec with the override applied.
+def desired(md: ModelDeployment, *, serving: bool) -> ModelDeployment:
+    """The ModelDeployment with the override applied over its spec: the one door.
 
-    Resources resized in place at this very generation stay out of the template: changing
-    the template would roll every pod, undoing the point of resizing in place. The next
-    rollout the spec causes (a new generation) carries them."""
+    `serving=False`: as the pod template takes it (what the builders see). Resources resized
+    in place at this very generation stay out of the template: changing the template would
+    roll every pod, undoing the point of resizing in place; the next rollout the spec causes
+    (a new generation) carries them. `serving=True`: as the pods serve it now, those
+    resources included (what the next resize starts from, and what a failback must fit)."""
     ov = active(md)
     spec = md.spec.model_copy(deep=True)
-    if ov.resources is not None and ov.in_place_generation != md.metadata.get("generation"):
+    if ov.resources is not None and (serving or not resized_in_place(md)):
         spec.resources = ResourceRequirements.model_validate(ov.resources.wire())
     if ov.model is not None:
         # Variants belong to the model being replaced; the rolled-back file is served as is.
@@ -83,16 +93,21 @@ def applied(md: ModelDeployment) -> ModelDeployment:
     return md.model_copy(update={"spec": spec})
 
 
+def applied(md: ModelDeployment) -> ModelDeployment:
+    """`desired` as the pod template takes it: what `reconcile` hands the builders."""
+    return desired(md, serving=False)
+
+
 def serving(md: ModelDeployment) -> ModelDeploymentSpec:
-    """The spec as the pods serve it now: `applied`, with resources resized in place too (the
-    template takes them only at the next rollout, but the pods hold them already). What the
-    next resize starts from: from the template's values, a second resize in place would only
-    repeat the first."""
-    spec = applied(md).spec
-    ov = active(md)
-    if ov.resources is not None:
-        spec.resources = ResourceRequirements.model_validate(ov.resources.wire())
-    return spec
+    """The spec as the pods serve it now (`desired` with resources resized in place)."""
+    return desired(md, serving=True).spec
+
+
+def pod_resources(md: ModelDeployment, pool: PoolProfile) -> Resources:
+    """The serving container's requests and limits as the pods run them now: spec, pool
+    defaults and override. What heal's policy grows or shrinks from, what an in-place
+    resize writes to each pod, and what a failback must find room for."""
+    return effective_resources(serving(md), pool)
 
 
 def template_annotations(md: ModelDeployment) -> dict[str, str]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from heal_kit import md
-from onnxops import build, status
+from onnxops import build, override, status
 from onnxops.api import ModelDeployment
+from onnxops.override import RESTARTED_AT, active, applied
 from onnxops.pools import default_pools
-from onnxops.remediation import override
-from onnxops.remediation.override import RESTARTED_AT, active, applied
 
 EDGE, CLOUD = default_pools()["edge"], default_pools()["cloud"]
 IMAGE = "img"
@@ -78,9 +77,10 @@ def test_failover_pool_replaces_the_target() -> None:
 
 def test_a_rollout_restart_stamps_the_pod_template() -> None:
     m = md(status={"override": {"restartedAt": "2026-11-29T12:00:00Z"}})
-    annotations = build.build_deployment(applied(m), EDGE, image=IMAGE)["spec"]["template"][
-        "metadata"
-    ]["annotations"]
+    stamp = override.template_annotations(m)
+    annotations = build.build_deployment(applied(m), EDGE, image=IMAGE, annotations=stamp)["spec"][
+        "template"
+    ]["metadata"]["annotations"]
     assert annotations[RESTARTED_AT] == "2026-11-29T12:00:00Z"
     plain = build.build_deployment(md(), EDGE, image=IMAGE)["spec"]["template"]["metadata"]
     assert RESTARTED_AT not in plain["annotations"]

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from devcluster import controlplane, processes
 from devcluster import prometheus as prom
-from devcluster.container import loopback_of
 from devcluster.podenv import EnvError, container_env, quantity
 from devcluster.podrunner import PodRunner, ServingProcess, target_labels, wants_process
+from devcluster.servingpod import loopback_of
 from devcluster.termlog import TerminationLog
 from factories import doubler_model
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 from devcluster import processes, s3store
-from devcluster.container import loopback_of
+from devcluster.servingpod import loopback_of
 from operator_kit import Kube, Operator, model_deployment
 
 pytestmark = pytest.mark.cluster

@@ -20,7 +20,7 @@ from devcluster.podenv import EnvError, container_env, quantity
 from devcluster.podrunner import PodRunner, ServingProcess, target_labels, wants_process
 from devcluster.servingpod import loopback_of
 from devcluster.termlog import TerminationLog
-from factories import doubler_model
+from support.factories import doubler_model
 
 FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"

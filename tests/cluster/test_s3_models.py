@@ -19,7 +19,8 @@ import pytest
 import yaml
 from devcluster import processes, s3store
 from devcluster.servingpod import loopback_of
-from operator_kit import Kube, Operator, model_deployment
+from support.deployments import model_deployment
+from support.operator_kit import Kube, Operator
 
 pytestmark = pytest.mark.cluster
 

@@ -9,21 +9,16 @@ kernel also kills it if the test process dies (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import signal
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack" / "devcluster"))
-
-from devcluster import controlplane  # noqa: E402
-from devcluster import prometheus as prom  # noqa: E402
-from devcluster.binaries import BinariesMissing, require  # noqa: E402
-from devcluster.podrunner import PodRunner  # noqa: E402
+from devcluster import controlplane
+from devcluster import prometheus as prom
+from devcluster.binaries import BinariesMissing, require
+from devcluster.podrunner import PodRunner
 
 MakePodRunner = Callable[..., PodRunner]
 

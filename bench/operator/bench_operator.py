@@ -27,12 +27,14 @@ import psutil
 from kubernetes import client, config, watch
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
+for extra in ("hack/devcluster", "tests"):  # the devcluster tool and tests/support
+    sys.path.insert(0, str(ROOT / extra))
 
 from devcluster import controlplane  # noqa: E402
 from devcluster.nodes import default_pools  # noqa: E402
 from devcluster.podrunner import PodRunner  # noqa: E402
 from devcluster.prometheus import ScrapeTargets  # noqa: E402
+from support.deployments import model_deployment  # noqa: E402
 
 # Small requests: 2 x burst + latency pods must fit the edge pool (3 x 2 CPU / 2Gi).
 SMALL = {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}
@@ -85,19 +87,8 @@ UNSERVED_IMAGE = "localhost/bench-kwok-only-unserved:1"
 
 
 def model(name: str, pool: str, kwok_only: bool = False) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model": {"uri": f"https://models.example.com/{name}/model.onnx", "version": "1"},
-        "target": {"pool": pool},
-        "resources": SMALL,
-    }
-    if kwok_only:
-        spec["serving"] = {"image": UNSERVED_IMAGE}
-    return {
-        "apiVersion": "onnxops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    serving = {"serving": {"image": UNSERVED_IMAGE}} if kwok_only else {}
+    return model_deployment(name, target={"pool": pool}, resources=SMALL, **serving)
 
 
 def nodes_for(pods_per_pool: int, at_least: int) -> int:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from devcluster import controlplane, processes  # noqa: E402
-from factories import doubler_model  # noqa: E402
+from support.factories import doubler_model  # noqa: E402
 
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
 FAKE = [sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.py")]

@@ -29,11 +29,13 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack" / "devcluster"))
+for extra in ("hack/devcluster", "tests"):  # the devcluster tool and tests/support
+    sys.path.insert(0, str(ROOT / extra))
 
 from devcluster import controlplane  # noqa: E402
 from devcluster import prometheus as prom  # noqa: E402
 from devcluster.binaries import require  # noqa: E402
+from support.deployments import model_deployment  # noqa: E402
 
 LE = ("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "+Inf")
 STEP_S, SPAN_S = 15, 600
@@ -83,12 +85,9 @@ def openmetrics(namespace: str, n: int, end: int) -> str:
 
 def models(namespace: str, n: int) -> dict[str, Any]:
     items = [
-        {
-            "apiVersion": "onnxops.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": f"m{i}", "namespace": namespace},
-            "spec": {"model": {"uri": f"https://models.example.com/m{i}.onnx"}},
-        }
+        model_deployment(
+            f"m{i}", namespace=namespace, model={"uri": f"https://models.example.com/m{i}.onnx"}
+        )
         for i in range(n)
     ]
     return {"apiVersion": "v1", "kind": "List", "items": items}

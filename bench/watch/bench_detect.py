@@ -22,32 +22,29 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-for extra in ("hack/devcluster", "tests/cluster", "tests/serving", "tests/loop"):
+for extra in ("hack/devcluster", "tests"):  # the devcluster tool and tests/support
     sys.path.insert(0, str(ROOT / extra))
 
 from devcluster import controlplane, processes  # noqa: E402
 from devcluster import prometheus as prom  # noqa: E402
 from devcluster.binaries import require  # noqa: E402
 from devcluster.podrunner import PodRunner  # noqa: E402
-from faults import Load  # noqa: E402
-from operator_kit import Kube, Operator, wait_for  # noqa: E402
-from serving_harness import build_models  # noqa: E402
+from support.deployments import model_deployment  # noqa: E402
+from support.operator_kit import Kube, Operator, wait_for  # noqa: E402
+from support.serving_harness import build_models  # noqa: E402
+from support.traffic import Load  # noqa: E402
 
 LABEL = "onnxops_io_model_deployment"
 MONITORING = {"intervalSeconds": 5, "failureThreshold": 2, "anomaly": {"enabled": False}}
 
 
 def _md(name: str, uri: str, model_name: str, **thresholds: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "onnxops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": uri, "name": model_name},
-            "target": {"pool": "cloud"},
-            "monitoring": {**MONITORING, "thresholds": thresholds},
-        },
-    }
+    return model_deployment(
+        name,
+        model={"uri": uri, "name": model_name},
+        target={"pool": "cloud"},
+        monitoring={**MONITORING, "thresholds": thresholds},
+    )
 
 
 def _visible(server: prom.Prometheus, query: str) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from operator_kit import FAKE_SERVING, ROOT, Kube, Operator, serving_kubelet
+from support.operator_kit import FAKE_SERVING, ROOT, Kube, Operator, serving_kubelet
 
 
 @pytest.fixture(scope="session")

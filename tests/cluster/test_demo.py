@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from operator_kit import ROOT, processes_naming
+from support.operator_kit import ROOT, processes_naming
 
 pytestmark = pytest.mark.cluster
 

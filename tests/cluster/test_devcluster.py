@@ -19,7 +19,7 @@ from devcluster import controlplane, processes
 from devcluster import prometheus as prom
 from devcluster.apiclient import ApiClient
 from devcluster.nodes import default_pools
-from operator_kit import processes_naming
+from support.operator_kit import processes_naming
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
@@ -343,11 +343,13 @@ def test_sigterm_to_pytest_still_runs_fixture_finalizers(tmp_path: Path) -> None
     started, mark = tmp_path / "started", tmp_path / "finalized"
     test_file = tmp_path / "test_slow.py"
     test_file.write_text(SLOW_TEST.format(started=str(started), mark=str(mark)))
-    # Our conftest as a plugin (the file lies outside tests/), no ini file, no cache.
+    # Our conftest as a plugin (the file lies outside tests/), no ini file, no cache: so the
+    # path pyproject's `pythonpath` gives every suite is given here.
     options = ["-q", "-p", "no:cacheprovider", "-p", "conftest", "-c", "/dev/null"]
+    path = os.pathsep.join(str(REPO / d) for d in ("tests", "hack/devcluster"))
     inner = subprocess.Popen(
         [sys.executable, "-m", "pytest", *options, f"--rootdir={tmp_path}", str(test_file)],
-        env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
+        env={**os.environ, "PYTHONPATH": path},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

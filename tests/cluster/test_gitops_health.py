@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 import yaml
 from devcluster import processes
-from factories import doubler_model
 from onnxops.api import Fault, ModelDeployment
 from onnxops.monitor import report
-from operator_kit import ROOT, Kube, Operator, model_deployment
+from support.deployments import model_deployment
+from support.factories import doubler_model
+from support.operator_kit import ROOT, Kube, Operator
 
 pytestmark = pytest.mark.cluster
 

@@ -24,8 +24,9 @@ from devcluster import controlplane, processes
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner, ServingProcess
 from devcluster.resize import pod_requests
-from factories import doubler_model
-from operator_kit import Kube, Operator, model_deployment
+from support.deployments import model_deployment
+from support.factories import doubler_model
+from support.operator_kit import Kube, Operator
 
 pytestmark = pytest.mark.cluster
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from devcluster import processes
-from factories import ModelOrigin, doubler_model
-from operator_kit import Kube, Operator, model_deployment
+from support.deployments import model_deployment
+from support.factories import ModelOrigin, doubler_model
+from support.operator_kit import Kube, Operator
 
 pytestmark = pytest.mark.cluster
 

@@ -17,7 +17,8 @@ from kubernetes.config import kube_config
 from onnxops import k8s
 from onnxops.config import OperatorConfig
 from onnxops.monitor.cycle import Monitor
-from operator_kit import Kube, model_deployment
+from support.deployments import model_deployment
+from support.operator_kit import Kube
 
 pytestmark = pytest.mark.cluster
 

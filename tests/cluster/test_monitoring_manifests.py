@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_kit import ROOT
+from support.operator_kit import ROOT
 
 
 def test_monitoring_component_renders_over_the_base(crds: Any, tmp_path: Path) -> None:

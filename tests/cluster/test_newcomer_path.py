@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fresh_venv import create, has_module
-from operator_kit import ROOT, Kube, Operator, model_deployment, wait_for
+from support.deployments import model_deployment
+from support.fresh_venv import create, has_module
+from support.operator_kit import ROOT, Kube, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

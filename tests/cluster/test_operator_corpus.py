@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_kit import Kube, Operator, wait_for
+from support.operator_kit import Kube, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

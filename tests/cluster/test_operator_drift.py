@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from operator_kit import Kube, Operator, model_deployment, wait_for
+from support.deployments import model_deployment
+from support.operator_kit import Kube, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_kit import ROOT
+from support.operator_kit import ROOT
 
 pytestmark = pytest.mark.cluster
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from operator_kit import Kube, Operator, model_deployment, wait_for
+from support.deployments import model_deployment
+from support.operator_kit import Kube, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

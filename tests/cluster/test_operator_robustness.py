@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_kit import Kube, Operator, model_deployment, serving_kubelet, wait_for
+from support.deployments import model_deployment
+from support.operator_kit import Kube, Operator, serving_kubelet, wait_for
 
 pytestmark = pytest.mark.cluster
 

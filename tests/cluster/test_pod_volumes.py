@@ -18,7 +18,7 @@ import pytest
 from devcluster import controlplane, processes
 from devcluster.podrunner import PodRunner
 from devcluster.volumes import DATA_LINK, PodVolumes, VolumeError, atomic_write, projection
-from factories import doubler_model
+from support.factories import doubler_model
 
 FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from devcluster import controlplane, processes
 from devcluster import prometheus as prom
-from devcluster.container import loopback_of
 from devcluster.podenv import EnvError, container_env, quantity
 from devcluster.podrunner import PodRunner, ServingProcess, target_labels, wants_process
+from devcluster.servingpod import loopback_of
 from devcluster.termlog import TerminationLog
-from factories import doubler_model
+from support.factories import doubler_model
 
 FAKE_SERVING = Path(__file__).with_name("fake_serving.py")
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"

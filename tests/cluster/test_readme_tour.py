@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from operator_kit import ROOT, wait_for
+from support.operator_kit import ROOT, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -25,7 +25,8 @@ from onnxops.monitor.pods import grouped
 from onnxops.pools import default_pools
 from onnxops.remediation import act
 from onnxops.remediation.guardrails import FleetLimit
-from operator_kit import Kube, model_deployment, wait_for
+from support.deployments import model_deployment
+from support.operator_kit import Kube, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 import yaml
 from devcluster import processes, s3store
-from devcluster.container import loopback_of
-from operator_kit import Kube, Operator, model_deployment
+from devcluster.servingpod import loopback_of
+from support.deployments import model_deployment
+from support.operator_kit import Kube, Operator
 
 pytestmark = pytest.mark.cluster
 

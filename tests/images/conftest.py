@@ -4,18 +4,13 @@ by hack/images/build.sh as `make images` builds them."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from engine import Engine, Images, NoEngine, detect, image_tag
 
 # The serving tests' models (trained and exported for real) are reused here.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))  # operator_kit
-
-from serving_harness import Models, build_models
+from support.serving_harness import Models, build_models
 
 
 @pytest.fixture(scope="session")

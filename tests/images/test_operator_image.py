@@ -20,8 +20,8 @@ import httpx
 import pytest
 import yaml
 from engine import REPO, Engine, Images
-from operator_kit import serving_kubelet
-from serving_harness import free_port
+from support.operator_kit import serving_kubelet
+from support.serving_harness import free_port
 
 pytestmark = [pytest.mark.images, pytest.mark.cluster]
 

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from engine import Engine, Images
-from serving_harness import Models, free_port, metric
+from support.serving_harness import Models, free_port, metric
 
 pytestmark = pytest.mark.images
 

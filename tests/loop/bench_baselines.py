@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from devcluster.podrunner import PodRunner
-from faults import Traffic, bench_write, broken_copy, fault, healing_deployment, rows
-from operator_kit import Kube, Operator, wait_for
-from serving_harness import Models
+from support.benchrecord import bench_write
+from support.deployments import healing_deployment
+from support.faults import broken_copy
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import fault
+from support.serving_harness import Models
+from support.traffic import Traffic, rows
 
 WINDOW_S = float(os.environ.get("HEAL_BENCH_WINDOW_S", "180"))
 OFF = {"mode": "off"}

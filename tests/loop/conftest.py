@@ -4,32 +4,20 @@ operator with monitoring on, reading that Prometheus. All are stopped afterwards
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "cluster"))  # operator_kit
-sys.path.insert(0, str(HERE.parent / "serving"))  # serving_harness (test models)
-
-from devcluster import processes  # noqa: E402
-from devcluster import prometheus as prom  # noqa: E402
-from devcluster.podrunner import (  # noqa: E402
+from devcluster import processes
+from devcluster import prometheus as prom
+from devcluster.podrunner import (
     PodRunner,
     ServingProcess,
 )
-from faults import serving_ready  # noqa: E402
-from operator_kit import (  # noqa: E402
-    ROOT,
-    Kube,
-    Operator,
-    wait_for,
-)
-from serving_harness import Models, build_models  # noqa: E402
+from support.operator_kit import ROOT, Kube, Operator, wait_for
+from support.serving_harness import Models, build_models
+from support.traffic import serving_ready
 
 # Short enough that a fault shows in seconds; the rate window spans 10 scrapes (1 s apart).
 MONITOR_ENV = {

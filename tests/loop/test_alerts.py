@@ -25,8 +25,8 @@ import pytest
 import yaml
 from devcluster import alertmanager, processes
 from devcluster import prometheus as prom
-from factories import poison_model
-from serving_harness import running
+from support.factories import poison_model
+from support.serving_harness import running
 
 pytestmark = pytest.mark.loop
 

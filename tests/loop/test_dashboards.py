@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from devcluster import prometheus as prom
-from faults import model_deployment
-from operator_kit import ROOT, Kube, Operator, wait_for
-from serving_harness import Models
+from support.deployments import watched_deployment
+from support.operator_kit import ROOT, Kube, Operator, wait_for
+from support.serving_harness import Models
 
 pytestmark = pytest.mark.loop
 
@@ -59,7 +59,7 @@ def test_every_panel_query_returns_data_from_a_live_loop(
     loop_prometheus: prom.Prometheus,
     watcher: Operator,
 ) -> None:
-    body = model_deployment("dash", f"file://{loop_models.iris}", anomaly={"enabled": False})
+    body = watched_deployment("dash", f"file://{loop_models.iris}", anomaly={"enabled": False})
     body["spec"]["resources"] = {
         "requests": {"cpu": "200m", "memory": "256Mi"},
         "limits": {"cpu": "500m", "memory": "512Mi"},

@@ -12,20 +12,13 @@ from pathlib import Path
 
 import pytest
 from devcluster.podrunner import PodRunner
-from faults import (
-    Traffic,
-    bench_record,
-    broken_copy,
-    condition,
-    fault,
-    healing_deployment,
-    live_pods,
-    rows,
-    succeeded,
-    taken,
-)
-from operator_kit import Kube, Operator, wait_for
-from serving_harness import Models
+from support.benchrecord import bench_record
+from support.deployments import healing_deployment
+from support.faults import broken_copy
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import condition, fault, live_pods, succeeded, taken
+from support.serving_harness import Models
+from support.traffic import Traffic, rows
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 

@@ -22,9 +22,11 @@ import httpx
 import pytest
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner
-from faults import Traffic, condition, fault, healing_deployment, live_pods, restarts, rows, taken
-from operator_kit import Kube, Operator, wait_for
-from serving_harness import Models
+from support.deployments import healing_deployment
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import condition, fault, live_pods, restarts, taken
+from support.serving_harness import Models
+from support.traffic import Traffic, rows
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 

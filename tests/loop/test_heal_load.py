@@ -16,22 +16,14 @@ import httpx
 import pytest
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner, ServingProcess
-from faults import (
-    Load,
-    bench_record,
-    fault,
-    healing_deployment,
-    live_pods,
-    restarts,
-    rows,
-    serving_ready,
-    status_when,
-    taken,
-)
 from onnxops.monitor import queries
 from onnxops.pools import quantity
-from operator_kit import Kube, Operator, wait_for
-from serving_harness import Models
+from support.benchrecord import bench_record
+from support.deployments import healing_deployment
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import fault, live_pods, restarts, status_when, taken
+from support.serving_harness import Models
+from support.traffic import Load, rows, serving_ready
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 

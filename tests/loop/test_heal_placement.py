@@ -16,17 +16,11 @@ import httpx
 import pytest
 from devcluster.podrunner import PodRunner
 from devcluster.resize import pod_requests
-from faults import (
-    bench_record,
-    condition,
-    fault,
-    healing_deployment,
-    live_pods,
-    succeeded,
-    taken,
-)
-from operator_kit import Kube, Operator, wait_for
-from serving_harness import Models
+from support.benchrecord import bench_record
+from support.deployments import healing_deployment
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import condition, fault, live_pods, succeeded, taken
+from support.serving_harness import Models
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from devcluster.podrunner import PodRunner
-from faults import condition, model_deployment
-from operator_kit import Kube, Operator, wait_for
-from serving_harness import Models
+from support.deployments import watched_deployment
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import condition
+from support.serving_harness import Models
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
@@ -35,7 +36,7 @@ def _resizes(kube: Kube) -> list[dict[str, Any]]:
 def test_long_low_use_lowers_requests_and_limits_in_place(
     watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models
 ) -> None:
-    body = model_deployment(NAME, f"file://{loop_models.iris}", anomaly={"enabled": False})
+    body = watched_deployment(NAME, f"file://{loop_models.iris}", anomaly={"enabled": False})
     body["spec"]["model"]["name"] = "iris"
     body["spec"]["resources"] = {"requests": GENEROUS, "limits": GENEROUS}
     body["spec"]["remediation"] = {
@@ -103,7 +104,7 @@ def test_shrinks_go_on_step_by_step_from_what_the_pod_has_up_to_the_hourly_cap(
     watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models
 ) -> None:
     name = "roomier"
-    body = model_deployment(name, f"file://{loop_models.iris}", anomaly={"enabled": False})
+    body = watched_deployment(name, f"file://{loop_models.iris}", anomaly={"enabled": False})
     body["spec"]["model"]["name"] = "iris"
     body["spec"]["resources"] = {"requests": GENEROUS, "limits": GENEROUS}
     body["spec"]["remediation"] = {

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from faults import Load, fault, model_deployment, status_when
-from operator_kit import Kube
-from serving_harness import Models
+from support.deployments import watched_deployment
+from support.operator_kit import Kube
+from support.readings import fault, status_when
+from support.serving_harness import Models
+from support.traffic import Load
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
@@ -19,7 +21,7 @@ pytestmark = [pytest.mark.loop, pytest.mark.slow]
 def test_cpu_limit_under_load_is_throttling_and_latency_faults(
     deploy: Any, loop_kube: Kube, loop_models: Models
 ) -> None:
-    body = model_deployment(
+    body = watched_deployment(
         "throttled",
         f"file://{loop_models.iris}",
         thresholds={"latencyP99Ms": 50, "cpuThrottling": 0.25, "cpuUtilization": 0.9},
@@ -46,7 +48,7 @@ def test_working_set_near_the_memory_limit_is_a_memory_fault(
 ) -> None:
     # The runtime's own working set (Python, numpy, ONNX Runtime: tens of MiB) is over 30% of
     # a 128 MiB limit, which it still runs within.
-    body = model_deployment(
+    body = watched_deployment(
         "heavy", f"file://{loop_models.iris}", thresholds={"memoryUtilization": 0.3}
     )
     body["spec"]["model"]["name"] = "iris"
@@ -63,7 +65,7 @@ def test_working_set_near_the_memory_limit_is_a_memory_fault(
 def test_a_limit_too_small_to_start_in_is_an_oom_kill_fault(
     watcher: Any, loop_kube: Kube, loop_models: Models
 ) -> None:
-    body = model_deployment("starved", f"file://{loop_models.iris}")
+    body = watched_deployment("starved", f"file://{loop_models.iris}")
     body["spec"]["model"]["name"] = "iris"
     body["spec"]["resources"] = {"limits": {"memory": "40Mi"}, "requests": {"memory": "40Mi"}}
     assert loop_kube.apply(body).returncode == 0

@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from devcluster import prometheus as prom
-from faults import Load, condition, fault, model_deployment, rows, status_when
-from operator_kit import Kube, Operator, wait_for
-from serving_harness import Models
+from support.deployments import watched_deployment
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import condition, fault, status_when
+from support.serving_harness import Models
+from support.traffic import Load, rows
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
@@ -41,7 +43,7 @@ def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
     deploy: Any, loop_kube: Kube, loop_models: Models, watcher: Operator
 ) -> None:
     proc = deploy(
-        model_deployment("burst", f"file://{loop_models.poison}", anomaly={"enabled": False})
+        watched_deployment("burst", f"file://{loop_models.poison}", anomaly={"enabled": False})
     )
     payload = [rows([1.0, 0.0])]  # index 1: served; 99 makes the model fail at run time
     with Load(proc.url, "/v2/models/burst/infer", lambda: payload[0]) as load:
@@ -80,7 +82,7 @@ def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
 def test_wrong_feedback_and_skewed_inputs_are_accuracy_and_drift_faults(
     deploy: Any, loop_kube: Kube, loop_models: Models
 ) -> None:
-    body = model_deployment(
+    body = watched_deployment(
         "quality", f"file://{loop_models.iris}", thresholds={"minAccuracy": 0.9, "maxDrift": 0.25}
     )
     body["spec"]["model"]["name"] = "iris"
@@ -112,7 +114,7 @@ def test_wrong_feedback_and_skewed_inputs_are_accuracy_and_drift_faults(
 def test_prometheus_stopped_is_no_fault_but_monitoring_unavailable_until_it_returns(
     deploy: Any, loop_kube: Kube, loop_models: Models, loop_prometheus: prom.Prometheus
 ) -> None:
-    deploy(model_deployment("blind", f"file://{loop_models.poison}"))
+    deploy(watched_deployment("blind", f"file://{loop_models.poison}"))
     status_when(
         loop_kube, "blind", "MonitoringAvailable=True",
         lambda s: condition(s, "MonitoringAvailable").get("status") == "True",
@@ -160,7 +162,7 @@ def test_latency_spike_is_an_anomaly_against_history_but_not_on_a_fresh_model(
     watcher: Operator,
 ) -> None:
     anomaly = {"window": "3m", "minSamples": 10, "method": "medianMAD", "zScore": 3}
-    body = model_deployment("spiky", f"file://{loop_models.iris}", anomaly=anomaly)
+    body = watched_deployment("spiky", f"file://{loop_models.iris}", anomaly=anomaly)
     body["spec"]["model"]["name"] = "iris"
     proc = deploy(body)
     ns = loop_kube.namespace

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from serving_harness import Models, Server, build_models, running
+from support.serving_harness import Models, Server, build_models, running
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from serving_harness import Models, Server, metric
+from support.serving_harness import Models, Server, metric
 
 INFER = "/v2/models/iris/infer"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from serving_harness import Models, metric, running
+from support.serving_harness import Models, metric, running
 
 
 def _body(x: np.ndarray, rid: str | None = None) -> dict[str, object]:

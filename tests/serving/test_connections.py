@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from serving_harness import Models, Server, metric, running
+from support.serving_harness import Models, Server, metric, running
 
 BODY = json.dumps(
     {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from serving_harness import Models, Server, maybe_metric, metric, running
+from support.serving_harness import Models, Server, maybe_metric, metric, running
 
 
 def _infer_body(x: np.ndarray, **extra: object) -> dict[str, object]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_harness import Models, spawn, stop
+from support.serving_harness import Models, spawn, stop
 
 
 def _exit_message(tmp: Path, **settings: str) -> tuple[int, str]:

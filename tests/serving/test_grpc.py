@@ -18,7 +18,7 @@ import pytest
 import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
 from onnxops_serving.proto import health_pb2
-from serving_harness import Models, Server, maybe_metric, spawn, stop
+from support.serving_harness import Models, Server, maybe_metric, spawn, stop
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_harness import REPO, Models, running
+from support.serving_harness import REPO, Models, running
 
 IMAGE = REPO / "serving-image"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fresh_venv import create, has_module
-from serving_harness import REPO, Models, running
+from support.fresh_venv import create, has_module
+from support.serving_harness import REPO, Models, running
 
 pytestmark = pytest.mark.slow
 

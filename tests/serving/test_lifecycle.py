@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from serving_harness import Models, Server, maybe_metric, spawn, stop
+from support.serving_harness import Models, Server, maybe_metric, spawn, stop
 
 
 def _post_slow(server: Server, models: Models) -> Future[httpx.Response]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from serving_harness import Models, Server, maybe_metric, metric, running
+from support.serving_harness import Models, Server, maybe_metric, metric, running
 
 IRIS = {"model": "iris", "version": "3"}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from devcluster import s3store
-from serving_harness import Models, Server, spawn, stop
+from support.serving_harness import Models, Server, spawn, stop
 
 
 @pytest.fixture(scope="module")

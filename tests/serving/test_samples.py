@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from serving_harness import REPO, running
+from support.serving_harness import REPO, running
 
 SAMPLES = REPO / "manifests" / "samples"
 

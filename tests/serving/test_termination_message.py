@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from factories import ModelOrigin
-from serving_harness import REPO, Models, _env, free_port, spawn, stop
+from support.factories import ModelOrigin
+from support.serving_harness import REPO, Models, _env, free_port, spawn, stop
 
 
 def _termination(tmp: Path, **settings: str) -> tuple[int, str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from serving_harness import Models, Server
+from support.serving_harness import Models, Server
 from tritonclient.utils import InferenceServerException
 
 

@@ -8,7 +8,7 @@ import json
 import httpx
 import psutil
 import pytest
-from serving_harness import Server, metric
+from support.serving_harness import Server, metric
 from test_bad_input import CORPUS
 from wire_corpus import CASES, Case, answers, exchange
 

@@ -8,6 +8,7 @@ import pytest
 from onnxops import build
 from onnxops.api import ModelDeployment
 from onnxops.pools import default_pools
+from support.deployments import model_deployment
 
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
 CLOUD, EDGE = default_pools()["cloud"], default_pools()["edge"]
@@ -15,15 +16,12 @@ SHA = "a" * 64
 
 
 def md(**spec: Any) -> ModelDeployment:
-    body = {
-        "apiVersion": "onnxops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 3},
-        "spec": {
-            "model": {"uri": "https://h/iris/model.onnx", "sha256": SHA, "version": "3"},
-            **spec,
-        },
-    }
+    body = model_deployment(
+        "iris",
+        namespace="ml",
+        metadata={"uid": "u-1", "generation": 3},
+        **{"model": {"uri": "https://h/iris/model.onnx", "sha256": SHA, "version": "3"}, **spec},
+    )
     return ModelDeployment.model_validate(body)
 
 

@@ -16,22 +16,21 @@ from onnxops.api import Fault, ModelDeployment
 from onnxops.config import OperatorConfig
 from onnxops.monitor.cycle import Monitor
 from onnxops.monitor.signals import Observations
+from support.deployments import model_deployment
 
 NOW = 1_800_000_000.0
 SKIPPED = "onnxops_operator_monitor_cycles_skipped_total"
 
 
 def _body(i: int, interval: int = 30) -> dict[str, Any]:
-    return {
-        "apiVersion": "onnxops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"namespace": "ml", "name": f"m{i}", "resourceVersion": "1", "generation": 1},
-        "spec": {
-            "model": {"uri": f"https://h/m{i}.onnx"},
-            "monitoring": {"intervalSeconds": interval},
-        },
-        "status": {"phase": "Ready", "observedGeneration": 1},
-    }
+    return model_deployment(
+        f"m{i}",
+        namespace="ml",
+        metadata={"resourceVersion": "1", "generation": 1},
+        status={"phase": "Ready", "observedGeneration": 1},
+        model={"uri": f"https://h/m{i}.onnx"},
+        monitoring={"intervalSeconds": interval},
+    )
 
 
 def _settled(n: int) -> list[dict[str, Any]]:

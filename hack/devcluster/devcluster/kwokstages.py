@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .container import CONTAINER, IMAGE_MARKER
+from .servingpod import CONTAINER, IMAGE_MARKER
 
 # A jq query (KWOK evaluates selector keys with gojq): the serving container's name, if any.
 NOT_A_SERVING_POD = (

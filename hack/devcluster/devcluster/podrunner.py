@@ -18,15 +18,21 @@ does what the kubelet (v1.36) does for it:
 - container metrics with cAdvisor's names on one ``/metrics/cadvisor`` endpoint (`cadvisor.py`)
   and each serving process, registered as Prometheus file_sd targets.
 
-Container ports are mapped to free local ports (``ONNXOPS_PORT``, and ``ONNXOPS_GRPC_PORT`` for
-a port named ``grpc``); probes use the mapping. One sync thread owns the processes
+Each pod's worker is a `container.ServingProcess`; it reaches the runner only through the
+`podhost.PodHost` protocol and the runner's frozen `podhost.RunnerSettings` (so neither module
+imports the other), and keeps each of its concerns in a module of its own: launch and
+environment (`launch.py`), probes (`readiness.py`), back-off (`restarts.py`), in-place resize
+(`resizing.py`), status (`podreport.py`), which pods are ours (`servingpod.py`).
+
+Each pod listens on a loopback address of its own with its container ports
+(`servingpod.loopback_of`; ``ONNXOPS_PORT``, and ``ONNXOPS_GRPC_PORT`` for a port named
+``grpc``); probes use it. One sync thread owns the processes
 (PR_SET_PDEATHSIG is tied to the thread that forks); a watch thread feeds it pods; probes run
 on a small thread pool so a hung process never stalls the others.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import queue
@@ -35,16 +41,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from . import cgroups
 from .apiclient import ApiClient
 from .cadvisor import PATH as CADVISOR_PATH
 from .cadvisor import ContainerSample, MetricsServer
-from .container import ServingProcess, default_command, target_labels, wants_process
+from .container import ServingProcess
 from .events import EventRecorder
+from .launch import default_command
+from .podhost import RunnerSettings
 from .probes import Prober, http_get
 from .prometheus import ScrapeTargets
+from .servingpod import target_labels, wants_process
 
 log = logging.getLogger("devcluster.podrunner")
 
@@ -58,6 +68,7 @@ BACKOFF_MAX_S = float(os.environ.get("DEVCLUSTER_BACKOFF_MAX_S", "60"))
 
 __all__ = [
     "PodRunner",
+    "RunnerSettings",
     "ServingProcess",
     "default_command",
     "run_forever",
@@ -67,7 +78,8 @@ __all__ = [
 
 
 class PodRunner:
-    """Watches pods and runs the serving pods bound to the devcluster's nodes."""
+    """Watches pods and runs the serving pods bound to the devcluster's nodes; each pod's
+    worker (`ServingProcess`) reaches it through `podhost.PodHost`, which this implements."""
 
     def __init__(
         self,
@@ -85,23 +97,24 @@ class PodRunner:
     ) -> None:
         self.api = api
         self.targets = targets
-        self.log_dir = log_dir
-        # Each pod's emptyDirs and configMap/secret projections, under its uid (`volumes.py`).
-        self.volumes_dir = volumes_dir or log_dir.parent / "volumes"
-        self.command = list(command) if command else default_command()
-        self.extra_env = dict(extra_env or {})
-        self.tie_to_parent = tie_to_parent
-        self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self.namespace = namespace
-        self.mode = cgroups.detect()
+        self.settings = RunnerSettings(
+            command=tuple(command) if command else tuple(default_command()),
+            log_dir=log_dir,
+            # Each pod's emptyDirs and configMap/secret projections, under its uid (`volumes.py`).
+            volumes_dir=volumes_dir or log_dir.parent / "volumes",
+            mode=cgroups.detect(),
+            extra_env=MappingProxyType(dict(extra_env or {})),
+            tie_to_parent=tie_to_parent,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+        )
         # One namespace (tests sharing a cluster) or all of them (the demo).
         self._pods_path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
         self._lock = threading.Lock()
         self._pods: dict[str, ServingProcess] = {}  # by pod uid
         self._inbox: queue.SimpleQueue[tuple[Mapping[str, Any], bool]] = queue.SimpleQueue()
-        self._results: queue.SimpleQueue[tuple[ServingProcess, Prober, bool, str]] = (
-            queue.SimpleQueue()
-        )
+        self._results: queue.SimpleQueue[tuple[str, Prober, bool, str]] = queue.SimpleQueue()
         self._nodes: dict[str, Mapping[str, Any]] = {}
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -109,15 +122,25 @@ class PodRunner:
         # Status and Event writes leave the sync thread: one slow API call must not delay the
         # probes and exits of every other pod (the kubelet's status manager is asynchronous too).
         self._writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="status")
-        self._writes: queue.SimpleQueue[tuple[ServingProcess, Exception | None]] = (
-            queue.SimpleQueue()
-        )
+        self._writes: queue.SimpleQueue[tuple[str, Exception | None]] = queue.SimpleQueue()
         self._writing: dict[str, dict[str, Any] | None] = {}  # uid -> next status (in flight)
         self.events = EventRecorder(api, self._writers)
         self.metrics = MetricsServer(self._samples)
         self._target_name = f"kubelet-{namespace or 'all'}-{os.getpid()}-{id(self) % 10**6}"
         self._watcher = threading.Thread(target=self._watch_loop, name="podrunner", daemon=True)
         self._syncer = threading.Thread(target=self._sync_loop, name="podrunner-sync", daemon=True)
+
+    @property
+    def mode(self) -> cgroups.Mode:
+        return self.settings.mode
+
+    @property
+    def log_dir(self) -> Path:
+        return self.settings.log_dir
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.settings.volumes_dir
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> PodRunner:
@@ -207,7 +230,7 @@ class PodRunner:
                     now = time.monotonic()
                     for proc in list(self._pods.values()):
                         try:
-                            proc.sync(self, now)
+                            proc.sync(now)
                         except Exception:
                             log.exception("syncing %s", proc.target)
                         if proc.gone:
@@ -231,54 +254,43 @@ class PodRunner:
             if known is not None:
                 known.observe(pod, deleted=deleted)
             elif not deleted and wants_process(pod):
-                self._pods[uid] = ServingProcess(pod)
+                self._pods[uid] = ServingProcess(pod, self, self.settings)
 
-    def write_status(self, proc: ServingProcess, status: dict[str, Any], *, wait: bool) -> None:
-        """PATCH the pod's status; one write in flight per pod, the newest status next.
-        ``wait``: now, in this thread (a terminal status, written before the pod is removed)."""
-        if wait:
-            error: Exception | None = None
-            try:
-                self.api.merge_patch(proc.status_path, {"status": status})
-            except Exception as exc:
-                error = exc
-            proc.status_written(error)
-            return
-        if proc.uid in self._writing:
-            self._writing[proc.uid] = status
-            return
-        self._writing[proc.uid] = None
-        self._writers.submit(self._write, proc, status)
-
-    def _write(self, proc: ServingProcess, status: dict[str, Any]) -> None:
-        error: Exception | None = None
+    def _patch_status(self, path: str, status: dict[str, Any]) -> Exception | None:
         try:
-            self.api.merge_patch(proc.status_path, {"status": status})
+            self.api.merge_patch(path, {"status": status})
         except Exception as exc:
-            error = exc
-        self._writes.put((proc, error))
+            return exc
+        return None
+
+    def _write(self, uid: str, path: str, status: dict[str, Any]) -> None:
+        self._writes.put((uid, self._patch_status(path, status)))
         self._wake.set()
 
     def _drain_writes(self) -> None:
         while True:
             try:
-                proc, error = self._writes.get_nowait()
+                uid, error = self._writes.get_nowait()
             except queue.Empty:
                 return
-            queued = self._writing.pop(proc.uid, None)
+            queued = self._writing.pop(uid, None)
+            proc = self._pods.get(uid)
+            if proc is None:
+                continue
             proc.status_written(error)
-            if queued is not None and proc.uid in self._pods and not proc.deleted:
-                self._writing[proc.uid] = None
-                self._writers.submit(self._write, proc, queued)
+            if queued is not None and not proc.deleted:
+                self._writing[uid] = None
+                self._writers.submit(self._write, uid, proc.status_path, queued)
 
     def _drain_probe_results(self) -> None:
         while True:
             try:
-                proc, prober, ok, message = self._results.get_nowait()
+                uid, prober, ok, message = self._results.get_nowait()
             except queue.Empty:
                 return
-            if proc.uid in self._pods:
-                proc.probe_result(self, prober, ok, message, time.monotonic())
+            proc = self._pods.get(uid)
+            if proc is not None:
+                proc.probe_result(prober, ok, message, time.monotonic())
 
     def _forget(self, proc: ServingProcess) -> None:
         proc.stop_now()
@@ -286,20 +298,10 @@ class PodRunner:
         self.targets.remove(proc.target)
         self._pods.pop(proc.uid, None)
 
-    # -- services for ServingProcess -----------------------------------------------------------
-    def run_probe(self, proc: ServingProcess, prober: Prober) -> None:
-        prober.in_flight = True
-
-        def work() -> None:
-            ok, message = http_get(prober.spec)
-            self._results.put((proc, prober, ok, message))
-            self._wake.set()
-
-        self._probe_pool.submit(work)
-
-    def background(self, work: Callable[[], None]) -> None:
-        """Run ``work`` off the sync thread (volume refreshes: API reads and file writes)."""
-        self._probe_pool.submit(work)
+    # -- PodHost: the services for ServingProcess (called in the sync thread) -----------------
+    def read(self, path: str) -> Mapping[str, Any] | None:
+        result: Mapping[str, Any] | None = self.api.get_or_none(path)
+        return result
 
     def node(self, name: str) -> Mapping[str, Any]:
         if name not in self._nodes:
@@ -310,19 +312,51 @@ class PodRunner:
         listing = self.api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")
         return list(listing["items"])
 
-    def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
-        plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
-        obj = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
-        if obj is None:
-            return None
-        data = obj.get("data") or {}
-        if kind == "Secret":
-            return {k: base64.b64decode(v).decode() for k, v in data.items()}
-        return dict(data)
+    def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        self.api.delete(
+            f"/api/v1/namespaces/{namespace}/pods/{name}",
+            {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+        )
 
-    def host_env(self) -> dict[str, str]:
-        # The host's own ONNXOPS_* settings must not leak into a "container".
-        return {k: v for k, v in os.environ.items() if not k.startswith("ONNXOPS_")}
+    def post_event(
+        self, pod: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        self.events.post(pod, reason, message, warning=warning)
+
+    def add_target(self, name: str, address: str, labels: Mapping[str, str]) -> None:
+        self.targets.add(name, address, labels)
+
+    def remove_target(self, name: str) -> None:
+        self.targets.remove(name)
+
+    def run_probe(self, uid: str, prober: Prober) -> None:
+        prober.in_flight = True
+
+        def work() -> None:
+            ok, message = http_get(prober.spec)
+            self._results.put((uid, prober, ok, message))
+            self._wake.set()
+
+        self._probe_pool.submit(work)
+
+    def background(self, work: Callable[[], None]) -> None:
+        """Run ``work`` off the sync thread (volume refreshes: API reads and file writes)."""
+        self._probe_pool.submit(work)
+
+    def write_status(self, uid: str, path: str, status: dict[str, Any], *, wait: bool) -> None:
+        """PATCH the pod's status; one write in flight per pod, the newest status next.
+        ``wait``: now, in this thread (a terminal status, written before the pod is removed)."""
+        if wait:
+            error = self._patch_status(path, status)
+            proc = self._pods.get(uid)
+            if proc is not None:
+                proc.status_written(error)
+            return
+        if uid in self._writing:
+            self._writing[uid] = status
+            return
+        self._writing[uid] = None
+        self._writers.submit(self._write, uid, path, status)
 
     def _samples(self) -> list[ContainerSample]:
         with self._lock:

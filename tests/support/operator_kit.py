@@ -91,17 +91,6 @@ class Kube:
         return (obj or {}).get("status", {})
 
 
-def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
-    body = {"model": {"uri": f"https://models.example.com/{name}/model.onnx", "version": "1"}}
-    body.update(spec)
-    return {
-        "apiVersion": "onnxops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": body,
-    }
-
-
 class Operator:
     """`onnxops operator` as a child process; start/kill/stop as the tests need."""
 
@@ -187,7 +176,7 @@ class Operator:
         return 0
 
 
-FAKE_SERVING = [sys.executable, str(Path(__file__).with_name("fake_serving.py"))]
+FAKE_SERVING = [sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.py")]
 
 
 @contextmanager

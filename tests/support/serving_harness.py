@@ -19,10 +19,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnx
-from factories import poison_model
 from skl2onnx import to_onnx
 from sklearn.datasets import load_iris, make_regression
 from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from support.factories import poison_model
 
 REPO = Path(__file__).resolve().parents[2]
 

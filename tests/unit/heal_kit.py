@@ -11,6 +11,7 @@ from onnxops.monitor import pods
 from onnxops.monitor.pods import PodFacts
 from onnxops.remediation.findings import Finding
 from onnxops.remediation.findings import findings as read_findings
+from support.deployments import model_deployment
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -26,16 +27,18 @@ def md(
     version: str = "2",
     generation: int = 3,
 ) -> ModelDeployment:
-    body = {
-        "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": generation},
-        "spec": {
+    body = model_deployment(
+        "iris",
+        namespace="ml",
+        metadata={"uid": "u-1", "generation": generation},
+        status={"phase": "Ready", "pool": "edge", **(status or {})},
+        **{
             "model": {"uri": f"https://h/iris/{version}/model.onnx", "version": version},
             "target": {"pool": "edge", "fallbackPool": "cloud"},
             "replicas": 3,
             **(spec or {}),
         },
-        "status": {"phase": "Ready", "pool": "edge", **(status or {})},
-    }
+    )
     return ModelDeployment.model_validate(body)
 
 

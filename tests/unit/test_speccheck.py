@@ -7,15 +7,12 @@ from typing import Any
 import pytest
 from onnxops import speccheck
 from onnxops.api import ModelDeployment
+from support.deployments import model_deployment
 
 
 def md(target: dict[str, Any]) -> ModelDeployment:
-    return ModelDeployment.model_validate(
-        {
-            "metadata": {"name": "m"},
-            "spec": {"model": {"uri": "https://h/m.onnx"}, "target": target},
-        }
-    )
+    body = model_deployment("m", model={"uri": "https://h/m.onnx"}, target=target)
+    return ModelDeployment.model_validate(body)
 
 
 @pytest.mark.parametrize(

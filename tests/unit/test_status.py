@@ -6,16 +6,18 @@ from typing import Any
 
 from onnxops import status
 from onnxops.api import ModelDeployment
+from support.deployments import model_deployment
 
 
 def md(conditions: list[dict[str, Any]] | None = None) -> ModelDeployment:
-    return ModelDeployment.model_validate(
-        {
-            "metadata": {"name": "iris", "namespace": "ml", "generation": 4},
-            "spec": {"model": {"uri": "https://h/m.onnx", "name": "iris", "version": "3"}},
-            "status": {"conditions": conditions or []},
-        }
+    body = model_deployment(
+        "iris",
+        namespace="ml",
+        metadata={"generation": 4},
+        status={"conditions": conditions or []},
+        model={"uri": "https://h/m.onnx", "name": "iris", "version": "3"},
     )
+    return ModelDeployment.model_validate(body)
 
 
 def deployment(wanted: int, ready: int, updated: int, observed: int = 2) -> dict[str, Any]:

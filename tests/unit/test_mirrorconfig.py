@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from devcluster.servingpod import POD_ADDRESS_REWRITE, loopback_of, pod_ip
 from onnxops_serving.mirror import agrees
 from onnxops_serving.mirrorconfig import parse, parse_rewrite, rewrite_host
 
@@ -18,6 +19,12 @@ def test_rewrite_applies_to_matching_prefixes_only() -> None:
     assert rewrite_host("110.0.0.1", REWRITE) == "110.0.0.1"
     # A malformed pair is skipped, the good ones kept.
     assert parse_rewrite("nonsense, 10.=127.,=x") == [("10.", "127.")]
+
+
+def test_the_pod_runners_rewrite_is_loopback_of() -> None:
+    pairs = parse_rewrite(POD_ADDRESS_REWRITE)
+    for uid in ("a", "b", "0f3c", "uid-with-dashes"):
+        assert rewrite_host(pod_ip(uid), pairs) == loopback_of(pod_ip(uid))
 
 
 def test_parse_reads_the_contract_shape() -> None:

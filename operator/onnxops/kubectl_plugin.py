@@ -203,7 +203,10 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         if phase in FINAL:
             return FINAL[phase]
         time.sleep(WATCH_PERIOD_S)
-        md = _read(namespace, name)
+        try:
+            md = _read(namespace, name)
+        except k8s.ApiUnavailable:
+            continue  # an apiserver blip (or restart) does not end a watch; Ctrl-C does
         text = format_status(md)
         if text != shown:
             out("")

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc as triton
 from skl2onnx import to_onnx
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from support.serving_harness import Models, Server, maybe_metric, metric, running
 
 SHADOW = "onnxops_shadow_requests_total"
@@ -273,3 +273,35 @@ def test_full_queue_drops_and_counts(models: Models, tmp_path: Path) -> None:
                     assert r.status_code == 200
             counts = shadow_counts(server, "8")
             assert counts == {"agree": 0, "disagree": 0, "error": 0, "dropped": 8}
+
+
+def test_regression_agrees_within_the_tolerance(models: Models, tmp_path: Path) -> None:
+    # A candidate whose every prediction is the stable's + 1.0: outside 0.5, inside 2.0.
+    shifted = LinearRegression().fit(models.reg_x, models.reg_pred + 1.0)
+    onx = to_onnx(shifted, models.reg_x[:1], target_opset=17)
+    (tmp_path / "shifted.onnx").write_bytes(onx.SerializeToString())
+    config = tmp_path / "mirror.json"
+    with (
+        running(
+            tmp_path / "cand", model_uri=str(tmp_path / "shifted.onnx"), model_name="reg",
+            model_version="2",
+        ) as cand,
+        running(
+            tmp_path / "stable", model_uri=str(models.regressor), mirror_config=str(config),
+            log_level="info",
+        ) as stable,
+    ):  # fmt: skip
+        sample = models.reg_x[:10].tolist()
+        for tolerance, outcome in ((0.5, "disagree"), (2.0, "agree")):
+            doc = {
+                "percent": 100,
+                "targets": [f"127.0.0.1:{cand.port}"],
+                "candidateVersion": f"tol{tolerance}",
+                "tolerance": tolerance,
+            }
+            reload(stable, config, doc)
+            with httpx.Client(base_url=stable.url) as client:
+                for row in sample:
+                    assert client.post("/predict", json={"features": [row]}).status_code == 200
+            counts = settled(stable, f"tol{tolerance}", 10)
+            assert counts[outcome] == 10 and sum(counts.values()) == 10

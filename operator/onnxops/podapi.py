@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any, Literal
 
+from onnxops import supply
 from onnxops.k8s import ApiError, request
 
 # Node and pod lists feed the pool choice; a short cache keeps a burst of reconciles
@@ -20,8 +21,12 @@ _supply_lock = threading.Lock()
 
 
 def nodes_and_pods() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All nodes, and all pods bound to a node that are not finished."""
+    """All nodes, and all pods bound to a node that are not finished: from the supply
+    informers (`supply.py`) while they are in sync, else listed (at most every 2 s)."""
     global _supply_cache
+    watched = supply.snapshot()
+    if watched is not None:
+        return watched
     with _supply_lock:
         cached = _supply_cache
         if cached and time.monotonic() - cached[0] < _SUPPLY_TTL_S:

@@ -22,6 +22,7 @@ from typing import Any
 import urllib3
 
 from onnxops import k8s
+from onnxops.reasons import KubeCondition
 
 log = logging.getLogger("onnxops.supply")
 
@@ -33,7 +34,7 @@ Slim = Callable[[dict[str, Any]], dict[str, Any]]
 
 def slim_node(node: dict[str, Any]) -> dict[str, Any]:
     meta, spec, st = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
-    ready = [c for c in st.get("conditions") or [] if c.get("type") == "Ready"]
+    ready = [c for c in st.get("conditions") or [] if c.get("type") == KubeCondition.READY]
     return {
         "metadata": {"name": meta.get("name", ""), "labels": meta.get("labels") or {}},
         "spec": {"unschedulable": spec.get("unschedulable", False), "taints": spec.get("taints")},

@@ -52,6 +52,16 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     return list(answer.get("items", []))
 
 
+def pod_events(namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The Events about one pod (what the scheduler and a cluster autoscaler said of it)."""
+    answer = request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query=[("fieldSelector", f"involvedObject.uid={uid}"), ("resourceVersion", "0")],
+    )
+    return list(answer.get("items", []))
+
+
 def evict(
     namespace: str, name: str, uid: str | None = None
 ) -> Literal["evicted", "gone", "blocked"]:

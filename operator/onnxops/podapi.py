@@ -87,6 +87,16 @@ def evict(
     return "evicted"
 
 
+def annotate_pod(namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+    """Set (or, with None, remove) annotations of one pod (a JSON merge patch)."""
+    request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{name}",
+        body={"metadata": {"annotations": annotations}},
+        content_type="application/merge-patch+json",
+    )
+
+
 def resize_pod(
     namespace: str, name: str, container: str, resources: dict[str, dict[str, str]]
 ) -> dict[str, Any]:

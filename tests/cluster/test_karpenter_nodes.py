@@ -117,10 +117,16 @@ def test_a_pod_without_room_gets_a_new_edge_node_and_is_served_there(
     wait_for(ready, "the pod Ready on the new node", timeout_s=60)
     proc = runner.serving()[f"{ns}.model"]
     assert httpx.get(f"{proc.url}/v2/health/ready", timeout=5).status_code == 200
-    kwok_ready = [
-        c for c in node["status"].get("conditions") or [] if c["type"] == "Ready"
-    ] or devcluster.kubectl_json("get", "node", node_name)["status"]["conditions"]
-    assert any(c["type"] == "Ready" and c["status"] == "True" for c in kwok_ready)
+    conditions = devcluster.kubectl_json("get", "node", node_name)["status"]["conditions"]
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)  # KWOK's
+    name = claims[0]["metadata"]["name"]
+
+    def initialized() -> bool:
+        claim = devcluster.kubectl_json("get", "nodeclaims.karpenter.sh", name)
+        found = claim["status"].get("conditions") or []
+        return any(c["type"] == "Initialized" and c["status"] == "True" for c in found)
+
+    wait_for(initialized, f"nodeclaim {name} Initialized (Karpenter saw the node join)", 60)
 
 
 def test_a_nodepool_at_its_limit_adds_no_node(

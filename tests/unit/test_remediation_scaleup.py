@@ -170,4 +170,6 @@ def test_scale_up_grace_defaults_to_600_and_is_bounded() -> None:
     assert ModelDeploymentSpec.model_validate(base).remediation.scale_up_grace_seconds == 600
     for bad in (-1, 86401, "soon"):
         with pytest.raises(ValidationError):
-            ModelDeploymentSpec.model_validate({**base, "remediation": {"scaleUpGraceSeconds": bad}})
+            ModelDeploymentSpec.model_validate(
+                {**base, "remediation": {"scaleUpGraceSeconds": bad}}
+            )

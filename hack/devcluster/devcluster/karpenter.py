@@ -195,6 +195,15 @@ def set_limit(cluster: Cluster, pool: NodePool, nodes: int) -> None:
     cluster.run_kubectl("patch", f"nodepool/{pool.name}", "--type=merge", "-p", json.dumps(patch))
 
 
+def set_registration_delay(cluster: Cluster, seconds: int) -> None:
+    """How long a launched node takes to appear (KWOKNodeClass nodeRegistrationDelay): a real
+    instance boots for a minute or more, the provider's default is at once."""
+    patch = {"spec": {"nodeRegistrationDelay": f"{seconds}s"}}
+    cluster.run_kubectl(
+        "patch", f"kwoknodeclass/{NODE_CLASS}", "--type=merge", "-p", json.dumps(patch)
+    )
+
+
 def start(
     cluster: Cluster,
     pools: Sequence[NodePool],

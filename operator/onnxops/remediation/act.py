@@ -112,6 +112,7 @@ def heal(
     cycle.write()  # the intent, before anything changes
     for record in pending:
         acting.execute(record, known)
+    acting.keep_hints(known)
     cycle.write()
     return Healed(cycle.events, verdicts, cycle.outcomes)
 
@@ -207,6 +208,17 @@ class _Acting:
                 )
                 self.cycle.events.append(("Normal", Reason.RESIZE_APPLIED, why))
 
+    def keep_hints(self, pods: list[PodFacts]) -> None:
+        """Disruption hints (`karpenter.sh/do-not-disrupt`, `safe-to-evict: "false"`) on the
+        live pods exactly while an in-place resize is in flight (its record Pending or
+        InProgress); removed from every pod otherwise, so a pod is evictable (the PDB guards
+        availability) and a node can be consolidated whenever nothing is mid-change."""
+        resizing = any(
+            r.action == "resize" and r.result in guardrails.IN_FLIGHT
+            for r in self.md.status.remediations
+        )
+        inplace.hint(self.md.namespace, pods, on=resizing)
+
     def execute(self, record: RemediationRecord, pods: list[PodFacts]) -> None:
         """Carry out a recorded action; safe to repeat (its override is already in status)."""
         try:
@@ -251,6 +263,9 @@ class _Acting:
         if ov.in_place_generation is None:
             self._reapply(record, "rolled out with the new resources")
             return
+        # Hinted before the resize is sent: an autoscaler's consolidation must not evict a pod
+        # in the middle of it (the resize would be lost with the pod, and retried on a new one).
+        inplace.hint(self.md.namespace, pods, on=True)
         refused = inplace.resize_pods(self.md.namespace, pods, self._wanted())
         if refused:
             why = "; ".join(f"{name}: {message}" for name, message in refused)

@@ -103,8 +103,8 @@ class Healer:
         pods: Sequence[PodFacts] | None,
         at: datetime,
     ) -> None:
-        if _idle(md, faults):
-            return
+        if _idle(md, faults) and not any(p.disruption_hint for p in pods or ()):
+            return  # (a hint left on a pod is heal's to take off)
         # The monitor just wrote status.faults, and our own last cycle wrote the history:
         # decide on the object as it is now, not as the watch last delivered it.
         fresh = k8s.get(md.api_version, md.kind, md.namespace, md.name)

@@ -5,16 +5,19 @@ runner serves the pod there as on a static node; a NodePool at its limit adds no
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from devcluster import controlplane
+from devcluster import controlplane, processes
 from devcluster import karpenter as autoscaler
 from devcluster.nodes import EDGE_ROLE, POOL_LABEL, default_pools
 from devcluster.podrunner import PodRunner
-from support.operator_kit import FAKE_SERVING, serving_kubelet, wait_for
+from support.operator_kit import FAKE_SERVING, ROOT, serving_kubelet, wait_for
 
 IMAGE = "ghcr.io/onnxops/onnxops-serving:0.1.0"
 KARPENTER_EXTRA = {"cloud": 0, "edge": 1}
@@ -151,3 +154,52 @@ def test_a_nodepool_at_its_limit_adds_no_node(
     after = {n["metadata"]["name"] for n in autoscaler.karpenter_nodes(devcluster, "edge")}
     assert after == before
     assert not _pod(devcluster, ns, "too-many")["spec"].get("nodeName")
+
+
+def _cli(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devcluster", f"--state-dir={state_dir}", *args],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "hack" / "devcluster"), "PATH": "/usr/bin:/bin", **env},
+        timeout=180,
+        check=False,
+    )
+
+
+def test_cli_up_with_karpenter_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+    try:
+        up = _cli(tmp_path, "up", "--cloud=1", "--edge=1", "--autoscaler-nodes=3",
+                  DEVCLUSTER_AUTOSCALER="karpenter")  # fmt: skip
+        cluster = controlplane.load(tmp_path)
+        assert up.returncode == 0, up.stderr
+        assert cluster is not None
+        assert "karpenter" in [r.name for r in cluster.processes]
+        assert all(cluster.running().values()), cluster.running()
+        pools = cluster.kubectl_json("get", "nodepools.karpenter.sh")["items"]
+        limits = {p["metadata"]["name"]: p["spec"]["limits"] for p in pools}
+        assert limits == {
+            "cloud": {"cpu": "24", "memory": "96Gi"},
+            "edge": {"cpu": "6", "memory": "6Gi"},
+        }
+        ready = {
+            p["metadata"]["name"]: next(
+                c["status"] for c in p["status"]["conditions"] if c["type"] == "Ready"
+            )
+            for p in pools
+        }
+        assert ready == {"cloud": "True", "edge": "True"}  # launchable: node class Ready too
+    finally:
+        down = _cli(tmp_path, "down")
+    assert down.returncode == 0, down.stderr
+    assert not any(processes.is_running(r) for r in cluster.processes)
+
+
+def test_up_without_the_karpenter_build_fails_before_starting_anything(tmp_path: Path) -> None:
+    up = _cli(
+        tmp_path, "up", "--autoscaler=karpenter", ONNXOPS_KARPENTER_BIN=str(tmp_path / "none")
+    )
+    assert up.returncode == 1
+    assert "Karpenter missing" in up.stderr and "AUTOSCALER=karpenter" in up.stderr
+    assert "Traceback" not in up.stderr
+    assert controlplane.load(tmp_path) is None

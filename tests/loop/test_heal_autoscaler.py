@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 from devcluster import karpenter as autoscaler
 from devcluster.nodes import default_pools
+from support.benchrecord import bench_write
 from support.deployments import healing_deployment
 from support.nodes import allocatable, filler
 from support.operator_kit import Kube, Operator, wait_for
@@ -110,6 +112,36 @@ def edge_full(loop_kube: Kube, karpenter: autoscaler.Karpenter) -> Iterator[Any]
         )  # fmt: skip
 
 
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _stamp(event: dict[str, Any]) -> str:
+    return str(
+        event.get("eventTime")
+        or event.get("firstTimestamp")
+        or event.get("lastTimestamp")
+        or event["metadata"]["creationTimestamp"]
+    )
+
+
+def _pod_events(kube: Kube, model: str, reason: str) -> list[dict[str, Any]]:
+    """Events of `reason` about the model's pods (those gone too), oldest first."""
+    listed = kube.cluster.kubectl_json(
+        "get", "events", "-n", kube.namespace, "--field-selector",
+        f"involvedObject.kind=Pod,reason={reason}",
+    )["items"]  # fmt: skip
+    mine = [e for e in listed if e["involvedObject"]["name"].startswith(f"{model}-")]
+    return sorted(mine, key=_stamp)
+
+
+def _since_unschedulable(kube: Kube, model: str, *moments: str) -> list[float]:
+    """Seconds from the scheduler's first FailedScheduling of the model's pods to each moment
+    (RFC 3339), all as the apiserver and its clients stamped them (1 s resolution or better)."""
+    start = _at(_stamp(_pod_events(kube, model, "FailedScheduling")[0]))
+    return [round((_at(m) - start).total_seconds(), 1) for m in moments]
+
+
 def _placed(kube: Kube, name: str) -> dict[str, Any]:
     return condition(kube.status(name), "Placed")
 
@@ -154,6 +186,23 @@ def test_a_node_coming_is_waited_for_and_no_failover_is_taken(
         dep = loop_kube.get("deployment", "waits")
         assert dep is not None
         assert dep["spec"]["template"]["spec"]["nodeSelector"][POOL_LABEL] == "edge"
+        ready_at = next(c for c in moved["status"]["conditions"] if c["type"] == "Ready")
+        nominated = _pod_events(loop_kube, "waits", "Nominated")
+        nominated_s, node_s, ready_s = _since_unschedulable(
+            loop_kube, "waits", _stamp(nominated[0]),
+            node["metadata"]["creationTimestamp"], ready_at["lastTransitionTime"],
+        )  # fmt: skip
+        assert nominated_s < BOOT_S <= node_s <= ready_s, (nominated_s, node_s, ready_s)
+        bench_write(
+            {
+                "fault": "edge-full-scale-up",
+                "boot_s": BOOT_S,
+                "nominated_s": nominated_s,
+                "node_s": node_s,
+                "ready_s": ready_s,
+                "failovers": len(taken(loop_kube.status("waits"), "failover")),
+            }
+        )
     finally:
         autoscaler.set_registration_delay(loop_kube.cluster, 0)
         loop_kube.run("delete", "mdep", "waits", "--wait=false", check=False)
@@ -172,8 +221,11 @@ def test_a_nodepool_at_its_limit_fails_over_after_unschedulable_seconds_and_back
         assert "for over 10s" in failover["message"], failover  # not scaleUpGraceSeconds
         assert "karpenter said it cannot add a node" in failover["message"]
         assert "exceed limits" in failover["message"]
-        _ready_on(loop_kube, "capped", "cloud")
+        on_cloud = _ready_on(loop_kube, "capped", "cloud")
         assert not autoscaler.karpenter_nodes(loop_kube.cluster, "edge")
+        ready_at = next(c for c in on_cloud["status"]["conditions"] if c["type"] == "Ready")
+        (ready_s,) = _since_unschedulable(loop_kube, "capped", ready_at["lastTransitionTime"])
+        bench_write({"fault": "edge-full-at-limit", "ready_s": ready_s, "failovers": 1})
 
         edge_full.uncordon()  # room returns: maintenance over
         (failback,) = succeeded(loop_kube, "capped", "failback", 300)

@@ -56,6 +56,12 @@ def test_karpenter_nominating_a_node_claim_is_a_node_coming() -> None:
     assert said.by == "karpenter"
 
 
+def test_a_node_launched_but_not_initialized_is_named_when_no_claim_is() -> None:
+    message = "Pod should schedule on: node/kwok-edge-x2k4p-abc-1"
+    said = heard([event("p-a", "Nominated", message)], pod("p-a", unschedulable_for=30))
+    assert said is not None and said.coming and said.claims == "node/kwok-edge-x2k4p-abc-1"
+
+
 @pytest.mark.parametrize(
     ("component", "reason", "coming"),
     [

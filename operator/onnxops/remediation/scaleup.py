@@ -27,8 +27,10 @@ WORDS: dict[tuple[str, str], bool] = {
     (CLUSTER_AUTOSCALER, "TriggeredScaleUp"): True,
     (CLUSTER_AUTOSCALER, "NotTriggerScaleUp"): False,
 }
-# Karpenter's "Pod should schedule on: nodeclaim/edge-x2k4p, node/..." names what is coming.
-_CLAIM = re.compile(r"(nodeclaim/[\w.-]+)")
+# Karpenter's "Pod should schedule on: nodeclaim/edge-x2k4p, node/..." names what is coming: a
+# claim being launched, or a node already launched but not yet initialized.
+_CLAIM = re.compile(r"\b(nodeclaim/[\w.-]+)")
+_NODE = re.compile(r"\b(node/[\w.-]+)")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Word:
     @property
     def claim(self) -> str:
         """The node claim named (Karpenter), else the autoscaler's own message."""
-        found = _CLAIM.search(self.message)
+        found = _CLAIM.search(self.message) or _NODE.search(self.message)
         return found.group(1) if found else self.message
 
 

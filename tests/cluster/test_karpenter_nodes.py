@@ -161,7 +161,15 @@ def _cli(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess
         [sys.executable, "-m", "devcluster", f"--state-dir={state_dir}", *args],
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(ROOT / "hack" / "devcluster"), "PATH": "/usr/bin:/bin", **env},
+        # KUBECACHEDIR: kubectl's discovery cache (up applies Karpenter's objects) goes to the
+        # test's folder, not to ./.kube in the work tree (HOME: the build cache is found there).
+        env={
+            "PYTHONPATH": str(ROOT / "hack" / "devcluster"),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "KUBECACHEDIR": str(state_dir / "kube-cache"),
+            **env,
+        },
         timeout=180,
         check=False,
     )

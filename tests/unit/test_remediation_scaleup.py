@@ -11,6 +11,7 @@ from onnxops.api import ModelDeployment, ModelDeploymentSpec
 from onnxops.override import pod_resources
 from onnxops.pools import default_pools
 from onnxops.remediation import policy, scaleup
+from onnxops.remediation.act import placed_condition
 from pydantic import ValidationError
 
 EDGE = default_pools()["edge"]
@@ -179,3 +180,32 @@ def test_scale_up_grace_defaults_to_600_and_is_bounded() -> None:
             ModelDeploymentSpec.model_validate(
                 {**base, "remediation": {"scaleUpGraceSeconds": bad}}
             )
+
+
+def placed(model: ModelDeployment, seconds: float | None, events: list[dict[str, Any]]) -> Any:
+    """The Placed condition heal writes: (reason, message), or None (the deploy path's)."""
+    if seconds is None:  # the pods run: nothing unschedulable any more
+        s = policy.Situation(
+            md=model, findings=[], pods=[facts(pod("p-a"))],
+            resources=pod_resources(model, EDGE), now=NOW,
+        )  # fmt: skip
+        return placed_condition(s, EDGE)
+    return placed_condition(situation(model, seconds, events), EDGE)
+
+
+def test_placed_says_awaiting_scale_up_with_the_claim_and_the_deadline() -> None:
+    reason, message = placed(md(spec=BOUNDS), 60, COMING)
+    assert reason == "AwaitingScaleUp"
+    assert "karpenter adds a node for them: nodeclaim/edge-x2k4p" in message
+    assert "failover to cloud after 600s unschedulable" in message
+    assert placed(md(spec=BOUNDS), 60, CANNOT) is None  # nothing to wait for: the deploy path's
+
+
+def test_placed_goes_back_to_pool_chosen_once_the_wait_is_over() -> None:
+    waiting = {"conditions": [{"type": "Placed", "status": "True", "reason": "AwaitingScaleUp"}]}
+    model = md(spec=BOUNDS, status=waiting)
+    reason, message = placed(model, None, [])
+    assert reason == "PoolChosen" and "the node the autoscaler added" in message
+    reason, message = placed(model, 601, COMING)  # the grace spent, still unschedulable
+    assert reason == "PoolChosen" and "no node came within 600s" in message
+    assert placed(md(spec=BOUNDS), None, []) is None  # never waited: nothing to undo

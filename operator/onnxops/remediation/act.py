@@ -108,7 +108,7 @@ def heal(
     )
     pending = cycle.record(verdicts)
     if not any(r.action in ("failover", "failback") for r in pending):
-        cycle.placed = _placed(situation, pool)  # a move's Placed is the deploy path's
+        cycle.placed = placed_condition(situation, pool)  # a move's Placed is the deploy path's
     cycle.write()  # the intent, before anything changes
     for record in pending:
         acting.execute(record, known)
@@ -131,7 +131,7 @@ def _scale_up(namespace: str, pods: Sequence[PodFacts]) -> scaleup.ScaleUp | Non
     return scaleup.heard(events, stuck)
 
 
-def _placed(s: policy.Situation, pool: PoolProfile) -> tuple[str, str] | None:
+def placed_condition(s: policy.Situation, pool: PoolProfile) -> tuple[str, str] | None:
     """The Placed condition while heal waits for the autoscaler's node, and once that wait
     is over; None leaves it to the deploy path."""
     awaiting = policy.awaiting_scale_up(s)

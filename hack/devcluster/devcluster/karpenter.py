@@ -6,7 +6,8 @@ static ones do, and the pod runner serves pods bound to it. One NodePool per dev
 (``cloud``, ``edge``) carries that pool's labels and taints and one instance type of that pool's
 node size, and a limit of ``extra`` nodes' worth of CPU and memory (Karpenter counts only the
 nodes it made). It runs as one more recorded process: no leader election, a kubeconfig of its
-own, its health and metrics ports free ones on loopback-reachable ports, no webhooks (v1 has none).
+own, free health and metrics ports, no webhooks (v1.15 starts no webhook server: the CRDs' CEL
+rules validate).
 """
 
 from __future__ import annotations

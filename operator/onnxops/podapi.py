@@ -57,6 +57,16 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     return list(answer.get("items", []))
 
 
+def pod_events(namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The Events about one pod (what the scheduler and a cluster autoscaler said of it)."""
+    answer = request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query=[("fieldSelector", f"involvedObject.uid={uid}"), ("resourceVersion", "0")],
+    )
+    return list(answer.get("items", []))
+
+
 def evict(
     namespace: str, name: str, uid: str | None = None
 ) -> Literal["evicted", "gone", "blocked"]:
@@ -80,6 +90,16 @@ def evict(
             return "blocked"
         raise
     return "evicted"
+
+
+def annotate_pod(namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+    """Set (or, with None, remove) annotations of one pod (a JSON merge patch)."""
+    request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{name}",
+        body={"metadata": {"annotations": annotations}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def resize_pod(

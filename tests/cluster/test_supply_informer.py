@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from kubernetes import config
-
 from onnxops import k8s, podapi, supply
 from onnxops.pools import free_per_node
 from support.operator_kit import Kube, wait_for

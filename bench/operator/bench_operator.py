@@ -133,7 +133,7 @@ def main() -> int:
     if args.latency < 1 or args.burst < 1:
         parser.error("--latency and --burst must be at least 1")
     per_pool = (2 * args.burst + args.latency + 1) // 2
-    wait_s = max(600.0, 0.6 * args.burst)  # a cluster this size needs minutes for 1,000
+    wait_s = max(900.0, 0.9 * args.burst)  # a cluster this size needs minutes for 1,000
 
     with tempfile.TemporaryDirectory(prefix="onnxops-bench-") as tmp:
         cluster = controlplane.start(

@@ -156,6 +156,9 @@ async def start_monitor(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwar
 
 @kopf.on.cleanup()
 async def stop_monitor(memo: kopf.Memo, **_: Any) -> None:
+    monitor = getattr(memo, "monitor", None)
+    if monitor is not None:
+        monitor.stopping.set()  # the cycle in flight (in a thread) stops starting writes
     task = getattr(memo, "monitor_task", None)
     if task is not None:
         task.cancel()

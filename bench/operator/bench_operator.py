@@ -255,7 +255,15 @@ def main() -> int:
                 [sys.executable, "-m", "onnxops.run"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
             proc = psutil.Process(operator.pid)
-            wait_until(lambda: all_ready(later, proc), wait_s)
+            try:
+                wait_until(lambda: all_ready(later, proc), wait_s)
+            except TimeoutError:
+                made = sum(n in timeline.deployment for n in later)
+                ready = sum(n in timeline.ready for n in later)
+                raise TimeoutError(
+                    f"catch-up not done in {wait_s:.0f} s: {made} of {len(later)} new "
+                    f"Deployments made, {ready} Ready"
+                ) from None
             catchup_s = time.monotonic() - began
             catchup_deploy = max(timeline.deployment[n] for n in later) - began
             catchup_cpu = sum(proc.cpu_times()[:2])

@@ -10,8 +10,9 @@ bench/.venvs/ab-REV. For each model every variant is up at once: base and head w
 each with ``ONNXOPS_GRPC_PORT`` set too (as the image runs; base only if it has gRPC), and the
 uvicorn floor. Servers are pinned to CPU 0, wrk to CPU 1 (run.py's helpers); each round runs
 every variant once per concurrency, in an order that alternates between rounds, so drift in
-the machine's load falls on all alike. Prints medians and ratios; writes
-bench/.work/ab/results.json. Only the ratios within one invocation mean much on a shared box.
+the machine's load falls on all alike. Prints medians and ratios (req/s, p50, and server CPU
+per request, which a shared machine distorts least); writes bench/.work/ab/results.json. Only
+the ratios within one invocation mean much on a shared box.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def _variant(revision: Revision, grpc: bool) -> run.Peer:
     def start(model: str, folder: Path, port: int) -> tuple[list[str], dict[str, str], Path]:
         env = {
             "ONNXOPS_MODEL_URI": str(folder),
+            "ONNXOPS_MODEL_NAME": model,  # a bare model.onnx would be named "model"
             "ONNXOPS_PORT": str(port),
             "ONNXOPS_HOST": "127.0.0.1",
             "ONNXOPS_LOG_LEVEL": "warning",
@@ -171,12 +173,16 @@ def _report(model: str, result: dict[str, dict[str, object]], base: str, head: s
     for c in next(iter(result.values())):
         lines.append(f"{model} c={c}")
         floor = result[FLOOR][c]["rps"]  # type: ignore[index]
+        # CPU per request is what a loaded machine distorts least: req/s also measures how
+        # much of CPU 0 the scheduler gave each server.
+        floor_cpu = result[FLOOR][c]["cpu_us_per_req"]  # type: ignore[index]
         for label in labels:
             point: dict[str, float] = result[label][c]  # type: ignore[assignment]
             lines.append(
                 f"  {label:10s} {point['rps']:8.0f} req/s  p50 {point['p50_ms']:6.2f} ms  "
                 f"p99 {point['p99_ms']:6.2f} ms  cpu {point['cpu_us_per_req']:5.0f} µs/req  "
-                f"{point['rps'] / floor:5.0%} of floor"
+                f"{point['rps'] / floor:5.0%} of floor  "
+                f"{floor_cpu / point['cpu_us_per_req']:5.0%} of floor by cpu/req"
                 + (f"  non-2xx {point['non2xx']:.0f}" if point["non2xx"] else "")
             )
         ref: dict[str, float] = result[f"{base}-rest"][c]  # type: ignore[assignment]
@@ -184,9 +190,14 @@ def _report(model: str, result: dict[str, dict[str, object]], base: str, head: s
             point = result[label][c]  # type: ignore[assignment]
             lines.append(
                 f"  {label} / {base}-rest: req/s x{point['rps'] / ref['rps']:.3f}, "
-                f"p50 x{point['p50_ms'] / ref['p50_ms']:.3f}"
+                f"p50 x{point['p50_ms'] / ref['p50_ms']:.3f}, "
+                f"cpu/req x{point['cpu_us_per_req'] / ref['cpu_us_per_req']:.3f}"
             )
     return lines
+
+
+def stop_on_signal(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(f"stopped by signal {sig}")  # unwinds through the cleanups
 
 
 def main() -> None:
@@ -202,10 +213,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=AB_WORK / "results.json")
     args = parser.parse_args()
 
-    def on_term(sig: int, frame: FrameType | None) -> None:
-        raise SystemExit(f"stopped by signal {sig}")  # unwinds through the cleanups
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, stop_on_signal)
     AB_WORK.mkdir(parents=True, exist_ok=True)
     run.WORK.mkdir(parents=True, exist_ok=True)
     models_dir = run.WORK / "models"

@@ -15,6 +15,7 @@ import argparse
 import collections
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--label", default="")
     parser.add_argument("--rev", default=None, help="profile this git revision's runtime")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, ab.stop_on_signal)
     _ensure_pyspy()
     OUT.mkdir(parents=True, exist_ok=True)
     run.WORK.mkdir(parents=True, exist_ok=True)

@@ -39,11 +39,25 @@ def settled(model: ModelSource, steps: int, *, message: str = "") -> RolloutStat
     )
 
 
+def exposure(md: ModelDeployment, step: int) -> dict[str, int]:
+    """canaryWeight and shadowPercent of a step, as the replica split gives them in fact."""
+    steps = md.spec.rollout.steps if md.spec.rollout else []
+    if step >= len(steps):
+        return {"canary_weight": 0, "shadow_percent": 0}
+    s = steps[step]
+    replicas = md.spec.replicas if md.spec.autoscaling is None else md.spec.autoscaling.min_replicas
+    weight = plan.effective_weight(s.weight, replicas) if s.weight is not None else 0
+    return {"canary_weight": weight, "shadow_percent": s.shadow or 0}
+
+
 def started(
     stable: ModelSource, candidate: ModelSource, md: ModelDeployment, now: datetime
 ) -> RolloutStatus:
     steps = md.spec.rollout.steps if md.spec.rollout else []
+    shown = exposure(md, 0)
     return RolloutStatus(
+        canary_weight=shown["canary_weight"],
+        shadow_percent=shown["shadow_percent"],
         phase=P.PROGRESSING,
         step=0,
         steps=len(steps),
@@ -124,7 +138,13 @@ def _elapsed(r: RolloutStatus, now: datetime) -> float:
 
 
 def abort(r: RolloutStatus, reason: str, message: str, now: datetime) -> Moved:
-    new = r.model_copy(update={"phase": P.ABORTED, "message": f"{reason}: {message}"})
+    new = r.model_copy(
+        update={
+            "phase": P.ABORTED,
+            "message": f"{reason}: {message}",
+            **{"canary_weight": 0, "shadow_percent": 0},
+        }
+    )
     text = f"rollout of version {r.candidate_version} aborted at step {r.step + 1}: {message}"
     return Moved(new, [("Warning", Reason.ROLLOUT_ABORTED, text)])
 
@@ -132,7 +152,13 @@ def abort(r: RolloutStatus, reason: str, message: str, now: datetime) -> Moved:
 def _next_step(md: ModelDeployment, r: RolloutStatus, now: datetime, why: str) -> Moved:
     steps = md.spec.rollout.steps if md.spec.rollout else []
     step = r.step + 1
-    common = {"step": step, "successes": 0, "step_started_at": _stamp(now), "phase": P.PROGRESSING}
+    common = {
+        "step": step,
+        "successes": 0,
+        "step_started_at": _stamp(now),
+        "phase": P.PROGRESSING,
+        **exposure(md, step),
+    }
     if step >= len(steps):
         new = r.model_copy(
             update={

@@ -77,8 +77,10 @@ def runtime_env(
     if "grpc" in ports:
         out["ONNXOPS_GRPC_PORT"] = str(ports["grpc"])
     # The shutdown delay covers kube-proxy still routing to a terminating pod; with no
-    # kube-proxy here nothing routes to it, so stopping need not wait.
-    out["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
+    # kube-proxy here nothing routes to it, so stopping need not wait, unless the runner's
+    # extras ask for it (traffic that follows the EndpointSlices, as the rollout tests send).
+    if "ONNXOPS_SHUTDOWN_DELAY_S" not in settings.extra_env:
+        out["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
     return {**host_env(), **out}
 
 

@@ -1,0 +1,227 @@
+"""Progressive delivery end to end: the operator, a real Prometheus and the real serving
+runtime behind simulated pods; traffic spread over the Service's EndpointSlices as kube-proxy
+spreads it. A version failing at inference is aborted at the first weight step; a good one is
+promoted through every step with no failed request; without traffic nothing is promoted.
+
+Weight steps only: a shadow step needs the runtime's mirroring (the serving image's part).
+Pauses and intervals are seconds here; the p99 ratio is generous (10) because two busy cores
+make latency noisy, and latency is not what these tests judge.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devcluster import prometheus as prom
+from devcluster.podrunner import PodRunner
+from support.deployments import model_deployment
+from support.faults import broken_copy
+from support.operator_kit import Kube, Operator, wait_for
+from support.readings import condition
+from support.serving_harness import Models
+from support.traffic import ServiceTraffic, rows
+
+pytestmark = [pytest.mark.loop, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def loop_runner(
+    devcluster: Any,
+    loop_prometheus: prom.Prometheus,
+    loop_kube: Kube,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PodRunner]:
+    """The loop tests' pod runner, but a terminating pod serves on for the Deployment's
+    shutdown delay (5 s), as it does behind kube-proxy: this traffic follows the Service's
+    EndpointSlices, which drop a terminating pod a moment after it got SIGTERM."""
+    runner = PodRunner(
+        devcluster.api(),
+        loop_prometheus.targets,
+        tmp_path_factory.mktemp("rollout-pods"),
+        namespace=loop_kube.namespace,
+        extra_env={
+            "ONNXOPS_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache")),
+            "ONNXOPS_SHUTDOWN_DELAY_S": "5",
+        },
+    )
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+STEPS = [{"weight": 20, "pauseSeconds": 6}, {"weight": 60, "pauseSeconds": 6}]
+ANALYSIS = {"intervalSeconds": 5, "failureLimit": 0, "minRequests": 10, "maxLatencyRatio": 10}
+THREE = rows([3.0, 0.0])  # index 3: served by v1, out of range for the broken copy
+
+
+def lookup(name: str, model: dict[str, Any], **rollout: Any) -> dict[str, Any]:
+    return model_deployment(
+        name,
+        model=model,
+        target={"pool": "cloud"},
+        replicas=3,
+        monitoring={"intervalSeconds": 5},
+        remediation={"mode": "off"},  # the rollout judges; heal is the heal tests' part
+        rollout={"steps": STEPS, "analysis": ANALYSIS, **rollout},
+    )
+
+
+def env_of(dep: dict[str, Any] | None) -> dict[str, str]:
+    assert dep is not None
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in c["env"]}
+
+
+def rollout_of(kube: Kube, name: str) -> dict[str, Any]:
+    return dict(kube.status(name).get("rollout") or {})
+
+
+def start(kube: Kube, name: str, model: dict[str, Any], **rollout: Any) -> None:
+    assert kube.apply(lookup(name, model, **rollout)).returncode == 0
+    wait_for(
+        lambda: (
+            kube.status(name).get("readyReplicas") == 3
+            and rollout_of(kube, name).get("phase") == "Promoted"
+        ),
+        f"{name} v1 serving, settled",
+        180,
+    )
+
+
+def patch_model(kube: Kube, name: str, model: dict[str, Any]) -> None:
+    kube.run("patch", "mdep", name, "--type=merge", "-p", json.dumps({"spec": {"model": model}}))
+
+
+def reasons(kube: Kube, name: str) -> list[str]:
+    return [e["reason"] for e in kube.events(name) if e["reason"].startswith("Rollout")]
+
+
+def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    name = "abort"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    broken = broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{broken}", "name": "lookup", "version": "2"}
+    start(loop_kube, name, v1)
+    api = loop_kube.cluster.api()
+    try:
+        with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
+            patch_model(loop_kube, name, v2)
+            r = wait_for(
+                lambda: (r := rollout_of(loop_kube, name)).get("phase") == "Aborted" and r,
+                "the rollout aborted",
+                180,
+            )
+            assert r["step"] == 0 and r["failures"] == 1  # at the first weight step
+            (m,) = [x for x in r["measurements"] if x["signal"] == "ErrorRate"]
+            assert m["verdict"] == "Failed" and m["candidate"] > 0.02 >= m["stable"]
+            assert m["threshold"] == 0.02
+            # The canary goes at once; the stable pods were never touched and serve on.
+            wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+            failed_at_abort = traffic.failed()
+            seen = traffic.total()
+            wait_for(lambda: traffic.total() > seen + 50, "50 more requests", 30)
+            time.sleep(3)
+            after = traffic.failed() - failed_at_abort
+        assert failed_at_abort > 0  # v2 failed for real, on the canary's share only
+        canary_pods = {p for p in traffic.by_pod if p.startswith(f"{name}-canary-")}
+        assert canary_pods, "the canary answered users in its weight step"
+        assert all(
+            traffic.by_pod[p].get(500, 0) == 0 for p in traffic.by_pod if p not in canary_pods
+        )
+        assert after == 0, ("every failure came before the abort", traffic.by_pod, traffic.errors)
+        st = loop_kube.status(name)
+        aborted = condition(st, "RolloutAborted")
+        assert aborted["status"] == "True" and aborted["reason"] == "ErrorRate"
+        assert "threshold 0.02" in aborted["message"]
+        assert st["phase"] == "Degraded"
+        md = loop_kube.get("mdep", name)
+        assert md is not None and md["spec"]["model"]["version"] == "2"  # spec untouched
+        stable = loop_kube.get("deployment", name)
+        assert env_of(stable)["ONNXOPS_MODEL_VERSION"] == "1"
+        assert stable is not None and stable["spec"]["replicas"] == 3
+        assert reasons(loop_kube, name).count("RolloutAborted") == 1
+        # Nothing is retried while the spec stays.
+        time.sleep(12)
+        assert rollout_of(loop_kube, name)["phase"] == "Aborted"
+        assert loop_kube.get("deployment", f"{name}-canary") is None
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def test_a_good_version_is_promoted_through_every_step_with_no_failed_request(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    name = "promote"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    same = shutil.copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{same}", "name": "lookup", "version": "2"}
+    start(loop_kube, name, v1)
+    api = loop_kube.cluster.api()
+    steps_seen: set[tuple[int, int]] = set()
+    try:
+        with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
+            patch_model(loop_kube, name, v2)
+
+            def promoted() -> dict[str, Any] | None:
+                r = rollout_of(loop_kube, name)
+                canary = loop_kube.get("deployment", f"{name}-canary")
+                if canary is not None and r.get("step", 9) < 2:
+                    steps_seen.add((r["step"], canary["spec"]["replicas"]))
+                return r if r.get("phase") == "Promoted" else None
+
+            r = wait_for(promoted, "promotion", 300)
+            wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+            time.sleep(3)
+        assert traffic.total() > 200
+        assert traffic.failed() == 0, (traffic.codes, traffic.by_pod, traffic.errors[:20])
+        assert (r["stableVersion"], r.get("candidate")) == ("2", None)
+        # Each weight step ran with its replica split: 20% of 3 -> 1 canary, 60% -> 2.
+        assert {(0, 1), (1, 2)} <= steps_seen
+        stable = loop_kube.get("deployment", name)
+        assert env_of(stable)["ONNXOPS_MODEL_VERSION"] == "2"
+        assert stable is not None and stable["spec"]["replicas"] == 3
+        seen = reasons(loop_kube, name)
+        assert seen.count("RolloutStarted") == 1 and seen.count("RolloutStep") == 1
+        assert seen.count("RolloutPromoting") == 1 and seen.count("RolloutPromoted") == 1
+        assert "RolloutAborted" not in seen
+        assert loop_kube.status(name)["phase"] == "Ready"
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def test_no_traffic_is_inconclusive_and_never_promoted(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    name = "quiet"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    same = shutil.copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{same}", "name": "lookup", "version": "2"}
+    start(loop_kube, name, v1)
+    try:
+        patch_model(loop_kube, name, v2)
+        r = wait_for(
+            lambda: (r := rollout_of(loop_kube, name)).get("phase") == "Inconclusive" and r,
+            "Inconclusive",
+            120,
+        )
+        assert "minRequests 10" in r["message"]
+        time.sleep(20)  # the step's pause (6 s) long elapsed, four intervals more
+        r = rollout_of(loop_kube, name)
+        assert (r["phase"], r["step"], r["failures"]) == ("Inconclusive", 0, 0)
+        assert {m["verdict"] for m in r["measurements"]} == {"Inconclusive"}
+        assert env_of(loop_kube.get("deployment", name))["ONNXOPS_MODEL_VERSION"] == "1"
+        canary = loop_kube.get("deployment", f"{name}-canary")
+        assert env_of(canary)["ONNXOPS_MODEL_VERSION"] == "2"
+        assert reasons(loop_kube, name).count("RolloutInconclusive") == 1  # said once
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

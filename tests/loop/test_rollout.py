@@ -25,7 +25,7 @@ from support.faults import broken_copy
 from support.operator_kit import Kube, Operator, wait_for
 from support.readings import condition
 from support.serving_harness import Models
-from support.traffic import ServiceTraffic, rows
+from support.traffic import ServiceTraffic, ready_endpoints, rows
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
@@ -127,6 +127,20 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
             assert m["threshold"] == 0.02
             # The canary goes at once; the stable pods were never touched and serve on.
             wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+            # Its pods answer (500) until they leave the Service's endpoints, as behind
+            # kube-proxy; from then on (and the traffic's next read of them) only stable answers.
+            wait_for(
+                lambda: (
+                    not [
+                        p
+                        for p, _ in ready_endpoints(api, loop_kube.namespace, name)
+                        if p.startswith(f"{name}-canary-")
+                    ]
+                ),
+                "the canary out of the endpoints",
+                30,
+            )
+            time.sleep(1)
             failed_at_abort = traffic.failed()
             seen = traffic.total()
             wait_for(lambda: traffic.total() > seen + 50, "50 more requests", 30)
@@ -138,7 +152,7 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
         assert all(
             traffic.by_pod[p].get(500, 0) == 0 for p in traffic.by_pod if p not in canary_pods
         )
-        assert after == 0, ("every failure came before the abort", traffic.by_pod, traffic.errors)
+        assert after == 0, ("a failure after the canary left", traffic.by_pod, traffic.errors)
         st = loop_kube.status(name)
         aborted = condition(st, "RolloutAborted")
         assert aborted["status"] == "True" and aborted["reason"] == "ErrorRate"
@@ -225,3 +239,104 @@ def test_no_traffic_is_inconclusive_and_never_promoted(
         assert reasons(loop_kube, name).count("RolloutInconclusive") == 1  # said once
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def test_an_operator_killed_mid_step_resumes_it_and_promotes_once(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    name = "resume"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    same = shutil.copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{same}", "name": "lookup", "version": "2"}
+    assert (
+        loop_kube.apply(
+            lookup(name, v1, steps=[{"weight": 20, "pauseSeconds": 25}, STEPS[1]])
+        ).returncode
+        == 0
+    )
+    wait_for(lambda: rollout_of(loop_kube, name).get("phase") == "Promoted", "settled", 180)
+    api = loop_kube.cluster.api()
+    try:
+        with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
+            patch_model(loop_kube, name, v2)
+            before = wait_for(
+                lambda: (r := rollout_of(loop_kube, name)).get("successes", 0) >= 1 and r,
+                "a successful measurement in step 1",
+                120,
+            )
+            canary = loop_kube.get("deployment", f"{name}-canary")
+            assert canary is not None and before["step"] == 0
+            watcher.kill()  # SIGKILL mid-step: nothing is cleaned up
+            time.sleep(5)
+            assert rollout_of(loop_kube, name)["step"] == 0  # nothing moved meanwhile
+            watcher.start()
+            r = wait_for(
+                lambda: (r := rollout_of(loop_kube, name)).get("phase") == "Promoted" and r,
+                "promotion after the restart",
+                240,
+            )
+            wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+            time.sleep(2)
+        # The same rollout resumed: started once, its step's clock kept, the canary not remade.
+        assert r["candidateGeneration"] == before["candidateGeneration"]
+        seen = reasons(loop_kube, name)
+        assert seen.count("RolloutStarted") == 1 and seen.count("RolloutPromoted") == 1
+        assert seen.count("RolloutStep") == 1
+        assert traffic.failed() == 0, (traffic.codes, traffic.errors[:10])
+        assert env_of(loop_kube.get("deployment", name))["ONNXOPS_MODEL_VERSION"] == "2"
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def owned(kube: Kube, name: str) -> list[str]:
+    found = []
+    for kind in ("deployments", "services", "configmaps", "replicasets"):
+        for obj in kube.items(kind, f"onnxops.io/model-deployment={name}"):
+            found.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    return sorted(found)
+
+
+def test_a_spec_change_mid_rollout_restarts_it_and_deletion_leaves_no_orphan(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    name = "restart"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    v2 = {"uri": f"file://{shutil.copy(loop_models.poison, tmp_path / 'v2.onnx')}", "version": "2"}
+    v3 = {"uri": f"file://{shutil.copy(loop_models.poison, tmp_path / 'v3.onnx')}", "version": "3"}
+    start(loop_kube, name, v1)
+    patch_model(loop_kube, name, {**v2, "name": "lookup"})
+    wait_for(
+        lambda: (
+            env_of(loop_kube.get("deployment", f"{name}-canary"))["ONNXOPS_MODEL_VERSION"] == "2"
+            if loop_kube.get("deployment", f"{name}-canary")
+            else False
+        ),
+        "a v2 canary",
+        120,
+    )
+    patch_model(loop_kube, name, {**v3, "name": "lookup"})
+    r = wait_for(
+        lambda: (r := rollout_of(loop_kube, name)).get("candidateVersion") == "3" and r,
+        "the rollout restarted with v3",
+        60,
+    )
+    assert (r["step"], r["stableVersion"]) == (0, "1")
+    wait_for(
+        lambda: (
+            env_of(loop_kube.get("deployment", f"{name}-canary"))["ONNXOPS_MODEL_VERSION"] == "3"
+        ),
+        "the canary on v3",
+        60,
+    )
+    canaries = loop_kube.items("deployments", "onnxops.io/track=canary")
+    assert [d["metadata"]["name"] for d in canaries] == [f"{name}-canary"]  # one, not two
+    assert env_of(loop_kube.get("deployment", name))["ONNXOPS_MODEL_VERSION"] == "1"
+    started = [e for e in loop_kube.events(name) if e["reason"] == "RolloutStarted"]
+    assert len(started) == 2
+    assert sum("restarted with version 3" in e["message"] for e in started) == 1
+    assert f"Deployment/{name}-canary" in owned(loop_kube, name)
+    loop_kube.run("delete", "mdep", name, "--wait=false")
+    wait_for(lambda: owned(loop_kube, name) == [], "every child gone", 120)
+    wait_for(
+        lambda: not loop_kube.items("pods", f"onnxops.io/model-deployment={name}"), "pods gone", 120
+    )

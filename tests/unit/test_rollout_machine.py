@@ -268,3 +268,28 @@ def test_zero_replicas_is_judged_once() -> None:
     assert [e[1] for e in moved.events] == [Reason.ROLLOUT_UNMEETABLE]
     m.status.rollout = moved.rollout
     assert advance(m).events == []
+
+
+def test_weights_one_replica_cannot_meet_are_a_warning_once_at_the_start() -> None:
+    settled = machine.settled(ModelSource.model_validate(V1), 2).wire()
+    m = md(settled)
+    m.spec.replicas = 1
+    moved = machine.begin(m, previous=None, now=NOW)
+    assert [e[:2] for e in moved.events] == [
+        ("Normal", Reason.ROLLOUT_STARTED),
+        ("Warning", Reason.ROLLOUT_UNMEETABLE),
+    ]
+    assert "weight 10% gives 50%" in moved.events[1][2]
+    m.status.rollout = moved.rollout
+    assert machine.begin(m, previous=None, now=NOW).events == []  # once, not per reconcile
+    assert machine.unmeetable(md()) is None  # 10% of 4 is 1 pod: rounding, not a warning
+    m.spec.replicas = 4
+    m.spec.rollout.steps[1].weight = 100  # type: ignore[union-attr]
+    assert "weight 100% gives 80%" in str(machine.unmeetable(m))
+
+
+def test_exposure_says_the_split_in_fact() -> None:
+    r = r_of(machine.begin(md(at_step(0), model=V3), previous=None, now=NOW))
+    assert (r.shadow_percent, r.canary_weight) == (100, 0)
+    moved = advance(md(at_step(0, started=timedelta(seconds=31))))
+    assert r_of(moved).canary_weight == 25  # ceil(10% of 4) = 1 of 4 pods

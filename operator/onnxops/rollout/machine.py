@@ -92,7 +92,7 @@ def begin(md: ModelDeployment, *, previous: ModelSource | None, now: datetime) -
         if plan.same_model(stable, spec.model):
             return Moved(settled(spec.model, steps))
         new = started(stable, spec.model, md, now)
-        return Moved(new, [_start_event(new, restarted=False)])
+        return Moved(new, _start_events(md, new, restarted=False))
     if plan.same_model(r.stable_model, spec.model):
         promoting = plan.active(r) and r.step >= r.steps
         if promoting:
@@ -107,7 +107,35 @@ def begin(md: ModelDeployment, *, previous: ModelSource | None, now: datetime) -
     if plan.same_model(r.candidate, spec.model):
         return Moved(r.model_copy(update={"steps": steps}) if r.steps != steps else r)
     new = started(r.stable_model, spec.model, md, now)
-    return Moved(new, [_start_event(new, restarted=r.candidate is not None and plan.active(r))])
+    restarted = r.candidate is not None and plan.active(r)
+    return Moved(new, _start_events(md, new, restarted=restarted))
+
+
+def unmeetable(md: ModelDeployment) -> str | None:
+    """Why the weight steps cannot be met as written (say, one replica gives 50%), or None."""
+    steps = md.spec.rollout.steps if md.spec.rollout else []
+    scaling = md.spec.autoscaling
+    replicas = md.spec.replicas if scaling is None else scaling.min_replicas
+    if replicas <= 0:
+        return "spec.replicas is 0: no pod to roll out to; scale up to continue"
+    # Rounding up to whole pods is the rule; only a step that needs an extra pod (the one
+    # stable pod kept) is off the written weight by more than that.
+    off = [
+        f"{s.weight}% gives {plan.effective_weight(s.weight, replicas)}%"
+        for s in steps
+        if s.weight is not None and sum(plan.split(s.weight, replicas)) > replicas
+    ]
+    if not off:
+        return None
+    return f"with {replicas} replicas (never fewer than one stable pod) weight " + ", ".join(off)
+
+
+def _start_events(md: ModelDeployment, r: RolloutStatus, *, restarted: bool) -> list[Event]:
+    out = [_start_event(r, restarted=restarted)]
+    why = unmeetable(md)
+    if why is not None:
+        out.append(("Warning", Reason.ROLLOUT_UNMEETABLE, why))
+    return out
 
 
 def _start_event(r: RolloutStatus, *, restarted: bool) -> Event:

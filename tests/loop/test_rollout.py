@@ -340,3 +340,47 @@ def test_a_spec_change_mid_rollout_restarts_it_and_deletion_leaves_no_orphan(
     wait_for(
         lambda: not loop_kube.items("pods", f"onnxops.io/model-deployment={name}"), "pods gone", 120
     )
+
+
+def test_a_shadow_step_keeps_the_canary_out_of_the_service_and_points_the_mirror_at_it(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    """The operator's half of a shadow step (the runtime's mirroring is the serving image's):
+    no user request reaches the canary, and NAME-mirror lists the canary's ready addresses."""
+    name = "shadow"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    same = shutil.copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{same}", "name": "lookup", "version": "2"}
+    start(loop_kube, name, v1, steps=[{"shadow": 50, "pauseSeconds": 5}, STEPS[0]])
+    api = loop_kube.cluster.api()
+    try:
+        with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
+            patch_model(loop_kube, name, v2)
+
+            def mirror() -> dict[str, Any] | None:
+                cm = loop_kube.get("configmap", f"{name}-mirror")
+                config = json.loads(((cm or {}).get("data") or {}).get("mirror.json") or "{}")
+                return config if config.get("targets") else None
+
+            config = wait_for(mirror, "the mirror pointed at the canary", 120)
+            canary_pods = loop_kube.items("pods", "onnxops.io/track=canary")
+            ips = sorted(f"{p['status']['podIP']}:8080" for p in canary_pods)
+            assert config["targets"] == ips and len(ips) == 2  # ceil(50% of 3)
+            assert (config["percent"], config["stableVersion"], config["candidateVersion"]) == (
+                50,
+                "1",
+                "2",
+            )
+            service = loop_kube.get("service", name)
+            assert service is not None
+            assert service["spec"]["selector"]["onnxops.io/serving"] == "true"
+            time.sleep(8)  # traffic over the Service's endpoints meanwhile
+            r = rollout_of(loop_kube, name)
+        assert traffic.total() > 100 and traffic.failed() == 0
+        assert not [p for p in traffic.by_pod if p.startswith(f"{name}-canary-")]
+        # No mirrored request was counted (the runtime here mirrors nothing): inconclusive.
+        assert (r["step"], r["phase"], r["shadowPercent"]) == (0, "Inconclusive", 50)
+        stable = loop_kube.get("deployment", name)
+        assert env_of(stable)["ONNXOPS_MIRROR_CONFIG"] == "/etc/onnxops/mirror/mirror.json"
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

@@ -269,12 +269,17 @@ def _reconcile(
                 reason = Reason.DRIFT_RESTORED
             events.append(("Normal", reason, f"{applied.outcome} {applied.kind} {applied.name}"))
     removals = [(a, k, md.name) for a, k in to_remove]
-    if md.spec.rollout is not None and canary is None:  # a canary ends with its rollout
+    ended = md.spec.rollout is None and md.status.rollout is not None  # spec.rollout removed
+    if canary is None and (md.spec.rollout is not None or ended):  # a canary ends with its rollout
         gone = rollout_plan.canary_name(md.name)
         removals += [("apps/v1", "Deployment", gone), ("v1", "Service", gone)]
+    if ended:
+        removals.append(("v1", "ConfigMap", rollout_plan.mirror_name(md.name)))
     for api_version, kind, name in removals:
         if k8s.delete(api_version, kind, md.namespace, name):
             events.append(("Normal", Reason.DELETED, f"deleted {kind} {name} (no longer wanted)"))
+    if ended:  # the canary is gone: the rollout's state with it
+        k8s.patch_status(md.namespace, md.name, {"rollout": None})
     new = status.healthy_status(
         md,
         pool=pool.name,

@@ -384,3 +384,34 @@ def test_a_shadow_step_keeps_the_canary_out_of_the_service_and_points_the_mirror
         assert env_of(stable)["ONNXOPS_MIRROR_CONFIG"] == "/etc/onnxops/mirror/mirror.json"
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def test_removing_spec_rollout_mid_rollout_rolls_the_spec_model_and_removes_the_canary(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    name = "unroll"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    v2 = {"uri": f"file://{shutil.copy(loop_models.poison, tmp_path / 'v2.onnx')}", "version": "2"}
+    start(loop_kube, name, v1)
+    try:
+        patch_model(loop_kube, name, {**v2, "name": "lookup"})
+        wait_for(lambda: loop_kube.get("deployment", f"{name}-canary"), "a canary", 120)
+        loop_kube.run(
+            "patch", "mdep", name, "--type=merge", "-p", json.dumps({"spec": {"rollout": None}})
+        )
+        wait_for(
+            lambda: (
+                loop_kube.get("deployment", f"{name}-canary") is None
+                and "rollout" not in loop_kube.status(name)
+            ),
+            "the canary and the rollout's state gone",
+            60,
+        )
+        assert loop_kube.get("service", f"{name}-canary") is None
+        assert loop_kube.get("configmap", f"{name}-mirror") is None
+        stable = loop_kube.get("deployment", name)
+        assert env_of(stable)["ONNXOPS_MODEL_VERSION"] == "2"  # today's behaviour: all at once
+        labels = (stable or {})["spec"]["template"]["metadata"]["labels"]
+        assert "onnxops.io/track" not in labels
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from onnxops import override
 from onnxops.api import ModelDeployment, ModelSource, RolloutStatus
 from onnxops.reasons import Reason, RolloutPhase, Signal, Verdict
 from onnxops.rollout import machine, plan
@@ -127,11 +128,12 @@ def test_an_aborted_candidate_stays_aborted_for_the_same_spec() -> None:
     assert machine.begin(m, previous=None, now=NOW).rollout == m.status.rollout
 
 
-def test_removing_spec_rollout_drops_the_state() -> None:
+def test_removing_spec_rollout_leaves_the_state_to_the_reconcile() -> None:
     body = model_deployment("iris", model=V2, status={"rollout": at_step(1)})
-    assert (
-        machine.begin(ModelDeployment.model_validate(body), previous=None, now=NOW).rollout is None
-    )
+    m = ModelDeployment.model_validate(body)
+    # Kept until the canary is deleted (the reconcile drops it then); not a rollout anymore.
+    assert machine.begin(m, previous=None, now=NOW).rollout == m.status.rollout
+    assert override.applied(m).spec.model.version == "2"
 
 
 # -- advance: steps and analysis -----------------------------------------------------------------

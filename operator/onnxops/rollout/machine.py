@@ -85,7 +85,9 @@ def begin(md: ModelDeployment, *, previous: ModelSource | None, now: datetime) -
     known (kopf's diff base), so adding spec.rollout with a new model rolls the model out."""
     r, spec = md.status.rollout, md.spec
     if spec.rollout is None:
-        return Moved(None)  # today's behaviour: the one Deployment takes spec.model
+        # Today's behaviour: the one Deployment takes spec.model. The state stays until the
+        # reconcile removed the canary (then it drops it), so a crash in between still knows.
+        return Moved(r)
     steps = len(spec.rollout.steps)
     if r is None or r.stable_model is None:
         stable = previous if previous is not None else spec.model

@@ -415,3 +415,58 @@ def test_removing_spec_rollout_mid_rollout_rolls_the_spec_model_and_removes_the_
         assert "onnxops.io/track" not in labels
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def test_the_user_aborts_retries_pauses_and_promotes(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    """The actions the CLI takes, as the API takes them: the annotation (once per value) and
+    spec.rollout.paused. No traffic, so only the user moves the rollout on."""
+    name = "actions"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    v2 = {"uri": f"file://{shutil.copy(loop_models.poison, tmp_path / 'v2.onnx')}", "version": "2"}
+    start(loop_kube, name, v1)
+
+    def act(action: str) -> str:
+        value = f"{action}/{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+        loop_kube.run("annotate", "mdep", name, "--overwrite", f"onnxops.io/rollout-action={value}")
+        return value
+
+    def phase(wanted: str) -> dict[str, Any]:
+        return dict(
+            wait_for(
+                lambda: (r := rollout_of(loop_kube, name)).get("phase") == wanted and r,
+                f"phase {wanted}",
+                90,
+            )
+        )
+
+    try:
+        patch_model(loop_kube, name, {**v2, "name": "lookup"})
+        phase("Inconclusive")
+        aborted = act("abort")
+        r = phase("Aborted")
+        assert r["handledAction"] == aborted and r["message"].startswith("UserAborted")
+        wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+        assert condition(loop_kube.status(name), "RolloutAborted")["reason"] == "UserAborted"
+        time.sleep(1.1)  # a new value (the time is in seconds)
+        act("retry")
+        r = phase("Inconclusive")
+        assert (r["step"], r["failures"]) == (0, 0)
+        wait_for(lambda: loop_kube.get("deployment", f"{name}-canary"), "the canary again", 60)
+        loop_kube.run(
+            "patch", "mdep", name, "--type=merge", "-p", '{"spec":{"rollout":{"paused":true}}}'
+        )
+        phase("Paused")
+        time.sleep(1.1)
+        promoted = act("promote")
+        r = phase("Promoted")
+        assert r["handledAction"] == promoted and r["stableVersion"] == "2"
+        wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+        assert env_of(loop_kube.get("deployment", name))["ONNXOPS_MODEL_VERSION"] == "2"
+        assert not condition(loop_kube.status(name), "RolloutAborted")
+        seen = reasons(loop_kube, name)
+        for reason in ("RolloutAborted", "RolloutRetried", "RolloutPaused", "RolloutPromoted"):
+            assert seen.count(reason) == 1, (reason, seen)
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

@@ -132,3 +132,15 @@ def test_rollout_status_round_trips() -> None:
         "stableModel": {**raw["stableModel"], "variant": "auto", "variants": {}},
         "candidate": {**raw["candidate"], "variant": "auto", "variants": {}},
     }
+
+
+def test_the_readme_rollout_block_parses() -> None:
+    """The README's "Roll it out" spec, as written, is a valid spec.rollout."""
+    readme = (SAMPLES.parents[1] / "README.md").read_text()
+    section = readme.split("### Roll it out\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = yaml.safe_load(block)["spec"]
+    parsed = ModelDeploymentSpec.model_validate({"model": {"uri": "https://h/m.onnx"}, **spec})
+    assert parsed.rollout is not None
+    assert [s.shadow or s.weight for s in parsed.rollout.steps] == [100, 10, 50]
+    assert parsed.rollout.analysis.min_agreement == 0.95

@@ -29,6 +29,7 @@ system-deps:
 # health-script runner, versitygw: the tests' S3 server), cached outside the work tree by version.
 cluster-build:
 	@bash hack/devcluster/build.sh >/dev/null
+	@if [ -n "$(AUTOSCALER)" ]; then bash hack/devcluster/build.sh $(AUTOSCALER) >/dev/null; fi
 	@bash hack/gotool.sh hack/kstatus sigs.k8s.io/cli-utils >/dev/null
 	@bash hack/gotool.sh hack/argolua github.com/yuin/gopher-lua >/dev/null
 	@bash hack/gotool.sh hack/dashcheck github.com/grafana/grafana-foundation-sdk/go >/dev/null
@@ -37,8 +38,9 @@ cluster-build:
 # A local control plane + KWOK nodes + the pod runner (the kubelet of serving pods) as processes;
 # state in .devcluster/ or $DEVCLUSTER_STATE (see hack/devcluster/README.md).
 # The tool needs only the Python standard library (and openssl): no venv required.
+# AUTOSCALER=karpenter adds Karpenter (its KWOK provider) with a NodePool per pool.
 cluster-up: cluster-build
-	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster up $(CLUSTER_ARGS)
+	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster up $(if $(AUTOSCALER),--autoscaler $(AUTOSCALER)) $(CLUSTER_ARGS)
 
 cluster-down:
 	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster down
@@ -49,6 +51,9 @@ cluster-status:
 # The KUBECONFIG and PATH (built kubectl) exports alone: eval "$(make -s cluster-env)".
 cluster-env:
 	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster env
+
+# The suites run Karpenter in its autoscaler tests: they build it too (once, then cached).
+test test-parallel test-cluster test-loop: AUTOSCALER ?= karpenter
 
 test: install system-deps cluster-build
 	$(BIN)/python -m pytest tests -m "not e2e"

@@ -16,8 +16,10 @@ from types import FrameType
 
 import pytest
 from devcluster import controlplane
+from devcluster import karpenter as autoscaler
 from devcluster import prometheus as prom
-from devcluster.binaries import BinariesMissing, require
+from devcluster.binaries import BinariesMissing, require, require_karpenter
+from devcluster.nodes import default_pools
 from devcluster.podrunner import PodRunner
 
 MakePodRunner = Callable[..., PodRunner]
@@ -52,6 +54,26 @@ def devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplan
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def karpenter(
+    devcluster: controlplane.Cluster, request: pytest.FixtureRequest
+) -> Iterator[autoscaler.Karpenter]:
+    """Karpenter (its KWOK provider) against the session devcluster for one test module, with a
+    NodePool per pool that may add ``KARPENTER_EXTRA`` nodes (the module's, default 1 each).
+    Stopped afterwards with its NodePools, NodeClaims and nodes removed, so the next module
+    sees the static nodes only and no autoscaler acting on its pending pods."""
+    try:
+        require_karpenter()
+    except BinariesMissing as error:
+        pytest.fail(str(error), pytrace=False)
+    extra = getattr(request.module, "KARPENTER_EXTRA", {"cloud": 1, "edge": 1})
+    running = autoscaler.start(devcluster, default_pools(), extra=extra, tie_to_parent=True)
+    try:
+        yield running
+    finally:
+        autoscaler.stop(devcluster, running)
 
 
 @pytest.fixture(scope="session")

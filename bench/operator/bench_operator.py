@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -231,9 +232,17 @@ def main() -> int:
             try:
                 operator.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                # Seen at 1,020 resources: kopf still winding down 30 s after SIGTERM.
+                # Seen at 1,020 resources: kopf still winding down 30 s after SIGTERM. Its
+                # threads' stacks (SIGUSR1, see onnxops.run) go to the log before the kill.
+                operator.send_signal(signal.SIGUSR1)
+                time.sleep(2)
                 operator.kill()
                 operator.wait()
+                log.flush()
+                kept = ROOT / "bench" / ".work" / "operator" / "stop.log"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log.name, kept)
+                print(f"operator log with its threads at the kill: {kept}", flush=True)
             print(f"operator stopped {time.monotonic() - stopping:.1f} s after SIGTERM", flush=True)
             later = [f"later-{i:03d}" for i in range(args.burst)]
             kubectl_apply(

@@ -325,6 +325,10 @@ class Remediation(ApiModel):
     resize: Resize = Field(default_factory=Resize)
     unschedulable_seconds: int = Field(default=120, ge=0, le=86400)
     """How long pods may stay Unschedulable before failing over to `target.fallbackPool`."""
+    scale_up_grace_seconds: int = Field(default=600, ge=0, le=86400)
+    """How long pods may stay Unschedulable before a failover while the cluster autoscaler has
+    said it adds a node for every one of them (Karpenter's `Nominated`, Cluster Autoscaler's
+    `TriggeredScaleUp`); the longer of this and `unschedulableSeconds` applies then."""
     failback_seconds: int = Field(default=600, ge=0, le=86400)
     """Hysteresis: least time on the fallback pool before moving back to the preferred one."""
     rollback_window_seconds: int = Field(default=900, ge=0, le=86400)

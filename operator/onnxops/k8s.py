@@ -62,6 +62,20 @@ def api_client() -> client.ApiClient:
         return _client
 
 
+def use_kubeconfig(config_file: str | None = None, context: str | None = None) -> str:
+    """Talk to a kubeconfig's cluster, as kubectl does (the `kubectl-onnxops` plugin), never
+    in-cluster credentials; returns the context's namespace ("default" when it has none).
+    Raises kubernetes' ConfigException for a missing file or an unknown context."""
+    global _client
+    contexts, current = config.list_kube_config_contexts(config_file)
+    chosen = next((c for c in contexts if c["name"] == context), None) if context else current
+    if chosen is None:
+        raise config.ConfigException(f"no context {context!r} in the kubeconfig")
+    with _lock:
+        _client = config.new_client_from_config(config_file=config_file, context=chosen["name"])
+    return str(chosen.get("context", {}).get("namespace") or "default")
+
+
 def request(
     method: str,
     path: str,

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any, Literal
 
+from onnxops import supply
 from onnxops.k8s import ApiError, request
 
 # Node and pod lists feed the pool choice; a short cache keeps a burst of reconciles
@@ -20,8 +21,12 @@ _supply_lock = threading.Lock()
 
 
 def nodes_and_pods() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All nodes, and all pods bound to a node that are not finished."""
+    """All nodes, and all pods bound to a node that are not finished: from the supply
+    informers (`supply.py`) while they are in sync, else listed (at most every 2 s)."""
     global _supply_cache
+    watched = supply.snapshot()
+    if watched is not None:
+        return watched
     with _supply_lock:
         cached = _supply_cache
         if cached and time.monotonic() - cached[0] < _SUPPLY_TTL_S:
@@ -52,6 +57,16 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     return list(answer.get("items", []))
 
 
+def pod_events(namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The Events about one pod (what the scheduler and a cluster autoscaler said of it)."""
+    answer = request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query=[("fieldSelector", f"involvedObject.uid={uid}"), ("resourceVersion", "0")],
+    )
+    return list(answer.get("items", []))
+
+
 def evict(
     namespace: str, name: str, uid: str | None = None
 ) -> Literal["evicted", "gone", "blocked"]:
@@ -75,6 +90,16 @@ def evict(
             return "blocked"
         raise
     return "evicted"
+
+
+def annotate_pod(namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+    """Set (or, with None, remove) annotations of one pod (a JSON merge patch)."""
+    request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{name}",
+        body={"metadata": {"annotations": annotations}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def resize_pod(

@@ -98,6 +98,8 @@ class Reason(StrEnum):
     """kopf's bookkeeping annotation on the object was unreadable and was treated as absent."""
     CAPACITY_SHORT = "CapacityShort"
     """A running model's pool lacks room for now: kept there, retried, not Failed."""
+    AWAITING_SCALE_UP = "AwaitingScaleUp"
+    """Placed: pods unschedulable, and the cluster autoscaler adds a node for them (heal's)."""
     # Why serving pods cannot load the model: the runtime's termination message names the
     # cause (serving-image errors.LoadFailure; the same strings), ModelAvailable shows it.
     MODEL_LOAD_FAILED = "ModelLoadFailed"

@@ -110,7 +110,11 @@ def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> Placed:
     """The pool for this model, judged from the cluster's current supply."""
     settled = _settled_pool(md, pools)
     if settled is not None:
-        return Placed(settled, status.placement_note(md.status) or f"pool {settled.name}")
+        # Heal's word (waiting for the autoscaler's node) stands until heal changes it.
+        said = status.placed_reason(md.status)
+        reason = said if said == Reason.AWAITING_SCALE_UP else Reason.POOL_CHOSEN
+        note = status.placement_note(md.status) or f"pool {settled.name}"
+        return Placed(settled, note, reason)
     nodes, pods = podapi.nodes_and_pods()
     others = [
         p

@@ -10,7 +10,13 @@ from onnxops.config import config
 
 
 def _run(args: argparse.Namespace) -> int:
+    import faulthandler
+    import signal
+
     import kopf
+
+    # `kill -USR1 PID` prints every thread's stack to stderr: where a stuck operator is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     import onnxops.handlers  # noqa: F401  (registers the handlers)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from onnxops import k8s
+from onnxops import k8s, supply
 from onnxops.api import GROUP
 from onnxops.bookkeeping import SafeProgressStorage, SpecDiffBaseStorage
 from onnxops.config import config
@@ -73,12 +73,19 @@ def configure(
     # Sync handlers run in threads; enough for a burst of resources without starving the API.
     settings.execution.max_workers = 8
     memo.pools = load_pools(cfg.pools_file)
+    # Nodes and bound pods for placement, listed once and then watched (supply.py).
+    supply.start()
     logger.info(
         "pools: %s; serving image %s; %s",
         ", ".join(sorted(memo.pools)),
         cfg.serving_image,
         memo.peering,
     )
+
+
+@kopf.on.cleanup()
+def stop_supply(**_: Any) -> None:
+    supply.stop()
 
 
 @kopf.on.probe(id="peering")

@@ -21,6 +21,7 @@ from .errors import LoadFailure, ModelUnavailable
 from .fetch import fetch_model
 from .grpc_service import GrpcTransport
 from .metrics import ServingMetrics
+from .mirror import Mirror
 from .model import LoadedModel, load_model
 from .protocol import protocol_class
 from .rest import RestApp
@@ -107,7 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         metrics.model = {"model": model.name, "version": model.version}
         metrics.info = {"sha256": model.sha256, "task": model.task}
         metrics.load_seconds = model.load_seconds
-        app.plane = DataPlane(model, settings, metrics)
+        plane = DataPlane(model, settings, metrics)
+        if settings.mirror_config:
+            plane.mirror = Mirror(
+                settings,
+                metrics,
+                model_name=model.name,
+                task=plane.quality.task,
+                input_types={spec.name: spec.datatype for spec in model.inputs},
+            )
+            plane.mirror.start()
+        app.plane = plane
         metrics.ready = True
         log.info(
             "serving %s version %s (%.0f ms to load, %.3f ms per single-row inference)",
@@ -118,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         # After the REST drain: gRPC calls are served until then, and get the same grace.
         if transport is not None:
             await transport.stop(settings.drain_seconds)
+        if app.plane is not None and app.plane.mirror is not None:
+            await app.plane.mirror.stop()
 
     app = RestApp(metrics, settings.max_body_bytes, start, stop)
     transport = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from .metrics import ServingMetrics
 from .model import OIP_TO_NUMPY, LoadedModel
 from .quality import DriftMonitor, PredictionCache, QualityWindow
 from .settings import ServingSettings
+
+if TYPE_CHECKING:
+    from .mirror import Mirror
 
 _DTYPE_TO_OIP = {np.dtype(t): name for name, t in OIP_TO_NUMPY.items()}
 Output = tuple[str, str, np.ndarray]  # name, OIP datatype, array
@@ -65,6 +68,8 @@ class DataPlane:
             else None
         )
         self._metrics = metrics
+        # Shadow mirroring, when configured (``ONNXOPS_MIRROR_CONFIG``); None costs one test.
+        self.mirror: Mirror | None = None
         metrics.quality = self.quality.snapshot
         metrics.quality_rows = lambda: self.quality.size
         if self.drift is not None:
@@ -154,6 +159,8 @@ class DataPlane:
         self._cache.put(rid, outputs[0])
         if self.drift is not None:
             self.drift.observe(next(iter(inputs.values())))
+        if self.mirror is not None:
+            self.mirror.offer(inputs, outputs)
         return rid, outputs
 
     async def infer_decoded(self, request: codec.InferRequest) -> tuple[str, list[Output]]:

@@ -69,6 +69,10 @@ class ServingMetrics:
         self.inference_latency = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
         self.feedback_rows = 0
+        # Shadow mirroring (stable side): (candidate_version, outcome) -> count, and the
+        # candidate's answer time per candidate version.
+        self.shadow: dict[tuple[str, str], int] = {}
+        self.shadow_latency: dict[str, Histogram] = {}
         # Set once the model is loaded: () -> {"accuracy": ..} / {feature: psi}
         self.quality: Callable[[], dict[str, float]] = dict
         self.quality_rows: Callable[[], int] = int
@@ -84,6 +88,16 @@ class ServingMetrics:
     def count(self, endpoint: str, status: int, protocol: str = "rest") -> None:
         key = (endpoint, status, protocol)
         self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_shadow(self, candidate_version: str, outcome: str, n: int = 1) -> None:
+        key = (candidate_version, outcome)
+        self.shadow[key] = self.shadow.get(key, 0) + n
+
+    def observe_shadow(self, candidate_version: str, seconds: float) -> None:
+        hist = self.shadow_latency.get(candidate_version)
+        if hist is None:
+            hist = self.shadow_latency[candidate_version] = Histogram(LATENCY_BUCKETS)
+        hist.observe(seconds)
 
     def observe_inference(self, rows: int, seconds: float) -> None:
         self.inference_latency.observe(seconds)
@@ -126,7 +140,28 @@ class ServingMetrics:
                 "onnxops_model_load_seconds", "Fetch-to-warm load time", self.load_seconds
             )
         yield from self._quality()
+        yield from self._shadow()
         yield from self._disk()
+
+    def _shadow(self) -> Iterator[Metric]:
+        if self.shadow:
+            fam = CounterMetricFamily(
+                "onnxops_shadow_requests",
+                "Requests mirrored to a candidate version, by outcome",
+                labels=[*self.model, "candidate_version", "outcome"],
+            )
+            for (candidate, outcome), n in sorted(self.shadow.items()):
+                fam.add_metric([*self.model.values(), candidate, outcome], n)
+            yield fam
+        if self.shadow_latency:
+            latency = HistogramMetricFamily(
+                "onnxops_shadow_latency_seconds",
+                "Time the candidate version took to answer a mirrored request",
+                labels=[*self.model, "candidate_version"],
+            )
+            for candidate, hist in sorted(self.shadow_latency.items()):
+                hist.add_to(latency, [*self.model.values(), candidate])
+            yield latency
 
     def _quality(self) -> Iterator[Metric]:
         fb = CounterMetricFamily(

@@ -107,6 +107,24 @@ class ServingSettings(BaseSettings):
     fetch_timeout_s: float = Field(default=30.0, gt=0)
     """Timeout of one download attempt."""
 
+    mirror_config: str = ""
+    """Shadow mirroring: a JSON file (a mounted ConfigMap's ``mirror.json``) naming the share
+    of requests to copy and the candidate's addresses; re-read when it changes (checked once
+    a second). Empty: no mirroring, and nothing on the request path."""
+
+    mirror_address_rewrite: str = ""
+    """Prefix rewrites of mirror target hosts, ``OLD=NEW[,OLD=NEW]`` (the local cluster's
+    ``10.=127.``: pod IPs are served on loopback). Applied to mirror targets only."""
+
+    mirror_queue_size: int = Field(default=256, ge=1)
+    """Mirrored requests waiting to be sent; more are dropped (and counted), never waited on."""
+
+    mirror_concurrency: int = Field(default=4, ge=1)
+    """Mirrored requests in flight at once."""
+
+    mirror_timeout_s: float = Field(default=2.0, gt=0)
+    """A candidate's answer slower than this counts as an error."""
+
     log_level: str = "info"
     """Log level of the serving process."""
 

@@ -44,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
                     ("pod_name_env", "POD_NAME"),
                     ("threads", "ONNXOPS_THREADS"),
                     ("secret", "FAKE_SECRET"),
+                    ("mirror_rewrite", "ONNXOPS_MIRROR_ADDRESS_REWRITE"),
                 )
             )
             body = f"# TYPE onnxops_fake_info gauge\nonnxops_fake_info{{{labels}}} 1\n".encode()

@@ -342,6 +342,9 @@ def test_every_pod_listens_on_its_own_address_with_its_container_ports(
     ips = {p["status"]["podIP"] for p in pods}
     assert {p.address for p in procs} == {loopback_of(ip) for ip in ips}
     assert all(p.url == f"http://{p.address}:8080" for p in procs)
+    # Each process can reach the others' pod IPs (mirroring): the rewrite is loopback_of's.
+    for proc in procs:
+        assert 'mirror_rewrite="10.=127."' in httpx.get(proc.url + "/metrics").text
 
 
 def test_termination_message_is_the_file_or_the_logs_tail(tmp_path: Path) -> None:

@@ -202,6 +202,12 @@ def test_resize_by_rollout_reaches_the_template(kube: Kube) -> None:
     assert spec_resources == {"limits": {}, "requests": {}}  # the spec is the user's
 
 
+HINTS = {
+    "karpenter.sh/do-not-disrupt": "true",
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+}
+
+
 def test_in_place_resize_is_confirmed_by_the_kubelets_status(kube: Kube) -> None:
     deploy(kube, "kubelet", remediation={"resize": {"inPlace": "always"}})
     (pod,) = running(kube, "kubelet")
@@ -213,6 +219,9 @@ def test_in_place_resize_is_confirmed_by_the_kubelets_status(kube: Kube) -> None
     assert resized is not None and resized["metadata"]["uid"] == pod["metadata"]["uid"]
     assert resized["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1536Mi"
     assert container(kube, "kubelet")["resources"]["limits"]["memory"] == "1Gi"  # no rollout
+    # Not to be disrupted while the resize is in flight (and evictable before: no hints).
+    assert not set(HINTS) & set(pod["metadata"].get("annotations") or {})
+    assert {k: resized["metadata"]["annotations"].get(k) for k in HINTS} == HINTS
 
     def confirmed() -> bool:
         heal(kube, "kubelet", [])  # a monitor cycle: the pod runner reports the resize done
@@ -220,6 +229,8 @@ def test_in_place_resize_is_confirmed_by_the_kubelets_status(kube: Kube) -> None
 
     wait_for(confirmed, "the kubelet to apply the resize", 60)
     assert {p["metadata"]["uid"] for p in running(kube, "kubelet")} == {pod["metadata"]["uid"]}
+    done = kube.get("pod", name)
+    assert done is not None and not set(HINTS) & set(done["metadata"].get("annotations") or {})
     conditions = {c["type"]: c for c in kube.status("kubelet")["conditions"]}
     assert conditions["Remediating"]["status"] == "False"
 

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cgroups, controlplane, processes, prometheus
+from . import binaries, cgroups, controlplane, karpenter, processes, prometheus
 from . import cluster as cluster_state
 from .binaries import BinariesMissing
 from .nodes import default_pools
@@ -49,8 +49,17 @@ def up(args: argparse.Namespace) -> int:
         print(f"devcluster already running at {cluster.server} (make cluster-down to restart it)")
     else:
         pools = default_pools(args.cloud, args.edge, args.cloud_size, args.edge_size)
+        if args.autoscaler == "karpenter":
+            binaries.require_karpenter()  # before anything starts: a missing build fails fast
         cluster = controlplane.start(args.state_dir, pools=pools)
-        _start_pod_runner(cluster)
+        try:
+            if args.autoscaler == "karpenter":
+                extra = {"cloud": args.autoscaler_nodes, "edge": args.autoscaler_nodes}
+                karpenter.start(cluster, pools, extra=extra)
+            _start_pod_runner(cluster)
+        except BaseException:
+            cluster.stop()
+            raise
         mib = cluster.rss_bytes() / 2**20
         print(
             f"devcluster ready in {cluster.started_in_s:.1f}s at {cluster.server} ({mib:.0f} MiB RSS)"
@@ -180,6 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edge", type=int, default=2, help="edge nodes (default 2)")
     p.add_argument("--cloud-size", type=_size, default=("8", "32Gi"), metavar="CPU:MEM")
     p.add_argument("--edge-size", type=_size, default=("2", "2Gi"), metavar="CPU:MEM")
+    p.add_argument(
+        "--autoscaler",
+        choices=("none", "karpenter"),
+        default=os.environ.get("DEVCLUSTER_AUTOSCALER") or "none",
+        help="karpenter: run Karpenter's KWOK provider with a NodePool per pool "
+        "(build it first: make cluster-build AUTOSCALER=karpenter)",
+    )
+    p.add_argument(
+        "--autoscaler-nodes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="nodes each NodePool may add beyond the static ones (default 2)",
+    )
     p.set_defaults(func=up)
     sub.add_parser("down", help="stop exactly the processes `up` recorded").set_defaults(func=down)
     sub.add_parser("status", help="processes, RSS and /readyz").set_defaults(func=status)

@@ -9,6 +9,9 @@ HERE = Path(__file__).resolve().parent.parent
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 # KWOK's node and pod lifecycle stages, extracted from its module by build.sh.
 STAGES = "kwok-stages.yaml"
+# The optional autoscaler (`build.sh karpenter`): Karpenter's KWOK provider and its CRDs.
+KARPENTER = "karpenter-kwok"
+KARPENTER_CRDS = "crds.yaml"
 
 
 class BinariesMissing(RuntimeError):
@@ -47,5 +50,25 @@ def require(directory: Path | None = None) -> Path:
         raise BinariesMissing(
             f"devcluster binaries missing in {directory} ({', '.join(missing)}): "
             "run `make cluster-build` (the first build takes about 8 minutes)"
+        )
+    return directory
+
+
+def karpenter_dir() -> Path:
+    """The cache folder of the Karpenter build for its version in versions.env."""
+    override = os.environ.get("ONNXOPS_KARPENTER_BIN")
+    if override:
+        return Path(override)
+    cache = Path(os.environ.get("ONNXOPS_CACHE", Path.home() / ".cache" / "onnxops"))
+    return cache / "devcluster" / f"bin-karpenter-{versions()['KARPENTER_VERSION']}"
+
+
+def require_karpenter(directory: Path | None = None) -> Path:
+    """The Karpenter folder, or BinariesMissing telling how to build it."""
+    directory = directory or karpenter_dir()
+    if not os.access(directory / KARPENTER, os.X_OK) or not (directory / KARPENTER_CRDS).is_file():
+        raise BinariesMissing(
+            f"Karpenter missing in {directory}: run `make cluster-build AUTOSCALER=karpenter`"
+            " (the first build takes about 15 minutes on 2 cores)"
         )
     return directory

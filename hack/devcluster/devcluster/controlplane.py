@@ -26,7 +26,7 @@ __all__ = ["Cluster", "ClusterError", "load", "start"]  # Cluster/load re-export
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 # Identities in tokens.csv; all in system:masters (a dev cluster, not a security boundary).
-USERS = ("admin", "kube-controller-manager", "kube-scheduler", "kwok")
+USERS = ("admin", "kube-controller-manager", "kube-scheduler", "kwok", "karpenter")
 # Starts that hit a port taken between probe and bind are retried with fresh ports.
 _ATTEMPTS = 3
 

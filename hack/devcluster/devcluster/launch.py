@@ -15,6 +15,7 @@ from . import cgroups, processes
 from .podenv import Lookup
 from .podhost import RunnerSettings
 from .processes import ProcessRecord
+from .servingpod import POD_ADDRESS_REWRITE
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_PORT = 8080  # a container without ports: the runtime's default
@@ -81,6 +82,8 @@ def runtime_env(
     # extras ask for it (traffic that follows the EndpointSlices, as the rollout tests send).
     if "ONNXOPS_SHUTDOWN_DELAY_S" not in settings.extra_env:
         out["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
+    # Pod IPs are served on loopback here; shadow mirroring reaches them through this rewrite.
+    out["ONNXOPS_MIRROR_ADDRESS_REWRITE"] = POD_ADDRESS_REWRITE
     return {**host_env(), **out}
 
 

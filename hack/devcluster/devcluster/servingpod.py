@@ -49,6 +49,12 @@ def pod_ip(uid: str) -> str:
     return f"10.{128 + digest[0] % 64}.{digest[1]}.{1 + digest[2] % 254}"
 
 
+# `loopback_of` as the serving runtime's prefix rewrite (ONNXOPS_MIRROR_ADDRESS_REWRITE): a
+# process mirroring to another pod's IP (from its EndpointSlice) reaches it where it listens.
+# The local cluster's stand-in for pod routing; a real cluster routes pod IPs itself.
+POD_ADDRESS_REWRITE = "10.=127."
+
+
 def loopback_of(pod_ip: str) -> str:
     """The loopback address a pod's processes listen on: its pod IP moved into 127.0.0.0/8
     (all of it is local). Every pod has an address of its own, so its container ports are

@@ -15,6 +15,10 @@ from onnxops.build import CONTAINER, MD_LABEL
 from onnxops.pools import Resources, quantity
 from onnxops.reasons import KubeCondition, KubeReason, PodPhase
 
+# Karpenter's annotation; Cluster Autoscaler's `safe-to-evict: "false"` is set beside it.
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
 
 def parse_time(value: Any) -> datetime | None:
     """An RFC 3339 time ("2026-01-02T03:04:05Z") as an aware datetime; None if unreadable."""
@@ -66,6 +70,8 @@ class PodFacts:
     """The serving container's resources as the kubelet reports them in status."""
     generation: int = 0
     observed_generation: int = 0
+    disruption_hint: bool = False
+    """The pod asks cluster autoscalers not to disrupt it (`karpenter.sh/do-not-disrupt`)."""
 
     @property
     def crash_looping(self) -> bool:
@@ -175,6 +181,7 @@ def facts(pod: Mapping[str, Any]) -> PodFacts | None:
         applied=_resources(status.get("resources")),
         generation=int(meta.get("generation") or 0),
         observed_generation=int(st.get("observedGeneration") or 0),
+        disruption_hint=(meta.get("annotations") or {}).get(DO_NOT_DISRUPT) == "true",
     )
 
 

@@ -11,12 +11,13 @@ action: nothing repeated, nothing lost.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from onnxops import k8s, override, podapi
+from onnxops import k8s, override, podapi, status
 from onnxops.api import Fault, ModelDeployment, RemediationRecord
 from onnxops.build import pod_selector
 from onnxops.judgement import Judged
@@ -24,9 +25,11 @@ from onnxops.monitor import pods as pod_facts
 from onnxops.monitor.pods import PodFacts, same_resources
 from onnxops.pools import PoolProfile
 from onnxops.reasons import HealResult, Phase, Reason
-from onnxops.remediation import guardrails, history, inplace, policy
+from onnxops.remediation import guardrails, history, inplace, policy, scaleup
 from onnxops.remediation.findings import findings
 from onnxops.remediation.record import Cycle
+
+log = logging.getLogger("onnxops.heal")
 
 Reapply = Callable[[Mapping[str, Any]], object]
 """Re-applies a ModelDeployment's children from its desired state (the operator's reconcile);
@@ -79,16 +82,16 @@ def heal(
     healthy = not found and monitoring_known and md.status.phase == Phase.READY
     cycle.set(models=history.remember_models(cycle.md, healthy=healthy, now=now))
     current = override.pod_resources(cycle.md, pool)
-    actions = policy.decide(
-        policy.Situation(
-            md=cycle.md,
-            findings=found,
-            pods=known,
-            resources=current,
-            now=now,
-            preferred_has_room=preferred_has_room,
-        )
+    situation = policy.Situation(
+        md=cycle.md,
+        findings=found,
+        pods=known,
+        resources=current,
+        now=now,
+        preferred_has_room=preferred_has_room,
+        scale_up=_scale_up(md.namespace, known),
     )
+    actions = policy.decide(situation)
     # The fault an action in flight answers stands until it is done: proposing that action
     # again meanwhile would only fill the history with refusals.
     answering = {r.action for r in cycle.md.status.remediations if r.result in guardrails.IN_FLIGHT}
@@ -104,11 +107,53 @@ def heal(
         current_replicas=len([p for p in known if not p.deleting]) or None,
     )
     pending = cycle.record(verdicts)
+    if not any(r.action in ("failover", "failback") for r in pending):
+        cycle.placed = placed_condition(situation, pool)  # a move's Placed is the deploy path's
     cycle.write()  # the intent, before anything changes
     for record in pending:
         acting.execute(record, known)
+    acting.keep_hints(known)
     cycle.write()
     return Healed(cycle.events, verdicts, cycle.outcomes)
+
+
+def _scale_up(namespace: str, pods: Sequence[PodFacts]) -> scaleup.ScaleUp | None:
+    """What a cluster autoscaler said of the unschedulable pods (their Events, read only
+    while some pod is unschedulable); None when it said nothing or the Events are unreadable."""
+    stuck = [p for p in pods if p.unschedulable is not None and not p.deleting]
+    if not stuck:
+        return None
+    try:
+        events = [e for p in stuck for e in podapi.pod_events(namespace, p.uid)]
+    except k8s.ApiError as exc:
+        log.warning("events of %s's unschedulable pods unreadable: %s", namespace, exc)
+        return None
+    return scaleup.heard(events, stuck)
+
+
+def placed_condition(s: policy.Situation, pool: PoolProfile) -> tuple[str, str] | None:
+    """The Placed condition while heal waits for the autoscaler's node, and once that wait
+    is over; None leaves it to the deploy path."""
+    awaiting = policy.awaiting_scale_up(s)
+    fallback = s.md.spec.target.fallback_pool
+    if awaiting is not None:
+        then = (
+            f"; failover to {fallback} after {policy.unschedulable_bound(s)}s unschedulable"
+            if fallback and fallback != pool.name
+            else ""
+        )
+        return (
+            Reason.AWAITING_SCALE_UP,
+            f"pods unschedulable on pool {pool.name}; {awaiting.by} adds a node for them: "
+            f"{awaiting.claims}{then}",
+        )
+    if status.placed_reason(s.md.status) != Reason.AWAITING_SCALE_UP:
+        return None
+    if any(p.unschedulable is not None for p in s.pods if not p.deleting):
+        # Not CapacityShort: that makes the deploy path re-judge the pool (and move it).
+        why = f"no node came within {policy.unschedulable_bound(s)}s"
+        return Reason.POOL_CHOSEN, f"pool {pool.name}; pods unschedulable, {why}"
+    return Reason.POOL_CHOSEN, f"pool {pool.name} (the pods run on the node the autoscaler added)"
 
 
 class _Acting:
@@ -163,6 +208,17 @@ class _Acting:
                 )
                 self.cycle.events.append(("Normal", Reason.RESIZE_APPLIED, why))
 
+    def keep_hints(self, pods: list[PodFacts]) -> None:
+        """Disruption hints (`karpenter.sh/do-not-disrupt`, `safe-to-evict: "false"`) on the
+        live pods exactly while an in-place resize is in flight (its record Pending or
+        InProgress); removed from every pod otherwise, so a pod is evictable (the PDB guards
+        availability) and a node can be consolidated whenever nothing is mid-change."""
+        resizing = any(
+            r.action == "resize" and r.result in guardrails.IN_FLIGHT
+            for r in self.md.status.remediations
+        )
+        inplace.hint(self.md.namespace, pods, on=resizing)
+
     def execute(self, record: RemediationRecord, pods: list[PodFacts]) -> None:
         """Carry out a recorded action; safe to repeat (its override is already in status)."""
         try:
@@ -207,6 +263,9 @@ class _Acting:
         if ov.in_place_generation is None:
             self._reapply(record, "rolled out with the new resources")
             return
+        # Hinted before the resize is sent: an autoscaler's consolidation must not evict a pod
+        # in the middle of it (the resize would be lost with the pod, and retried on a new one).
+        inplace.hint(self.md.namespace, pods, on=True)
         refused = inplace.resize_pods(self.md.namespace, pods, self._wanted())
         if refused:
             why = "; ".join(f"{name}: {message}" for name, message in refused)

@@ -14,12 +14,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from onnxops import build, k8s, override, podapi
+from onnxops import build, k8s, override, podapi, status
 from onnxops.api import ACTIONS, RESULTS, Fault, ModelDeployment
 from onnxops.monitor.pods import PodFacts
 from onnxops.override import active, model_ref
 from onnxops.pools import PoolProfile, free_per_node, replicas_that_fit
-from onnxops.reasons import Phase
+from onnxops.reasons import Phase, Reason
 from onnxops.remediation import act, guardrails
 
 EVENT_COMPONENT = "onnxops-operator"
@@ -56,6 +56,8 @@ def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
     and a write per model per cycle."""
     if faults or active(md).pool is not None or override.resized_in_place(md):
         return False
+    if status.placed_reason(md.status) == Reason.AWAITING_SCALE_UP:
+        return False  # the wait for the autoscaler's node is over: Placed says so
     if md.status.low_use and md.spec.remediation.resize.shrink.enabled:
         return False  # a resize down may be due (as of the monitor's previous write)
     if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
@@ -101,8 +103,8 @@ class Healer:
         pods: Sequence[PodFacts] | None,
         at: datetime,
     ) -> None:
-        if _idle(md, faults):
-            return
+        if _idle(md, faults) and not any(p.disruption_hint for p in pods or ()):
+            return  # (a hint left on a pod is heal's to take off)
         # The monitor just wrote status.faults, and our own last cycle wrote the history:
         # decide on the object as it is now, not as the watch last delivered it.
         fresh = k8s.get(md.api_version, md.kind, md.namespace, md.name)

@@ -16,6 +16,7 @@ from onnxops.pools import MIB, Resources
 from onnxops.reasons import HealReason, HealResult, KubeReason, Signal
 from onnxops.remediation.action import LOW_USE, Action
 from onnxops.remediation.findings import Finding
+from onnxops.remediation.scaleup import ScaleUp
 from onnxops.remediation.sizing import grown, lowered
 
 # VPA's OOM bump: at least this much more memory, whatever the factor gives.
@@ -61,6 +62,8 @@ class Situation:
     now: datetime
     preferred_has_room: bool | None = None
     """Whether the spec's own pool could hold the model again (None: not known)."""
+    scale_up: ScaleUp | None = None
+    """What the cluster autoscaler said of the unschedulable pods (None: nothing)."""
 
 
 def _by_signal(findings: list[Finding]) -> dict[str, Finding]:
@@ -139,22 +142,54 @@ def _shrink(s: Situation) -> Action | None:
     )
 
 
+def _unschedulable_since(s: Situation, fault: Finding) -> datetime | None:
+    return fault.since or min(
+        (p.unschedulable_since for p in s.pods if p.unschedulable_since), default=None
+    )
+
+
+def unschedulable_bound(s: Situation) -> int:
+    """Seconds Unschedulable before a failover: `unschedulableSeconds`, or while the autoscaler
+    adds a node for every unschedulable pod, the longer `scaleUpGraceSeconds`."""
+    rem = s.md.spec.remediation
+    if s.scale_up is not None and s.scale_up.coming:
+        return max(rem.unschedulable_seconds, rem.scale_up_grace_seconds)
+    return rem.unschedulable_seconds
+
+
+def awaiting_scale_up(s: Situation) -> ScaleUp | None:
+    """The autoscaler's word while pods are unschedulable and it adds nodes for them, within
+    the grace (what the Placed condition says then); None otherwise."""
+    fault = next((f for f in s.findings if f.signal == Signal.UNSCHEDULABLE), None)
+    if fault is None or s.scale_up is None or not s.scale_up.coming:
+        return None
+    since = _unschedulable_since(s, fault)
+    if since is not None and (s.now - since).total_seconds() >= unschedulable_bound(s):
+        return None  # the grace is spent
+    return s.scale_up
+
+
 def _failover(s: Situation, faults: dict[str, Finding]) -> Action | None:
     target = s.md.spec.target
     fault = faults.get(Signal.UNSCHEDULABLE)
     current = s.md.status.pool
     if fault is None or not target.fallback_pool or current == target.fallback_pool:
         return None
-    since = fault.since or min(
-        (p.unschedulable_since for p in s.pods if p.unschedulable_since), default=None
-    )
-    bound = s.md.spec.remediation.unschedulable_seconds
+    since = _unschedulable_since(s, fault)
+    bound = unschedulable_bound(s)
     if since is None or (s.now - since).total_seconds() < bound:
         return None
+    waited = ""
+    if s.scale_up is not None:
+        verb = "said it adds" if s.scale_up.coming else "said it cannot add"
+        waited = f" ({s.scale_up.by} {verb} a node: {s.scale_up.claims})"
     return Action(
         kind="failover",
         reason=Signal.UNSCHEDULABLE,
-        message=f"pods unschedulable on pool {current} for over {bound}s; moving to {target.fallback_pool}",
+        message=(
+            f"pods unschedulable on pool {current} for over {bound}s{waited}; "
+            f"moving to {target.fallback_pool}"
+        ),
         pool=target.fallback_pool,
     )
 

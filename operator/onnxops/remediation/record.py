@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from onnxops import k8s
+from onnxops import k8s, status
 from onnxops.api import GROUP, KIND, VERSION, Condition, ModelDeployment, RemediationRecord, Result
 from onnxops.mergepatch import changes
 from onnxops.override import active
 from onnxops.reasons import ConditionType, HealResult
 from onnxops.remediation import guardrails, history
+from onnxops.remediation.findings import iso
 
 
 class Cycle:
@@ -25,6 +26,9 @@ class Cycle:
         self.events: list[history.Event] = []
         self.outcomes: list[tuple[str, str]] = []
         """(action, result) of every record announced, for the operator's metrics."""
+        self.placed: tuple[str, str] | None = None
+        """(reason, message) of the Placed condition, where heal has a word on it (waiting
+        for the autoscaler's node); else the deploy path's."""
         self._written = self._ours()
 
     def set(self, **changes: Any) -> None:
@@ -45,6 +49,7 @@ class Cycle:
             "override": active(self.md).model_dump(by_alias=True, mode="json"),
             "models": st.models.wire() if st.models else None,
             "remediating": remediating,
+            "placed": self.placed,
         }
 
     def write(self) -> None:
@@ -59,7 +64,17 @@ class Cycle:
             return  # deleted meanwhile: nothing left to heal
         self.set(conditions=ModelDeployment.model_validate(latest).status.conditions)
         conditions = history.remediating(self.md, self.now)
-        patch = {k: v for k, v in ours.items() if k != "remediating"}
+        if self.placed is not None:
+            conditions = status.set_condition(
+                conditions,
+                type_=ConditionType.PLACED,
+                status=True,
+                reason=self.placed[0],
+                message=self.placed[1],
+                generation=self.md.metadata.get("generation"),
+                now=iso(self.now),
+            )
+        patch = {k: v for k, v in ours.items() if k not in ("remediating", "placed")}
         # Only what differs from the object as just read: the write carries what changed.
         patch = changes(latest.get("status") or {}, {**patch, "conditions": conditions})
         if patch:

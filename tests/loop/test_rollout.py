@@ -3,7 +3,6 @@ runtime behind simulated pods; traffic spread over the Service's EndpointSlices 
 spreads it. A version failing at inference is aborted at the first weight step; a good one is
 promoted through every step with no failed request; without traffic nothing is promoted.
 
-Weight steps only: a shadow step needs the runtime's mirroring (the serving image's part).
 Pauses and intervals are seconds here; the p99 ratio is generous (10) because two busy cores
 make latency noisy, and latency is not what these tests judge.
 """
@@ -342,16 +341,16 @@ def test_a_spec_change_mid_rollout_restarts_it_and_deletion_leaves_no_orphan(
     )
 
 
-def test_a_shadow_step_keeps_the_canary_out_of_the_service_and_points_the_mirror_at_it(
+def test_a_shadow_step_answers_no_user_from_the_canary_and_passes_on_agreement(
     watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
 ) -> None:
-    """The operator's half of a shadow step (the runtime's mirroring is the serving image's):
-    no user request reaches the canary, and NAME-mirror lists the canary's ready addresses."""
+    """A shadow step: the Service leaves the canary out, NAME-mirror lists the canary's ready
+    addresses, the stable pods' runtime mirrors to them, and agreement passes the step."""
     name = "shadow"
     v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
     same = shutil.copy(loop_models.poison, tmp_path / "lookup-2.onnx")
     v2 = {"uri": f"file://{same}", "name": "lookup", "version": "2"}
-    start(loop_kube, name, v1, steps=[{"shadow": 50, "pauseSeconds": 5}, STEPS[0]])
+    start(loop_kube, name, v1, steps=[{"shadow": 50, "pauseSeconds": 25}, STEPS[0]])
     api = loop_kube.cluster.api()
     try:
         with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
@@ -374,14 +373,28 @@ def test_a_shadow_step_keeps_the_canary_out_of_the_service_and_points_the_mirror
             service = loop_kube.get("service", name)
             assert service is not None
             assert service["spec"]["selector"]["onnxops.io/serving"] == "true"
-            time.sleep(8)  # traffic over the Service's endpoints meanwhile
-            r = rollout_of(loop_kube, name)
-        assert traffic.total() > 100 and traffic.failed() == 0
-        assert not [p for p in traffic.by_pod if p.startswith(f"{name}-canary-")]
-        # No mirrored request was counted (the runtime here mirrors nothing): inconclusive.
-        assert (r["step"], r["phase"], r["shadowPercent"]) == (0, "Inconclusive", 50)
+
+            def agreed() -> dict[str, Any] | None:
+                r = rollout_of(loop_kube, name)
+                m = {x["signal"]: x for x in r.get("measurements") or []}.get("Agreement")
+                return r if m and m["verdict"] == "Successful" and r["step"] == 0 else None
+
+            r = wait_for(agreed, "agreement measured in the shadow step", 90)
+            (agreement,) = [m for m in r["measurements"] if m["signal"] == "Agreement"]
+            assert agreement["candidate"] >= 0.95 and agreement["threshold"] == 0.95
+            answered_in_shadow = {p: dict(c) for p, c in traffic.by_pod.items()}
+            r = wait_for(
+                lambda: (r := rollout_of(loop_kube, name)).get("step") == 1 and r,
+                "the shadow step passed",
+                90,
+            )
+        assert traffic.failed() == 0, (traffic.codes, traffic.errors[:10])
+        assert sum(sum(c.values()) for c in answered_in_shadow.values()) > 100
+        assert not [p for p in answered_in_shadow if p.startswith(f"{name}-canary-")]
+        assert r["shadowPercent"] == 0 and r["canaryWeight"] == 33  # 1 of 3 pods at 20%
         stable = loop_kube.get("deployment", name)
         assert env_of(stable)["ONNXOPS_MIRROR_CONFIG"] == "/etc/onnxops/mirror/mirror.json"
+        wait_for(lambda: "RolloutStep" in reasons(loop_kube, name), "the step's Event", 30)
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
 

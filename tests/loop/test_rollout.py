@@ -483,3 +483,37 @@ def test_the_user_aborts_retries_pauses_and_promotes(
             assert seen.count(reason) == 1, (reason, seen)
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def test_a_version_that_fails_the_mirror_is_aborted_in_the_shadow_step_having_served_nobody(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    name = "mirrorbad"
+    v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
+    broken = broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
+    v2 = {"uri": f"file://{broken}", "name": "lookup", "version": "2"}
+    start(loop_kube, name, v1, steps=[{"shadow": 100, "pauseSeconds": 30}, STEPS[0]])
+    api = loop_kube.cluster.api()
+    try:
+        with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
+            patch_model(loop_kube, name, v2)
+            r = wait_for(
+                lambda: (r := rollout_of(loop_kube, name)).get("phase") == "Aborted" and r,
+                "the rollout aborted",
+                150,
+            )
+            wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+            time.sleep(2)
+        assert r["step"] == 0 and r["shadowPercent"] == 0  # aborted in the shadow step
+        failed = {m["signal"]: m for m in r["measurements"] if m["verdict"] == "Failed"}
+        assert failed, r["measurements"]
+        # The users never saw v2: every answer came from the stable pods, all of them good.
+        assert traffic.total() > 100 and traffic.failed() == 0, traffic.codes
+        assert not [p for p in traffic.by_pod if p.startswith(f"{name}-canary-")]
+        aborted = condition(loop_kube.status(name), "RolloutAborted")
+        assert aborted["status"] == "True" and aborted["reason"] in failed
+        assert env_of(loop_kube.get("deployment", name))["ONNXOPS_MODEL_VERSION"] == "1"
+        cm = loop_kube.get("configmap", f"{name}-mirror")
+        assert json.loads((cm or {})["data"]["mirror.json"])["percent"] == 0  # mirroring off
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

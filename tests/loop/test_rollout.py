@@ -1,7 +1,10 @@
 """Progressive delivery end to end: the operator, a real Prometheus and the real serving
 runtime behind simulated pods; traffic spread over the Service's EndpointSlices as kube-proxy
-spreads it. A version failing at inference is aborted at the first weight step; a good one is
-promoted through every step with no failed request; without traffic nothing is promoted.
+spreads it. A version failing at inference is aborted at the first weight step, and in a
+shadow step having answered no user; a good one passes a shadow step on agreement and is
+promoted through every step with no failed request; without traffic nothing is promoted; an
+operator killed mid-step resumes it; spec changes, removal and deletion leave no orphan; the
+user's actions (abort, retry, pause, promote) act once.
 
 Pauses and intervals are seconds here; the p99 ratio is generous (10) because two busy cores
 make latency noisy, and latency is not what these tests judge.

@@ -6,6 +6,7 @@ set -euo pipefail
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v wrk >/dev/null || need+=(wrk)
+command -v strace >/dev/null || need+=(strace)  # tests/serving/test_one_write.py
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)

@@ -133,7 +133,7 @@ def main() -> int:
     if args.latency < 1 or args.burst < 1:
         parser.error("--latency and --burst must be at least 1")
     per_pool = (2 * args.burst + args.latency + 1) // 2
-    wait_s = max(600.0, 0.6 * args.burst)  # a cluster this size needs minutes for 1,000
+    wait_s = max(900.0, 0.9 * args.burst)  # a cluster this size needs minutes for 1,000
 
     with tempfile.TemporaryDirectory(prefix="onnxops-bench-") as tmp:
         cluster = controlplane.start(
@@ -255,7 +255,15 @@ def main() -> int:
                 [sys.executable, "-m", "onnxops.run"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
             proc = psutil.Process(operator.pid)
-            wait_until(lambda: all_ready(later, proc), wait_s)
+            try:
+                wait_until(lambda: all_ready(later, proc), wait_s)
+            except TimeoutError:
+                made = sum(n in timeline.deployment for n in later)
+                ready = sum(n in timeline.ready for n in later)
+                raise TimeoutError(
+                    f"catch-up not done in {wait_s:.0f} s: {made} of {len(later)} new "
+                    f"Deployments made, {ready} Ready"
+                ) from None
             catchup_s = time.monotonic() - began
             catchup_deploy = max(timeline.deployment[n] for n in later) - began
             catchup_cpu = sum(proc.cpu_times()[:2])

@@ -39,8 +39,13 @@ log = logging.getLogger("onnxops.monitor")
 def monitored_models(
     namespace: str | None, name: str | None, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every ModelDeployment by (namespace, name), as last seen by the watch."""
-    return {(namespace or "", name or ""): dict(body)}
+    """Every ModelDeployment by (namespace, name), as last seen by the watch — without its
+    managedFields, which nothing here reads and which are most of a small object's size."""
+    kept = dict(body)
+    meta = dict(kept.get("metadata") or {})
+    meta.pop("managedFields", None)
+    kept["metadata"] = meta
+    return {(namespace or "", name or ""): kept}
 
 
 def _snapshot(index: kopf.Index[Any, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
@@ -174,6 +179,9 @@ async def start_monitor(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwar
 
 @kopf.on.cleanup()
 async def stop_monitor(memo: kopf.Memo, **_: Any) -> None:
+    monitor = getattr(memo, "monitor", None)
+    if monitor is not None:
+        monitor.stopping.set()  # the cycle in flight (in a thread) stops starting writes
     task = getattr(memo, "monitor_task", None)
     if task is not None:
         task.cancel()

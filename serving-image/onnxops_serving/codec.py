@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,13 @@ from .model import OIP_TO_NUMPY
 
 # numpy kinds a JSON array may decode to, per declared datatype family.
 _NUMERIC_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
+# Per declared datatype, the numpy dtype and the kinds its JSON data may decode to (once, not
+# per request).
+_JSON_TARGETS = {
+    name: (np.dtype(t), _NUMERIC_KINDS[np.dtype(t).kind])
+    for name, t in OIP_TO_NUMPY.items()
+    if name != "BYTES"
+}
 _ORJSON_NUMPY = frozenset("biuf")
 # numpy refuses more than 64 dimensions with a ValueError; no model here needs more than a few.
 MAX_RANK = 32
@@ -44,7 +52,13 @@ def loads(body: bytes | memoryview) -> Any:
 
 def shape_of(raw: Any, name: str) -> tuple[int, ...]:
     """A request's shape, checked: a list of non-negative ints of sane rank."""
-    if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
+    good = isinstance(raw, list)
+    if good:
+        for d in raw:  # a plain loop: cheaper than all() over a generator for a few dims
+            if type(d) is not int or d < 0:
+                good = False
+                break
+    if not good:
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
     if len(raw) > MAX_RANK:
         raise BadRequest(f"input {name!r}: shape has {len(raw)} dimensions; at most {MAX_RANK}")
@@ -59,14 +73,14 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
             arr = np.array(data)
         except (ValueError, TypeError) as exc:
             raise BadRequest(f"input {name!r}: data is not a regular array: {exc}") from exc
-        target = np.dtype(OIP_TO_NUMPY[datatype])
-        if arr.size and arr.dtype.kind not in _NUMERIC_KINDS[target.kind]:
+        target, kinds = _JSON_TARGETS[datatype]
+        if arr.size and arr.dtype.kind not in kinds:
             raise BadRequest(f"input {name!r}: data does not match datatype {datatype}")
         arr = arr.astype(target, copy=False)
-    if arr.size != math.prod(shape):
-        raise BadRequest(
-            f"input {name!r}: shape {list(shape)} needs {math.prod(shape)} values, got {arr.size}"
-        )
+    if arr.shape == shape:
+        return arr  # the common case: the data nested as the shape says
+    if arr.size != (need := math.prod(shape)):
+        raise BadRequest(f"input {name!r}: shape {list(shape)} needs {need} values, got {arr.size}")
     return arr.reshape(shape)
 
 
@@ -108,7 +122,7 @@ def decode_infer(body: bytes, header_length: int | None) -> InferRequest:
     view = memoryview(body)
     if header_length is not None and not 0 <= header_length <= len(body):
         raise BadRequest("Inference-Header-Content-Length is larger than the body")
-    head = loads(view[:header_length] if header_length is not None else view)
+    head = loads(view[:header_length] if header_length is not None else body)
     if not isinstance(head, dict) or not isinstance(head.get("inputs"), list) or not head["inputs"]:
         raise BadRequest("request must be a JSON object with a non-empty 'inputs' list")
     offset = header_length or 0
@@ -197,7 +211,7 @@ def encode_infer(
     model_version: str,
     request_id: str,
     outputs: list[tuple[str, str, np.ndarray]],
-    binary: set[str] | None = None,
+    binary: AbstractSet[str] | None = None,
 ) -> tuple[bytes, int | None]:
     """Encode outputs ``(name, datatype, array)``; those named in ``binary`` go after the JSON."""
     described = []
@@ -209,7 +223,7 @@ def encode_infer(
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         elif arr.dtype.kind in _ORJSON_NUMPY:
-            entry["data"] = np.ascontiguousarray(arr).ravel()
+            entry["data"] = arr.ravel()  # C-contiguous, as orjson needs: a view or a copy
         else:
             entry["data"] = [
                 x.decode() if isinstance(x, bytes) else x for x in arr.ravel().tolist()

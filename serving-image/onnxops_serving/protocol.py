@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .rest import REFUSED, endpoint_of
 
@@ -63,6 +63,57 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
         if name == b"content-length":
             length = int(value)  # the parser has already refused a malformed one
     return length
+
+
+class _Held:
+    """Stands in for the transport while uvicorn writes a response head: keeps the bytes."""
+
+    __slots__ = ("closed", "parts", "real")
+
+    def __init__(self, real: asyncio.Transport) -> None:
+        self.real = real
+        self.parts: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.real.is_closing()
+
+
+class CoalescingCycle(RequestResponseCycle):
+    """uvicorn's request cycle, but the response head waits for the first body part and both
+    go out in one write: over loopback each write is a send() that also wakes the reader, and
+    a small answer paid two. Everything else (checks, HEAD, chunking, keep-alive) is uvicorn's."""
+
+    _held: _Held | None = None
+
+    async def send(self, message: Any) -> None:
+        held = self._held
+        if held is None and (self.response_started or message["type"] != "http.response.start"):
+            await super().send(message)
+            return
+        real = self.transport
+        capture = held if held is not None else _Held(real)
+        self.transport = capture  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = real
+        if held is None:  # the head: hold it for the body
+            self._held = capture if capture.parts else None
+            if capture.closed:
+                real.close()
+            return
+        self._held = None
+        if not self.disconnected:
+            real.write(b"".join(capture.parts))
+        if capture.closed:
+            real.close()
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -138,6 +189,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 raise Refusal(431, "request head is too large")
         self._head_bytes = -1
         super().on_headers_complete()
+        cycle = self.cycle
+        if type(cycle) is RequestResponseCycle:
+            # Same fields, one method more: set here rather than copying uvicorn's
+            # on_headers_complete to construct it.
+            cycle.__class__ = CoalescingCycle
 
     def on_message_complete(self) -> None:
         if self.parser.should_upgrade() and self._passthrough_length():

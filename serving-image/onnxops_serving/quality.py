@@ -33,13 +33,13 @@ class PredictionCache:
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def put(self, request_id: str, predictions: np.ndarray) -> None:
-        old = self._items.pop(request_id, None)  # a reused id replaces its entry
-        if old is not None:
-            self._rows -= _rows(old)
-        self._items[request_id] = predictions
-        self._rows += _rows(predictions)
-        while self._rows > self._size and len(self._items) > 1:
-            self._rows -= _rows(self._items.popitem(last=False)[1])
+        items = self._items
+        if request_id in items:  # a reused id replaces its entry
+            self._rows -= _rows(items.pop(request_id))
+        items[request_id] = predictions
+        self._rows += predictions.shape[0] if predictions.ndim else 1
+        while self._rows > self._size and len(items) > 1:
+            self._rows -= _rows(items.popitem(last=False)[1])
 
     @property
     def rows(self) -> int:

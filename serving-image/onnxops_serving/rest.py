@@ -67,12 +67,25 @@ class RestApp:
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.metrics = metrics
-        self.plane: DataPlane | None = None
+        self._plane: DataPlane | None = None
+        # The one infer path of the served model, matched whole before any routing.
+        self._infer_path: str | None = None
         self.draining = False
         self._max_body = max_body
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         self._startup_task: asyncio.Task[None] | None = None
+
+    @property
+    def plane(self) -> DataPlane | None:
+        return self._plane
+
+    @plane.setter
+    def plane(self, plane: DataPlane | None) -> None:
+        self._plane = plane
+        name = plane.model.name if plane is not None else ""
+        # A name routing would split (or one with nothing in it) takes the general route.
+        self._infer_path = f"/v2/models/{name}/infer" if name and "/" not in name else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -193,6 +206,10 @@ class RestApp:
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path == self._infer_path and method == "POST":
+            # The request this server exists for, with no routing: the path can only be
+            # this once the plane is set, and names this plane's model.
+            return await self._infer(self._plane, scope, receive)  # type: ignore[arg-type]
         parts = path.strip("/").split("/")
         if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
             return await self._model_route(parts[2:], method, scope, receive)
@@ -229,12 +246,7 @@ class RestApp:
         plane.check(name, version)
         if action == "infer":
             _need(method, "POST")
-            body, header_length = await self._read_body(scope, receive)
-            out, out_header_length = await plane.infer(body, header_length)
-            extra = (
-                [] if out_header_length is None else [(_HEADER_LENGTH, b"%d" % out_header_length)]
-            )
-            return 200, out, extra
+            return await self._infer(plane, scope, receive)
         if action == "feedback":
             _need(method, "POST")
             body, _ = await self._read_body(scope, receive)
@@ -247,6 +259,14 @@ class RestApp:
             _need(method, "GET")
             return 200, codec.dumps(plane.model_metadata()), []
         raise NotFound(f"no route for {method} {scope['path']}")
+
+    async def _infer(
+        self, plane: DataPlane, scope: Scope, receive: Receive
+    ) -> tuple[int, bytes, Headers]:
+        body, header_length = await self._read_body(scope, receive)
+        out, out_header_length = await plane.infer(body, header_length)
+        extra = [] if out_header_length is None else [(_HEADER_LENGTH, b"%d" % out_header_length)]
+        return 200, out, extra
 
 
 def endpoint_of(path: str) -> str:

@@ -94,6 +94,7 @@ def test_rbac_is_least_privilege(system_namespace: Any) -> None:
         ("patch", "services"),
         ("delete", "horizontalpodautoscalers.autoscaling"),
         ("list", "nodes"),
+        ("watch", "nodes"),  # the supply informer (supply.py)
         ("create", "events"),
         ("create", "pods/eviction"),
         ("patch", "pods/resize"),

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from onnxops.monitor.writes import run_bounded
+from onnxops.monitor.writes import Stopped, run_bounded
 
 
 def test_runs_size_tasks_at_once_and_waits_for_all() -> None:
@@ -56,3 +56,22 @@ def test_size_one_is_one_after_another_in_the_callers_thread(size: int) -> None:
     run_bounded([lambda: threads.append(threading.get_ident())] * 5, size)
     in_caller = threads == [threading.get_ident()] * 5
     assert in_caller is (size == 1)
+
+
+@pytest.mark.parametrize("size", [1, 4])
+def test_once_stopping_no_further_task_starts(size: int) -> None:
+    stop = threading.Event()
+    ran: list[int] = []
+
+    def task(i: int) -> int:
+        ran.append(i)
+        if i == 1:
+            stop.set()  # SIGTERM arrives while the second task runs
+        time.sleep(0.01)
+        return i
+
+    results = run_bounded([lambda i=i: task(i) for i in range(100)], size, stop)
+    # What was running finishes; of the rest, none starts.
+    assert len(ran) <= 1 + size
+    assert [r for r in results if not isinstance(r, Stopped)] == sorted(ran)
+    assert sum(isinstance(r, Stopped) for r in results) == 100 - len(ran)

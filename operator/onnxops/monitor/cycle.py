@@ -10,6 +10,7 @@ of its last evaluation. ModelDeployments are due on a wall-clock grid of their o
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class CycleReport:
     queries: int = 0
     writes: int = 0
     events: int = 0
+    stopped: int = 0  # models whose writes were not started: the operator is stopping
     seconds: float = 0.0
 
 
@@ -75,6 +77,8 @@ class Monitor:
     def __init__(self, cfg: OperatorConfig, metrics: OperatorMetrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or OperatorMetrics()
+        # Set when the operator stops: the cycle in flight starts no further model's writes.
+        self.stopping = threading.Event()
         self.reader = (
             PrometheusReader(
                 PromSettings(
@@ -201,12 +205,16 @@ class Monitor:
                 log.exception("monitoring %s/%s failed", md.namespace, md.name)
         tasks = [partial(self._io, plan, at) for plan in plans]
         for plan, done in zip(
-            plans, writes.run_bounded(tasks, self.cfg.monitor_write_concurrency), strict=True
+            plans,
+            writes.run_bounded(tasks, self.cfg.monitor_write_concurrency, self.stopping),
+            strict=True,
         ):
             md = plan.md
             if isinstance(done, writes.Written):
                 result.writes += done.writes
                 result.events += done.events
+            elif isinstance(done, writes.Stopped):
+                result.stopped += 1
             elif unreachable(done):  # the outage log says so once; no traceback per model
                 log.info("monitoring %s/%s skipped: %s", md.namespace, md.name, done)
             else:  # one model's failure (an API error) must not stop the others

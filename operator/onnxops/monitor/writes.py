@@ -5,9 +5,11 @@ cycle's writes side by side. Detection happens before, in order; only this I/O f
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from onnxops import k8s
@@ -55,20 +57,31 @@ def write_status(
     return Written()
 
 
-def run_bounded(tasks: Sequence[Callable[[], T]], size: int) -> list[T | BaseException]:
+class Stopped(Exception):
+    """The operator began to stop before this task started: it was not run."""
+
+
+def run_bounded(
+    tasks: Sequence[Callable[[], T]], size: int, stop: threading.Event | None = None
+) -> list[T | BaseException]:
     """Run the tasks, at most `size` at a time, and wait for all of them: nothing outlives the
     call, so a slow apiserver makes this cycle long (and the next slot skipped), never a queue
     of writes behind it. One result per task, in order; a task's exception is its result.
+    Once `stop` is set, tasks not yet started are not run (their result is `Stopped`): at
+    1,000 models a cycle's queue kept the operator busy 30 s after SIGTERM.
     Size 1 runs them one after another in the calling thread."""
+    run = partial(_outcome, stop=stop or threading.Event())
     if size <= 1 or len(tasks) <= 1:
-        return [_outcome(task) for task in tasks]
+        return [run(task) for task in tasks]
     with ThreadPoolExecutor(
         max_workers=min(size, len(tasks)), thread_name_prefix="onnxops-write"
     ) as pool:
-        return list(pool.map(_outcome, tasks))
+        return list(pool.map(run, tasks))
 
 
-def _outcome(task: Callable[[], T]) -> T | BaseException:
+def _outcome(task: Callable[[], T], stop: threading.Event) -> T | BaseException:
+    if stop.is_set():
+        return Stopped()
     try:
         return task()
     except Exception as exc:  # reported by the caller, per model

@@ -6,9 +6,10 @@ from them (see `crdgen.py`) and the operator parses every object it handles thro
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from onnxops import reasons
@@ -334,6 +335,109 @@ class Remediation(ApiModel):
     """A model change counts as the cause of a fault this long after it was first served."""
 
 
+MAX_ROLLOUT_STEPS = 10
+
+
+class RolloutStep(ApiModel):
+    """One step of a rollout: exactly one of `shadow` or `weight`, held for `pauseSeconds`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.shadow) != has(self.weight)",
+                    "message": "a rollout step takes exactly one of shadow or weight",
+                }
+            ]
+        }
+    )
+
+    shadow: int | None = Field(default=None, ge=1, le=100)
+    """Percent of the stable pods' requests copied to the candidate in the background; the
+    candidate's answers are compared and discarded, and it serves no user request."""
+    weight: int | None = Field(default=None, ge=1, le=100)
+    """Percent of the serving pods that run the candidate (a replica ratio behind the one
+    Service: canary ceil(weight x replicas / 100), never fewer than one stable pod)."""
+    pause_seconds: int = Field(default=60, ge=0, le=86400)
+    """Least time in this step; it passes once this has elapsed and a measurement succeeded."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RolloutStep:
+        if (self.shadow is None) == (self.weight is None):
+            raise ValueError("a rollout step takes exactly one of shadow or weight")
+        return self
+
+
+def _weights_increase(count: int) -> str:
+    """CEL: weight steps' weights strictly increase, whatever shadow steps lie between.
+
+    CEL has no index ranges, so every pair (i, j) of the at most `count` positions is spelt
+    out; a pair past the list's end or with a shadow step holds trivially."""
+    pairs = [
+        f"(size(self) <= {j} || !has(self[{i}].weight) || !has(self[{j}].weight)"
+        f" || self[{i}].weight < self[{j}].weight)"
+        for i in range(count)
+        for j in range(i + 1, count)
+    ]
+    return " && ".join(pairs)
+
+
+class RolloutAnalysis(ApiModel):
+    """How the candidate is judged against the stable version, side by side, every interval.
+
+    A measurement is Successful, Failed, or Inconclusive (too few requests, no feedback,
+    Prometheus unreachable): inconclusive never counts as a failure and never promotes."""
+
+    interval_seconds: int = Field(default=10, ge=5, le=3600)
+    """Time between two measurements."""
+    failure_limit: int = Field(default=1, ge=0, le=100)
+    """Failed measurements tolerated; one more aborts the rollout (Argo Rollouts' rule)."""
+    min_requests: int = Field(default=50, ge=1, le=1_000_000)
+    """Fewer requests answered by the candidate (or mirrored to it) within the step make a
+    measurement inconclusive."""
+    max_error_rate_increase: float = Field(default=0.02, ge=0, le=1)
+    """Largest candidate - stable share of inference requests answered 5xx."""
+    max_latency_ratio: float = Field(default=1.5, gt=0, le=1000)
+    """Largest candidate p99 / stable p99."""
+    max_accuracy_drop: float = Field(default=0.05, ge=0, le=1)
+    """Largest stable - candidate online accuracy, judged when both have feedback."""
+    min_agreement: float = Field(default=0.95, ge=0, le=1)
+    """Shadow steps: least share of mirrored requests both versions answered alike."""
+    agreement_tolerance: float = Field(default=0.0, ge=0)
+    """Regression outputs: |stable - candidate| <= this counts as agreeing."""
+    max_drift: float = Field(default=0.25, ge=0)
+    """Largest input PSI the candidate saw."""
+
+
+class Rollout(ApiModel):
+    """Progressive delivery: a change of spec.model goes out through these steps (a shadow,
+    then canary weights), judged by `analysis`, then promoted; or aborted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _weights_increase(MAX_ROLLOUT_STEPS).replace("self", "self.steps"),
+                    "message": "weights must increase strictly from one weight step to the next",
+                }
+            ]
+        }
+    )
+
+    paused: bool = False
+    """Hold the current step (no analysis, no progress) until set false again."""
+    steps: list[RolloutStep] = Field(min_length=1, max_length=MAX_ROLLOUT_STEPS)
+    """Run in order; the last one is followed by promotion."""
+    analysis: RolloutAnalysis = Field(default_factory=RolloutAnalysis)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Rollout:
+        weights = [s.weight for s in self.steps if s.weight is not None]
+        if any(a >= b for a, b in itertools.pairwise(weights)):
+            raise ValueError("weights must increase strictly from one weight step to the next")
+        return self
+
+
 class ModelDeploymentSpec(ApiModel):
     """Desired state: which model, where, how much."""
 
@@ -346,6 +450,8 @@ class ModelDeploymentSpec(ApiModel):
     serving: Serving = Field(default_factory=Serving)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     remediation: Remediation = Field(default_factory=Remediation)
+    rollout: Rollout | None = None
+    """Progressive delivery of model changes; absent: a new model rolls every pod at once."""
 
 
 # The CRD's enums are Literals of the vocabulary's members: the schema renders them as plain
@@ -503,6 +609,77 @@ class ModelMarks(ApiModel):
     """The last model seen Ready without faults."""
 
 
+RolloutPhaseName = Literal[
+    reasons.RolloutPhase.PROGRESSING,
+    reasons.RolloutPhase.PAUSED,
+    reasons.RolloutPhase.INCONCLUSIVE,
+    reasons.RolloutPhase.PROMOTED,
+    reasons.RolloutPhase.ABORTED,
+]
+ROLLOUT_PHASES: tuple[str, ...] = RolloutPhaseName.__args__  # type: ignore[attr-defined]
+VerdictName = Literal[
+    reasons.Verdict.SUCCESSFUL, reasons.Verdict.FAILED, reasons.Verdict.INCONCLUSIVE
+]
+RolloutSignalName = Literal[
+    reasons.Signal.ERROR_RATE,
+    reasons.Signal.LATENCY_P99,
+    reasons.Signal.ACCURACY,
+    reasons.Signal.DRIFT,
+    reasons.RolloutSignal.AGREEMENT,
+]
+ROLLOUT_SIGNALS: tuple[str, ...] = RolloutSignalName.__args__  # type: ignore[attr-defined]
+
+
+class Measurement(ApiModel):
+    """The latest reading of one signal in a rollout: candidate beside stable."""
+
+    signal: RolloutSignalName
+    stable: float | None = None
+    """The stable version's value (unset: unknown, or not compared: drift, agreement)."""
+    candidate: float | None = None
+    """The candidate's value (unset: unknown)."""
+    threshold: float | None = None
+    """The limit from spec.rollout.analysis the values were judged against."""
+    verdict: VerdictName = reasons.Verdict.INCONCLUSIVE
+    message: str = ""
+    time: str | None = None
+    """When it was measured (RFC 3339)."""
+
+
+class RolloutStatus(ApiModel):
+    """Where the rollout of spec.model stands; the intent is written here before acting, so
+    an operator restarted mid-step resumes the same step."""
+
+    phase: RolloutPhaseName = reasons.RolloutPhase.PROMOTED
+    step: int = 0
+    """The current step's index (0-based); equal to `steps` while promoting."""
+    steps: int = 0
+    """How many steps spec.rollout has."""
+    canary_weight: int = 0
+    """Percent of the serving pods that run the candidate now."""
+    shadow_percent: int = 0
+    """Percent of requests mirrored to the candidate now."""
+    stable_version: str | None = None
+    candidate_version: str | None = None
+    stable_model: ModelSource | None = None
+    """The model the stable Deployment runs (it takes the candidate at promotion)."""
+    candidate: ModelSource | None = None
+    """The model being rolled out (spec.model when the rollout started)."""
+    candidate_generation: int | None = None
+    """metadata.generation that started this rollout."""
+    step_started_at: str | None = None
+    """When the current step began (RFC 3339); its pause counts from here."""
+    failures: int = 0
+    """Failed measurements in this rollout."""
+    successes: int = 0
+    """Successful measurements in the current step."""
+    measurements: list[Measurement] = Field(default_factory=list, max_length=8)
+    """The latest measurement per signal."""
+    handled_action: str | None = None
+    """The last `onnxops.io/rollout-action` annotation value acted on."""
+    message: str = ""
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -529,6 +706,7 @@ class ModelDeploymentStatus(ApiModel):
     """The latest actions, taken or refused, newest last (bounded)."""
     override: Override | None = None
     models: ModelMarks | None = None
+    rollout: RolloutStatus | None = None
 
 
 class ModelDeployment(ApiModel):

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from onnxops.api import DNS_LABEL_PATTERN, ModelDeployment
 from onnxops.pools import PoolProfile, effective_resources
+from onnxops.rollout import plan as rollout_plan
 
 MANAGED_BY = "onnxops"
 MD_LABEL = "onnxops.io/model-deployment"
@@ -33,6 +34,31 @@ there, the kubelet copies it into the pod's status, and the operator reads the c
 # The serving image's OIP v2 gRPC port (its ONNXOPS_GRPC_PORT); REST is spec.serving.port.
 GRPC_PORT = 8081
 RUN_AS = 10001  # the serving image's USER (serving-image/Dockerfile)
+
+
+@dataclass(frozen=True)
+class Track:
+    """One of a rollout's two Deployments (only when spec.rollout is set; None otherwise, so
+    a model without a rollout sees no change of its pod template)."""
+
+    name: str = rollout_plan.STABLE
+    """`stable` (the Deployment NAME) or `canary` (NAME-canary)."""
+    replicas: int | None = None
+    """The rollout's count for it; None: the usual one (spec.replicas, or the HPA's)."""
+    serving: bool = True
+    """False: pods the Service does not select (a canary in a shadow step)."""
+
+    @property
+    def canary(self) -> bool:
+        return self.name == rollout_plan.CANARY
+
+
+@dataclass(frozen=True)
+class Canary:
+    """The canary the rollout wants: its desired state (the candidate model) and track."""
+
+    md: ModelDeployment
+    track: Track
 
 
 class ModelUriError(ValueError):
@@ -209,9 +235,11 @@ def build_deployment(
     image: str,
     current_replicas: int | None = None,
     annotations: Mapping[str, str] | None = None,
+    track: Track | None = None,
 ) -> dict[str, Any]:
     """The Deployment running the serving runtime on the pool's nodes. `md` is the desired
-    state (`override.applied`); `annotations` go on the pod template (a restart's stamp)."""
+    state (`override.applied`); `annotations` go on the pod template (a restart's stamp);
+    `track`: which of a rollout's Deployments (labels, name, count, the mirror's mount)."""
     spec = md.spec
     plan = plan_model(md, pool)
     port = spec.serving.port
@@ -230,6 +258,23 @@ def build_deployment(
     if storage is not None and storage.ca_config_map:
         mounts.append({"name": "storage-ca", "mountPath": CA_DIR, "readOnly": True})
         volumes.append({"name": "storage-ca", "configMap": {"name": storage.ca_config_map}})
+    env = _env(md, pool, plan)
+    if track is not None and not track.canary:
+        # The stable pods mirror to the canary as the ConfigMap says; optional, so the pods
+        # start before the rollout first writes it, and the runtime re-reads it when it changes.
+        mounts.append({"name": "mirror", "mountPath": rollout_plan.MIRROR_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "mirror",
+                "configMap": {"name": rollout_plan.mirror_name(md.name), "optional": True},
+            }
+        )
+        env.append(
+            {
+                "name": rollout_plan.MIRROR_ENV,
+                "value": f"{rollout_plan.MIRROR_DIR}/{rollout_plan.MIRROR_KEY}",
+            }
+        )
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.serving.image or image,
@@ -238,7 +283,7 @@ def build_deployment(
             {"name": "http", "containerPort": port, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
         ],
-        "env": _env(md, pool, plan),
+        "env": env,
         "resources": effective_resources(spec, pool),
         "readinessProbe": _probe("/v2/health/ready", 5, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
@@ -256,7 +301,7 @@ def build_deployment(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     tolerations = [t.wire() for t in [*pool.tolerations, *spec.target.tolerations]]
-    pod_labels = labels(md, pool.name)
+    pod_labels = {**labels(md, pool.name), **track_labels(track)}
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the runtime never talks to the API
         "enableServiceLinks": False,
@@ -273,8 +318,11 @@ def build_deployment(
     }
     if tolerations:
         pod_spec["tolerations"] = tolerations
+    selector = {MD_LABEL: md.name}
+    if track is not None and track.canary:  # the stable's selector is immutable: as before
+        selector[rollout_plan.TRACK_LABEL] = rollout_plan.CANARY
     dep_spec: dict[str, Any] = {
-        "selector": {"matchLabels": {MD_LABEL: md.name}},
+        "selector": {"matchLabels": selector},
         "revisionHistoryLimit": 3,
         # Never drop below the wanted count while rolling a new model out.
         "strategy": {
@@ -296,23 +344,55 @@ def build_deployment(
         },
     }
     dep_spec["replicas"] = replica_count(md, current_replicas)
+    meta = _meta(md, pool.name)
+    if track is not None:
+        if track.replicas is not None:
+            dep_spec["replicas"] = track.replicas
+        meta["labels"] = {**meta["labels"], rollout_plan.TRACK_LABEL: track.name}
+        if track.canary:
+            meta["name"] = rollout_plan.canary_name(md.name)
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
+
+
+def track_labels(track: Track | None) -> dict[str, str]:
+    """The pod labels of a rollout's track; none without spec.rollout."""
+    if track is None:
+        return {}
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(md, pool.name),
-        "spec": dep_spec,
+        rollout_plan.TRACK_LABEL: track.name,
+        rollout_plan.SERVING_LABEL: "true" if track.serving else "false",
     }
 
 
-def build_service(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
-    """A ClusterIP Service in front of the serving pods."""
+def build_canary_service(md: ModelDeployment, pool: PoolProfile) -> dict[str, Any]:
+    """A headless Service of the canary's pods alone: its EndpointSlices are the addresses
+    the stable pods mirror to (the main Service leaves the canary out in a shadow step)."""
+    service = build_service(md, pool)
+    service["metadata"]["name"] = rollout_plan.canary_name(md.name)
+    service["metadata"]["labels"][rollout_plan.TRACK_LABEL] = rollout_plan.CANARY
+    service["spec"]["clusterIP"] = "None"
+    service["spec"]["selector"] = {
+        MD_LABEL: md.name,
+        rollout_plan.TRACK_LABEL: rollout_plan.CANARY,
+    }
+    return service
+
+
+def build_service(
+    md: ModelDeployment, pool: PoolProfile, *, serving_only: bool = False
+) -> dict[str, Any]:
+    """A ClusterIP Service in front of the serving pods; `serving_only`: only the pods
+    labelled `onnxops.io/serving: "true"` (a shadow step keeps the canary's out)."""
+    selector = {MD_LABEL: md.name}
+    if serving_only:
+        selector[rollout_plan.SERVING_LABEL] = "true"
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(md, pool.name),
         "spec": {
             "type": "ClusterIP",
-            "selector": {MD_LABEL: md.name},
+            "selector": selector,
             "ports": [
                 {
                     "name": "http",
@@ -377,12 +457,23 @@ def desired_children(
     image: str,
     current_replicas: int | None = None,
     annotations: Mapping[str, str] | None = None,
+    track: Track | None = None,
+    canary: Canary | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Objects to apply, and (apiVersion, kind) of optional children to delete if present."""
+    """Objects to apply, and (apiVersion, kind) of optional children to delete if present.
+
+    With spec.rollout, `track` is the stable Deployment's and `canary` the canary the rollout
+    wants now (its Deployment and headless Service come after the stable's children)."""
     deployment = build_deployment(
-        md, pool, image=image, current_replicas=current_replicas, annotations=annotations
+        md,
+        pool,
+        image=image,
+        current_replicas=current_replicas,
+        annotations=annotations,
+        track=track,
     )
-    apply = [deployment, build_service(md, pool)]
+    shadowing = canary is not None and not canary.track.serving
+    apply = [deployment, build_service(md, pool, serving_only=shadowing)]
     remove = []
     for wanted, builder, api_kind in (
         (wants_pdb(md), build_pdb, ("policy/v1", "PodDisruptionBudget")),
@@ -392,6 +483,13 @@ def desired_children(
             apply.append(builder(md, pool))
         else:
             remove.append(api_kind)
+    if canary is not None:
+        apply.append(
+            build_deployment(
+                canary.md, pool, image=image, annotations=annotations, track=canary.track
+            )
+        )
+        apply.append(build_canary_service(canary.md, pool))
     return apply, remove
 
 

@@ -168,6 +168,11 @@ def crd() -> dict[str, Any]:
         ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason'),
         ("Variant", "string", ".status.variant"),
         ("Endpoint", "string", ".status.endpoint"),
+        # A rollout in progress: its phase, the step (0-based) and the canary's share of pods.
+        ("Rollout", "string", ".status.rollout.phase"),
+        ("Step", "integer", ".status.rollout.step"),
+        ("Canary", "integer", ".status.rollout.canaryWeight"),
+        ("Candidate", "string", ".status.rollout.candidateVersion"),
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -20,6 +20,7 @@ from onnxops import build, k8s, loadfailure, reconcile, startup, watch
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import config
 from onnxops.reasons import ConditionType, Phase, Reason
+from onnxops.rollout import plan as rollout_plan
 from onnxops.status import load_failed
 
 __all__ = ["startup", "watch"]  # importing them registers their handlers
@@ -54,10 +55,16 @@ def _backoff(retry: int) -> float:
 
 
 def _run(
-    body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger, drift: bool = False
+    body: kopf.Body,
+    memo: kopf.Memo,
+    retry: int,
+    logger: kopf.Logger,
+    drift: bool = False,
+    old: Any = None,
 ) -> None:
+    previous = ((old or {}).get("spec") or {}).get("model")
     try:
-        outcome = reconcile.reconcile(body, memo.pools, _cfg, drift=drift)
+        outcome = reconcile.reconcile(body, memo.pools, _cfg, drift=drift, previous_model=previous)
     except reconcile.Terminating:
         logger.info("namespace is being deleted; nothing to reconcile")
         return
@@ -110,9 +117,10 @@ def _once(handler: Callable[..., None]) -> Callable[..., None]:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_model(
-    body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger, **_: Any
+    body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger, old: Any = None, **_: Any
 ) -> None:
-    _run(body, memo, retry, logger)
+    # `old` (update only): the spec before this change, so a rollout knows the stable model.
+    _run(body, memo, retry, logger, old=old)
 
 
 def _retry_pending(body: kopf.Body) -> bool:
@@ -203,6 +211,12 @@ def deployment_changed(
         return
     key = (body.meta.namespace or "", body.meta.name or "")
     generation = int(body.meta.get("generation", 0))
+    if (body.meta.labels or {}).get(rollout_plan.TRACK_LABEL) == rollout_plan.CANARY:
+        # A rollout's canary: status follows the stable Deployment, and the rollout cycle
+        # reads the canary's readiness itself; a deleted one is put back if still wanted.
+        if type == "DELETED":
+            _run(owner, memo, 0, logger, drift=True)
+        return
     if type == "DELETED" or generation > _applied_generation.get(key, generation):
         # A new generation is someone's edit (or the HPA scaling): re-applying is a no-op
         # unless a field we own was changed, and then it is the restoration.

@@ -32,6 +32,7 @@ PLURALS = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("v1", "ConfigMap"): "configmaps",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
     ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
     (f"{api.GROUP}/{api.VERSION}", api.KIND): api.PLURAL,
 }

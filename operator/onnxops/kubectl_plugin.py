@@ -17,10 +17,11 @@ from typing import Any, NoReturn
 from kubernetes.config import ConfigException
 
 from onnxops import api, k8s
+from onnxops.reasons import RolloutPhase
+from onnxops.rollout.plan import ACTION_ANNOTATION, ACTIONS
 
-ACTION_ANNOTATION = "onnxops.io/rollout-action"
-ACTIONS = ("promote", "abort", "retry")
-FINAL = {"Promoted": 0, "Aborted": 1}  # --watch ends on these phases, with this exit code
+# --watch ends on these phases, with this exit code.
+FINAL = {RolloutPhase.PROMOTED: 0, RolloutPhase.ABORTED: 1}
 WATCH_PERIOD_S = 2.0  # a rollout step lasts tens of seconds; a poll is plenty and simple
 
 

@@ -1,4 +1,5 @@
-"""Desired state: the spec, the pool's defaults and remediation's override (`status.override`),
+"""Desired state: the spec, the pool's defaults, remediation's override (`status.override`)
+and the rollout (`status.rollout`: the model the stable Deployment runs, and the canary),
 through one door. Every reader of "what the pods should run" comes here: the child builders
 (through `reconcile`), status, and heal's policy, failback room and in-place resize.
 
@@ -13,10 +14,12 @@ from onnxops.api import (
     ModelDeployment,
     ModelDeploymentSpec,
     ModelRef,
+    ModelSource,
     Override,
     ResourceRequirements,
 )
 from onnxops.pools import PoolProfile, Resources, effective_resources
+from onnxops.rollout import plan as rollout_plan
 
 RESTARTED_AT = "onnxops.io/restartedAt"
 RESTART_REQUESTED = "onnxops.io/restart-requested-at"
@@ -75,6 +78,9 @@ def desired(md: ModelDeployment, *, serving: bool) -> ModelDeployment:
     resources included (what the next resize starts from, and what a failback must fit)."""
     ov = active(md)
     spec = md.spec.model_copy(deep=True)
+    stable = _rollout_stable(md)
+    if stable is not None:  # a rollout keeps the stable Deployment on its model
+        spec.model = stable.model_copy(deep=True)
     if ov.resources is not None and (serving or not resized_in_place(md)):
         spec.resources = ResourceRequirements.model_validate(ov.resources.wire())
     if ov.model is not None:
@@ -91,6 +97,30 @@ def desired(md: ModelDeployment, *, serving: bool) -> ModelDeployment:
     if ov.pool is not None:
         spec.target = spec.target.model_copy(update={"pool": ov.pool, "fallback_pool": None})
     return md.model_copy(update={"spec": spec})
+
+
+def _rollout_stable(md: ModelDeployment) -> ModelSource | None:
+    r = md.status.rollout
+    if md.spec.rollout is None or r is None or r.stable_model is None:
+        return None
+    return r.stable_model
+
+
+def rollout_shape(md: ModelDeployment, *, replicas: int) -> rollout_plan.Shape:
+    """What the rollout asks of the children now (`replicas`: the serving pods wanted)."""
+    return rollout_plan.shape(
+        md.spec, md.status.rollout, replicas=replicas, autoscaled=md.spec.autoscaling is not None
+    )
+
+
+def canary(md: ModelDeployment, shape: rollout_plan.Shape) -> ModelDeployment | None:
+    """The canary's desired state: `applied` with the candidate model (same pool, resources
+    and restarts as the stable), or None when no canary is wanted."""
+    if shape.canary_model is None:
+        return None
+    stable = applied(md)
+    spec = stable.spec.model_copy(update={"model": shape.canary_model.model_copy(deep=True)})
+    return stable.model_copy(update={"spec": spec})
 
 
 def applied(md: ModelDeployment) -> ModelDeployment:

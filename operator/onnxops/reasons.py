@@ -28,6 +28,9 @@ class ConditionType(StrEnum):
     """The operator is bringing the pods to this generation (phase Progressing)."""
     STALLED = "Stalled"
     """Progress needs the user: a spec judged unworkable, or pods that cannot load the model."""
+    ROLLOUT_ABORTED = "RolloutAborted"
+    """A candidate model failed its analysis (reason: the signal); stands until the spec's
+    model changes or the user retries."""
 
 
 @unique
@@ -110,6 +113,22 @@ class Reason(StrEnum):
     MODEL_STORAGE_FAILED = "ModelStorageFailed"
     SERVER_FAILED = "ServerFailed"
 
+    # Progressive delivery (`rollout/`): Events per step and the RolloutAborted condition.
+    ROLLOUT_STARTED = "RolloutStarted"
+    ROLLOUT_STEP = "RolloutStep"
+    ROLLOUT_PAUSED = "RolloutPaused"
+    ROLLOUT_RESUMED = "RolloutResumed"
+    ROLLOUT_INCONCLUSIVE = "RolloutInconclusive"
+    ROLLOUT_MEASURED = "RolloutMeasured"
+    ROLLOUT_PROMOTING = "RolloutPromoting"
+    ROLLOUT_PROMOTED = "RolloutPromoted"
+    ROLLOUT_ABORTED = "RolloutAborted"
+    ROLLOUT_RETRIED = "RolloutRetried"
+    ROLLOUT_UNMEETABLE = "RolloutUnmeetable"
+    """Warning: steps that cannot be met as written (replicas 0, weights on one replica)."""
+    USER_ABORTED = "UserAborted"
+    """RolloutAborted's reason when the user aborted (not a signal)."""
+
 
 PLACEMENT_REASONS = frozenset({Reason.UNKNOWN_POOL, Reason.ABOVE_CEILING, Reason.NO_CAPACITY})
 MODEL_REASONS = frozenset({Reason.INVALID_MODEL_URI, Reason.MODEL_UNREACHABLE})
@@ -163,6 +182,36 @@ class Signal(StrEnum):
     CRASH_LOOP = "CrashLoop"
     NOT_READY = "NotReady"
     UNSCHEDULABLE = "Unschedulable"
+
+
+@unique
+class RolloutPhase(StrEnum):
+    """status.rollout.phase."""
+
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    INCONCLUSIVE = "Inconclusive"
+    """Progressing, but the last measurement could not judge (too few requests, no data)."""
+    PROMOTED = "Promoted"
+    """The stable Deployment serves the spec's model; no canary runs."""
+    ABORTED = "Aborted"
+
+
+@unique
+class Verdict(StrEnum):
+    """A rollout measurement's outcome (Argo Rollouts' words)."""
+
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+@unique
+class RolloutSignal(StrEnum):
+    """Rollout signals that are not monitor faults (the others reuse `Signal`)."""
+
+    AGREEMENT = "Agreement"
+    """Share of mirrored requests both versions answered alike (shadow steps)."""
 
 
 @unique

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,7 +24,7 @@ from onnxops import (
     speccheck,
     status,
 )
-from onnxops.api import ModelDeployment, ModelDeploymentStatus
+from onnxops.api import ModelDeployment, ModelDeploymentStatus, ModelSource
 from onnxops.config import OperatorConfig
 from onnxops.pools import (
     PlacementError,
@@ -34,6 +35,8 @@ from onnxops.pools import (
     place,
 )
 from onnxops.reasons import Phase, Reason
+from onnxops.rollout import machine as rollout_machine
+from onnxops.rollout import plan as rollout_plan
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 Judged = judgement.Judged
@@ -157,18 +160,26 @@ def reconcile(
     cfg: OperatorConfig,
     *,
     drift: bool = False,
+    previous_model: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Bring the children in line with the spec; raises Judged for operator-judged failures
     (any exception becomes one: an InvalidSpec or OperatorError reason in status), Terminating
     in a namespace being deleted, k8s.ApiUnavailable while the apiserver is away.
 
-    `drift`: called because a child changed behind our back, so changes are restorations."""
+    `drift`: called because a child changed behind our back, so changes are restorations.
+    `previous_model`: spec.model before this change (kopf's diff base), for a rollout."""
     try:
-        # Remediation's override (status.override) applied over the spec: a resize, failover or
-        # rollback is desired state, so drift restoration keeps it instead of undoing it.
-        md = override.applied(ModelDeployment.model_validate(dict(body)))
+        read = ModelDeployment.model_validate(dict(body))
+        # The rollout's intent first (a new spec.model starts one), written before acting.
+        read, started = _rollout_intent(read, previous_model)
+        # Remediation's override (status.override) and the rollout applied over the spec: a
+        # resize, failover, rollback or the stable model of a rollout is desired state, so
+        # drift restoration keeps it instead of undoing it.
+        md = override.applied(read)
         try:
-            return _reconcile(md, pools, cfg, drift=drift)
+            outcome = _reconcile(md, pools, cfg, drift=drift)
+            outcome.events[:0] = started
+            return outcome
         except QuantityError as exc:  # stored before the schema refused it, or a pool's value
             failure = status.Failure(Reason.INVALID_SPEC, f"resources: {exc}", permanent=True)
             raise _fail(md, failure) from exc
@@ -180,6 +191,43 @@ def reconcile(
         raise judgement.judge(body, exc) from exc
     except Exception as exc:
         raise judgement.judge(body, exc) from exc
+
+
+def _rollout_intent(
+    md: ModelDeployment, previous: Mapping[str, Any] | None
+) -> tuple[ModelDeployment, list[Event]]:
+    """status.rollout after this spec, written first when it changed (the intent)."""
+    before = None
+    if previous:
+        try:
+            before = ModelSource.model_validate(dict(previous))
+        except ValidationError:
+            before = None
+    moved = rollout_machine.begin(md, previous=before, now=datetime.now(UTC))
+    if moved.rollout == md.status.rollout:
+        return md, []
+    wire = None if moved.rollout is None else moved.rollout.model_dump(by_alias=True, mode="json")
+    k8s.patch_status(md.namespace, md.name, {"rollout": wire})
+    st = md.status.model_copy(update={"rollout": moved.rollout})
+    return md.model_copy(update={"status": st}), list(moved.events)
+
+
+def _tracks(
+    md: ModelDeployment, replicas: int | None
+) -> tuple[build.Track | None, build.Canary | None]:
+    """The stable Deployment's track and the canary the rollout wants (spec.rollout only)."""
+    if md.spec.rollout is None:
+        return None, None
+    wanted = build.replica_count(md, replicas)
+    shape = override.rollout_shape(md, replicas=wanted)
+    stable = build.Track(rollout_plan.STABLE, replicas=shape.stable_replicas)
+    canary_md = override.canary(md, shape)
+    if canary_md is None:
+        return stable, None
+    track = build.Track(
+        rollout_plan.CANARY, replicas=shape.canary_replicas, serving=shape.canary_serves
+    )
+    return stable, build.Canary(canary_md, track)
 
 
 def _reconcile(
@@ -204,28 +252,38 @@ def _reconcile(
         ignored = status.ignored_replicas(md)
         if ignored:
             events.append(("Warning", Reason.REPLICAS_IGNORED, ignored))
+    track, canary = _tracks(md, replicas)
     to_apply, to_remove = build.desired_children(
         md,
         pool,
         image=cfg.serving_image,
         current_replicas=replicas,
         annotations=override.template_annotations(md),
+        track=track,
+        canary=canary,
     )
     deployment: dict[str, Any] | None = None
     for obj in to_apply:
         applied = _apply(md, obj)
-        if applied.kind == "Deployment":
+        if applied.kind == "Deployment" and applied.name == md.name:
             deployment = applied.obj
         if applied.outcome != "unchanged":
             reason = Reason.CREATED if applied.outcome == "created" else Reason.UPDATED
             if drift:  # the object existed as we left it before someone changed it
                 reason = Reason.DRIFT_RESTORED
             events.append(("Normal", reason, f"{applied.outcome} {applied.kind} {applied.name}"))
-    for api_version, kind in to_remove:
-        if k8s.delete(api_version, kind, md.namespace, md.name):
-            events.append(
-                ("Normal", Reason.DELETED, f"deleted {kind} {md.name} (no longer wanted)")
-            )
+    removals = [(a, k, md.name) for a, k in to_remove]
+    ended = md.spec.rollout is None and md.status.rollout is not None  # spec.rollout removed
+    if canary is None and (md.spec.rollout is not None or ended):  # a canary ends with its rollout
+        gone = rollout_plan.canary_name(md.name)
+        removals += [("apps/v1", "Deployment", gone), ("v1", "Service", gone)]
+    if ended:
+        removals.append(("v1", "ConfigMap", rollout_plan.mirror_name(md.name)))
+    for api_version, kind, name in removals:
+        if k8s.delete(api_version, kind, md.namespace, name):
+            events.append(("Normal", Reason.DELETED, f"deleted {kind} {name} (no longer wanted)"))
+    if ended:  # the canary is gone: the rollout's state with it
+        k8s.patch_status(md.namespace, md.name, {"rollout": None})
     new = status.healthy_status(
         md,
         pool=pool.name,

@@ -20,6 +20,7 @@ from onnxops.reasons import (
     KubeReason,
     Phase,
     Reason,
+    RolloutPhase,
 )
 
 READY = ConditionType.READY
@@ -28,6 +29,7 @@ STALLED = ConditionType.STALLED
 PLACED = ConditionType.PLACED
 MODEL_AVAILABLE = ConditionType.MODEL_AVAILABLE
 ROLLED_BACK = ConditionType.ROLLED_BACK
+ROLLOUT_ABORTED = ConditionType.ROLLOUT_ABORTED
 """Remediation serves an earlier model than the spec's (phase Degraded) until the spec changes."""
 """Whether the spec's model can be served: False when the operator judged its URI malformed
 or its source missing, True once serving pods that loaded it pass readiness (the runtime is
@@ -172,6 +174,23 @@ def healthy_status(
         phase = Phase.DEGRADED if done else phase
     elif any(c.get("type") == ROLLED_BACK for c in conditions):
         conditions = [c for c in conditions if c.get("type") != ROLLED_BACK]
+    r = md.status.rollout
+    if md.spec.rollout is not None and r is not None and r.phase == RolloutPhase.ABORTED:
+        # The spec names a model that was judged bad and is not served: Degraded until the
+        # spec changes or the user retries (the reason is the signal, as in status.rollout).
+        reason, _, message = r.message.partition(": ")
+        conditions = set_condition(
+            conditions,
+            type_=ROLLOUT_ABORTED,
+            status=True,
+            reason=reason or Reason.ROLLOUT_ABORTED,
+            message=f"version {r.candidate_version} not rolled out: {message or r.message}",
+            generation=generation,
+            now=now,
+        )
+        phase = Phase.DEGRADED if done else phase
+    elif any(c.get("type") == ROLLOUT_ABORTED for c in conditions):
+        conditions = [c for c in conditions if c.get("type") != ROLLOUT_ABORTED]
     conditions = kstatus_conditions(conditions, phase, generation=generation, now=now)
     return {
         "phase": phase,

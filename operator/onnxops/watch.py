@@ -30,6 +30,7 @@ from onnxops.monitor.metrics import OperatorMetrics
 from onnxops.outage import unreachable
 from onnxops.remediation.guardrails import FleetLimit
 from onnxops.remediation.hook import Healer
+from onnxops.rollout.cycle import Rollouts
 
 log = logging.getLogger("onnxops.monitor")
 
@@ -103,7 +104,10 @@ def _active(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> bool:
 
 
 async def monitor_loop(
-    monitor: Monitor, index: kopf.Index[Any, Any], settings: kopf.OperatorSettings
+    monitor: Monitor,
+    index: kopf.Index[Any, Any],
+    settings: kopf.OperatorSettings,
+    rollouts: Rollouts | None = None,
 ) -> None:
     """Wake every tick; evaluate whatever is due, in a worker thread (the queries and API
     calls block), so kopf's own handlers keep running meanwhile."""
@@ -113,10 +117,17 @@ async def monitor_loop(
             bodies = _snapshot(index)
             now = time.time()
             due = monitor.due(bodies, now)
-            active: bool = bool(due) and await asyncio.to_thread(_active, settings, cfg)
-            if active:
+            rolling = rollouts is not None and any(
+                (b.get("spec") or {}).get("rollout") for b in bodies.values()
+            )
+            active: bool = (bool(due) or rolling) and await asyncio.to_thread(
+                _active, settings, cfg
+            )
+            if active and due:
                 result = await asyncio.to_thread(monitor.run_cycle, [bodies[k] for k in due], now)
                 log.debug("monitor cycle: %s", result)
+            if active and rollouts is not None and rolling:
+                await asyncio.to_thread(rollouts.run, bodies, now)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the loop outlives any one bad cycle
@@ -150,8 +161,15 @@ async def start_monitor(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwar
             unreadable=lambda key: memo.monitor.tracks.get(key, Track()).unreadable,
         )
     )
+    # Rollouts share the monitor's Prometheus client and re-apply through reconcile too.
+    memo.rollouts = Rollouts(
+        memo.monitor.reader,
+        lambda body: reconcile.reconcile(body, pools, cfg),
+        model_label=cfg.prometheus_model_label,
+        window=cfg.monitor_rate_window,
+    )
     memo.monitor_task = asyncio.create_task(
-        monitor_loop(memo.monitor, index, settings), name="onnxops monitor"
+        monitor_loop(memo.monitor, index, settings, memo.rollouts), name="onnxops monitor"
     )
     log.info(
         "monitor: %s",

@@ -98,12 +98,17 @@ def test_rbac_is_least_privilege(system_namespace: Any) -> None:
         ("create", "events"),
         ("create", "pods/eviction"),
         ("patch", "pods/resize"),
+        # A rollout: its canary goes when it ends, its mirror follows the canary's addresses.
+        ("delete", "deployments.apps"),
+        ("patch", "configmaps"),
+        ("list", "endpointslices.discovery.k8s.io"),
         ("patch", "pods"),  # the disruption hints while a resize is in flight, nothing else
         ("list", "events"),  # what a cluster autoscaler said of unschedulable pods
     ):
         assert can(verb, resource), f"operator cannot {verb} {resource}"
     for verb, resource in (
-        ("delete", "deployments.apps"),
+        ("delete", "replicasets.apps"),
+        ("patch", "endpointslices.discovery.k8s.io"),
         ("get", "secrets"),
         ("create", "pods"),
         ("delete", "modeldeployments.onnxops.io"),

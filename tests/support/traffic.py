@@ -4,12 +4,15 @@ every serving process a ModelDeployment has now; a test can switch the payload w
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from devcluster.podrunner import PodRunner, ServingProcess
+from devcluster.servingpod import loopback_of
 
 Payload = Callable[[], dict[str, Any]]
 
@@ -88,3 +91,83 @@ def serving_ready(proc: ServingProcess) -> bool:
         return httpx.get(f"{proc.url}/v2/health/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def ready_endpoints(api: Any, namespace: str, service: str) -> list[tuple[str, str]]:
+    """(pod name, loopback url) of a Service's ready endpoints, read from its EndpointSlices:
+    what kube-proxy would route to. The devcluster's pod IPs are served on their loopback
+    twin (`servingpod.loopback_of`), so no request leaves 127.0.0.0/8."""
+    path = (
+        f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+        f"?labelSelector=kubernetes.io/service-name%3D{service}"
+    )
+    out = []
+    for s in api.get(path).get("items") or []:
+        port = next((p["port"] for p in s.get("ports") or [] if p.get("name") == "http"), None)
+        for e in s.get("endpoints") or []:
+            if port is None or (e.get("conditions") or {}).get("ready") is False:
+                continue
+            pod = (e.get("targetRef") or {}).get("name", "")
+            out += [(pod, f"http://{loopback_of(a)}:{port}") for a in e.get("addresses") or []]
+    return sorted(out)
+
+
+class ServiceTraffic:
+    """Requests spread over a Service's ready endpoints as kube-proxy spreads connections
+    (round robin over what its EndpointSlices say, re-read twice a second), counted by status
+    code (0: no answer) and by the pod that answered; `payload` may be switched meanwhile."""
+
+    def __init__(
+        self, api: Any, namespace: str, service: str, model: str, payload: Payload
+    ) -> None:
+        self.api, self.namespace, self.service, self.model = api, namespace, service, model
+        self.payload = payload
+        self.codes: dict[int, int] = {}
+        self.by_pod: dict[str, dict[int, int]] = {}
+        self.errors: list[str] = []
+        """Why requests got no answer: pod, exception and seconds since the traffic began."""
+        self._began = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="service-traffic", daemon=True)
+
+    def total(self) -> int:
+        return sum(self.codes.values())
+
+    def failed(self) -> int:
+        return sum(n for code, n in self.codes.items() if code == 0 or code >= 500)
+
+    def _run(self) -> None:
+        endpoints: list[tuple[str, str]] = []
+        read_at, turn = 0.0, 0
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                if time.monotonic() - read_at > 0.5:
+                    # The apiserver busy for a moment: keep the last endpoints.
+                    with contextlib.suppress(Exception):
+                        endpoints = ready_endpoints(self.api, self.namespace, self.service)
+                    read_at = time.monotonic()
+                if not endpoints:
+                    self._stop.wait(0.05)
+                    continue
+                pod, url = endpoints[turn % len(endpoints)]
+                turn += 1
+                try:
+                    code = client.post(
+                        f"{url}/v2/models/{self.model}/infer", json=self.payload()
+                    ).status_code
+                except httpx.HTTPError as exc:
+                    code = 0
+                    at = time.monotonic() - self._began
+                    self.errors.append(f"{pod}: {type(exc).__name__} {exc} at {at:.1f} s")
+                self.codes[code] = self.codes.get(code, 0) + 1
+                per = self.by_pod.setdefault(pod, {})
+                per[code] = per.get(code, 0) + 1
+                self._stop.wait(0.02)
+
+    def __enter__(self) -> ServiceTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)

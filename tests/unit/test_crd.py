@@ -76,7 +76,16 @@ def test_printer_columns() -> None:
     columns = {c["name"]: c["jsonPath"] for c in printed}
     default = [c["name"] for c in printed if not c.get("priority")]
     assert default == ["Pool", "Phase", "Ready", "Model", "Age"]
-    assert list(columns)[len(default) :] == ["Reason", "Variant", "Endpoint"]  # -o wide
+    assert list(columns)[len(default) :] == [  # -o wide
+        "Reason",
+        "Variant",
+        "Endpoint",
+        "Rollout",
+        "Step",
+        "Canary",
+        "Candidate",
+    ]
+    assert columns["Rollout"] == ".status.rollout.phase"
     assert columns["Phase"] == ".status.phase"
     assert columns["Age"] == ".metadata.creationTimestamp"
 
@@ -161,3 +170,25 @@ def test_cli_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["crd"]) == 0
     assert capsys.readouterr().out == CRD_FILE.read_text()
+
+
+def test_rollout_rules() -> None:
+    rollout = _schema()["properties"]["spec"]["properties"]["rollout"]
+    steps = rollout["properties"]["steps"]
+    assert (steps["minItems"], steps["maxItems"]) == (1, 10)
+    step = steps["items"]
+    assert [r["rule"] for r in step["x-kubernetes-validations"]] == [
+        "has(self.shadow) != has(self.weight)"
+    ]
+    assert step["properties"]["pauseSeconds"]["maximum"] == 86400
+    assert (step["properties"]["weight"]["minimum"], step["properties"]["weight"]["maximum"]) == (
+        1,
+        100,
+    )
+    (increasing,) = rollout["x-kubernetes-validations"]
+    # Every pair of the ten positions is spelt out (CEL has no index ranges).
+    assert increasing["rule"].count("self.steps[0].weight < self.steps[9].weight") == 1
+    assert increasing["rule"].count(" && ") == 44
+    assert "rollout" not in _schema()["properties"]["spec"].get("required", [])
+    status = _schema()["properties"]["status"]["properties"]["rollout"]["properties"]
+    assert status["phase"]["enum"] == list(api.ROLLOUT_PHASES)

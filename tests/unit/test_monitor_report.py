@@ -97,3 +97,18 @@ def test_reconcile_status_keeps_degraded_while_faults_stand() -> None:
     }  # fmt: skip
     assert status.healthy_status(_md("Degraded", [FAULT]), **args)["phase"] == "Degraded"
     assert status.healthy_status(_md("Ready"), **args)["phase"] == "Ready"
+
+
+def test_an_aborted_rollout_or_a_rollback_keeps_degraded_without_faults() -> None:
+    for held in ("RolloutAborted", "RolledBack"):
+        conditions = [
+            {"type": "Ready", "status": "True", "reason": "RolloutComplete"},
+            {"type": held, "status": "True", "reason": "ErrorRate"},
+        ]
+        patch = report.status_patch(
+            _md("Degraded", [FAULT], conditions=conditions),
+            [],
+            Availability("True", "MetricsRead", ""),
+            now="t2",
+        )
+        assert "phase" not in patch, held  # the reconcile path clears it with the spec

@@ -448,3 +448,24 @@ def test_no_shrink_beside_a_failback() -> None:
         },
     )
     assert decide(model, [], THREE, room=True) == [("failback", "PoolHasRoom", ())]
+
+
+def test_no_rollback_of_a_version_that_is_only_a_canary() -> None:
+    rollout = {
+        "phase": "Progressing",
+        "step": 0,
+        "steps": 1,
+        "stableModel": V1,
+        "candidate": V2,
+    }
+    canary = md(
+        spec={"rollout": {"steps": [{"weight": 10}]}},
+        status={**marks(100), "rollout": rollout},
+    )
+    # The rollout judges the canary; heal keeps to what answers for the stable pods.
+    assert decide(canary, [fault("ErrorRate")], THREE) == [("rolloutRestart", "ErrorRate", ())]
+    promoted = md(
+        spec={"rollout": {"steps": [{"weight": 10}]}},
+        status={**marks(100), "rollout": {**rollout, "phase": "Promoted", "candidate": None}},
+    )
+    assert decide(promoted, [fault("ErrorRate")], THREE) == [("rollback", "ErrorRate", ())]

@@ -78,8 +78,10 @@ def runtime_env(
     if "grpc" in ports:
         out["ONNXOPS_GRPC_PORT"] = str(ports["grpc"])
     # The shutdown delay covers kube-proxy still routing to a terminating pod; with no
-    # kube-proxy here nothing routes to it, so stopping need not wait.
-    out["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
+    # kube-proxy here nothing routes to it, so stopping need not wait, unless the runner's
+    # extras ask for it (traffic that follows the EndpointSlices, as the rollout tests send).
+    if "ONNXOPS_SHUTDOWN_DELAY_S" not in settings.extra_env:
+        out["ONNXOPS_SHUTDOWN_DELAY_S"] = "0"
     # Pod IPs are served on loopback here; shadow mirroring reaches them through this rewrite.
     out["ONNXOPS_MIRROR_ADDRESS_REWRITE"] = POD_ADDRESS_REWRITE
     return {**host_env(), **out}

@@ -114,6 +114,22 @@ class PrometheusReader:
                 values[key] = value
         return Reading(values)
 
+    def instant_by(
+        self, promql: str, labels: tuple[str, ...], at: float | None = None
+    ) -> tuple[dict[tuple[str, ...], float], str | None]:
+        """An instant query's values keyed by the values of `labels` (series missing one of
+        them are left out), and the error when it could not be read."""
+        params = {"time": f"{at:.3f}"} if at is not None else None
+        result, error = self._call(self._client.custom_query, promql, params=params)
+        values: dict[tuple[str, ...], float] = {}
+        for item in result:
+            metric = item.get("metric", {})
+            key = tuple(str(metric.get(label, "")) for label in labels)
+            value = _number((item.get("value") or [None, None])[1])
+            if all(key) and value is not None:
+                values[key] = value
+        return values, error
+
     def history(self, query: Query, *, start: float, end: float, step_s: float) -> History:
         result, error = self._call(
             self._client.custom_query_range,

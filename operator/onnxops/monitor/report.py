@@ -105,10 +105,18 @@ def status_patch(
     phase = md.status.phase
     if faults and phase == Phase.READY:
         patch["phase"] = Phase.DEGRADED
-    elif not faults and phase == Phase.DEGRADED and not load_failed(md.status.conditions):
-        # (Degraded by pods that cannot load the model is the reconcile path's to clear.)
+    elif not faults and phase == Phase.DEGRADED and not _held(md):
+        # (Degraded by pods that cannot load the model, a rollback or an aborted rollout is
+        # the reconcile path's to clear.)
         patch["phase"] = Phase.READY
     return patch
+
+
+def _held(md: ModelDeployment) -> bool:
+    """Degraded for a reason of the reconcile path's, not the monitor's faults."""
+    held = (ConditionType.ROLLED_BACK, ConditionType.ROLLOUT_ABORTED)
+    standing = any(c.type in held and c.status == "True" for c in md.status.conditions)
+    return standing or load_failed(md.status.conditions)
 
 
 def disabled_patch(md: ModelDeployment, reason: str, message: str, *, now: str) -> dict[str, Any]:

@@ -221,6 +221,9 @@ def _rollback(s: Situation, faults: dict[str, Finding]) -> Action | None:
     window = s.md.spec.remediation.rollback_window_seconds
     if marks.healthy == current or active(s.md).model is not None:
         return None  # nothing older to go back to, or already rolled back
+    r = s.md.status.rollout
+    if s.md.spec.rollout is not None and r is not None and r.candidate is not None:
+        return None  # the spec's model is only a canary: the rollout judges it, not heal
     if marks.current != current or since is None or (s.now - since).total_seconds() > window:
         return None  # the model has been fine for a while: the fault is not the change's
     return Action(

@@ -459,11 +459,14 @@ def desired_children(
     annotations: Mapping[str, str] | None = None,
     track: Track | None = None,
     canary: Canary | None = None,
+    serving_only: bool | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Objects to apply, and (apiVersion, kind) of optional children to delete if present.
 
     With spec.rollout, `track` is the stable Deployment's and `canary` the canary the rollout
-    wants now (its Deployment and headless Service come after the stable's children)."""
+    wants now (its Deployment and headless Service come after the stable's children).
+    `serving_only`: the Service selects only `onnxops.io/serving: "true"` pods (default: while
+    the canary is a shadow; the caller keeps it so while a shadow canary's pods go away)."""
     deployment = build_deployment(
         md,
         pool,
@@ -472,8 +475,9 @@ def desired_children(
         annotations=annotations,
         track=track,
     )
-    shadowing = canary is not None and not canary.track.serving
-    apply = [deployment, build_service(md, pool, serving_only=shadowing)]
+    if serving_only is None:
+        serving_only = canary is not None and not canary.track.serving
+    apply = [deployment, build_service(md, pool, serving_only=serving_only)]
     remove = []
     for wanted, builder, api_kind in (
         (wants_pdb(md), build_pdb, ("policy/v1", "PodDisruptionBudget")),

@@ -34,7 +34,7 @@ from onnxops.pools import (
     effective_resources,
     place,
 )
-from onnxops.reasons import Phase, Reason
+from onnxops.reasons import Phase, Reason, RolloutPhase
 from onnxops.rollout import machine as rollout_machine
 from onnxops.rollout import plan as rollout_plan
 
@@ -230,6 +230,18 @@ def _tracks(
     return stable, build.Canary(canary_md, track)
 
 
+def _serving_only(md: ModelDeployment, canary: build.Canary | None) -> bool:
+    """Whether the Service leaves out pods not labelled to serve: while the canary is a shadow,
+    and after a rollout aborted in a shadow step — the canary's pods, deleted in this very pass,
+    run until the garbage collector and the kubelet end them, and must never answer users."""
+    if canary is not None:
+        return not canary.track.serving
+    r, rollout = md.status.rollout, md.spec.rollout
+    if r is None or rollout is None or r.phase != RolloutPhase.ABORTED:
+        return False
+    return r.step < len(rollout.steps) and rollout.steps[r.step].shadow is not None
+
+
 def _reconcile(
     md: ModelDeployment, pools: dict[str, PoolProfile], cfg: OperatorConfig, *, drift: bool
 ) -> Outcome:
@@ -261,6 +273,7 @@ def _reconcile(
         annotations=override.template_annotations(md),
         track=track,
         canary=canary,
+        serving_only=_serving_only(md, canary),
     )
     deployment: dict[str, Any] | None = None
     for obj in to_apply:

@@ -488,13 +488,6 @@ def test_the_user_aborts_retries_pauses_and_promotes(
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: on abort the reconcile widens the Service's selector (drops "
-    "onnxops.io/serving=true) in the same pass that deletes the canary, so its pods, still "
-    "running until the garbage collector reaches them, can answer users for a moment "
-    "(1 of 3 full runs: 12 of 2,561 requests got 500)",
-)
 def test_a_version_that_fails_the_mirror_is_aborted_in_the_shadow_step_having_served_nobody(
     watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
 ) -> None:

@@ -168,3 +168,28 @@ def test_without_rollout_the_template_is_unchanged() -> None:
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert plan.TRACK_LABEL not in labels and plan.SERVING_LABEL not in labels
     assert plan.MIRROR_ENV not in _env(dep)
+
+
+@pytest.mark.parametrize(
+    ("step", "phase", "narrowed"),
+    [
+        (0, "Progressing", True),  # a shadow: the canary's pods serve nobody
+        (1, "Progressing", False),  # a weight step: they serve their share
+        (0, "Aborted", True),  # aborted in the shadow step: its pods are still going away
+        (1, "Aborted", False),  # aborted at a weight step: they were serving anyway
+        (None, "Promoted", False),
+    ],
+)
+def test_the_service_leaves_a_shadow_canarys_pods_out_until_they_are_gone(
+    step: int | None, phase: str, narrowed: bool
+) -> None:
+    from onnxops import reconcile
+
+    m = md(step, phase=phase, replicas=4)
+    shape = override.rollout_shape(m, replicas=4)
+    canary_md = override.canary(m, shape)
+    canary = None
+    if canary_md is not None:
+        track = build.Track(plan.CANARY, shape.canary_replicas, serving=shape.canary_serves)
+        canary = build.Canary(canary_md, track)
+    assert reconcile._serving_only(m, canary) is narrowed

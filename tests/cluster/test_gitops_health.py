@@ -59,6 +59,16 @@ class Judges:
         )  # fmt: skip
         return dict(json.loads(done.stdout))
 
+    def kstatus_live(self, kube: Kube, name: str) -> dict[str, str]:
+        """kstatus on what `kubectl get mdep NAME --ignore-not-found -o json` prints: the
+        live object, or nothing once it is gone (the checker then says NotFound)."""
+        got = kube.run("get", "mdep", name, "--ignore-not-found", "-o", "json")
+        done = subprocess.run(
+            [str(self.kstatus_bin)], input=got.stdout, capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        return dict(json.loads(done.stdout))
+
     def argo(self, obj: dict[str, Any], case: str | None = None) -> dict[str, str]:
         done = subprocess.run(
             [str(self.argo_bin), str(ARGO / "health.lua")],
@@ -182,11 +192,22 @@ def test_pods_that_cannot_load_the_model_read_failed(
     assert argo["status"] == "Degraded" and argo["message"].startswith("ModelLoadFailed: ")
 
 
+def _write_status(kube: Kube, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch of the status subresource through the apiserver, as the operator writes
+    its status (k8s.patch_status); the live object as the apiserver then returns it."""
+    body = json.dumps({"status": patch})
+    kube.run("patch", "mdep", name, "--subresource=status", "--type=merge", "-p", body)
+    return kube.get("mdep", name) or {}
+
+
 def test_degraded_by_a_fault_while_serving_reads_current_and_argo_degraded(
     kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
 ) -> None:
-    """The monitor's own status patch (report.status_patch, as its cycle writes it) over a
-    live Ready object: the model serves, so kstatus says Current; Argo CD shows the fault."""
+    """The monitor's own status patch (report.status_patch, as its cycle writes it), written
+    through the apiserver's status subresource over a live Ready object (the operator stopped
+    for it, as below): the model serves, so kstatus says Current on the live object; Argo CD
+    shows the fault. (The fault is the patch, not a slow model: the judges read status, and
+    the monitor's loop tests produce real faults.)"""
     uri, sha = model
     kube.apply(model_deployment("faulty", model={"uri": uri, "sha256": sha}))
     live, _ = _watch(kube, judges, "faulty", "Current")
@@ -194,21 +215,92 @@ def test_degraded_by_a_fault_while_serving_reads_current_and_argo_degraded(
     patch = report.status_patch(
         ModelDeployment.model_validate(live), [fault], None, now="2026-12-02T00:00:01Z"
     )
-    degraded = {**live, "status": {**live["status"], **patch}}
+    # With the operator stopped for the write: its own monitor, without a Prometheus here,
+    # clears faults it cannot see (as it must), and would race the judges for the object.
+    operator.stop()
+    try:
+        degraded = _write_status(kube, "faulty", json.loads(json.dumps(patch)))
+    finally:
+        operator.start()
     assert degraded["status"]["phase"] == "Degraded"
+    assert {"type": "Healthy", "status": "False"}.items() <= next(
+        c for c in degraded["status"]["conditions"] if c["type"] == "Healthy"
+    ).items()
     assert judges.kstatus(degraded)["status"] == "Current"
     argo = judges.argo(degraded, "fault")
     assert argo == {"status": "Degraded", "message": "LatencyP99: p99 1.2s over 0.5s"}
 
 
-def test_deleted_reads_terminating(
+def test_rolled_back_reads_current_and_argo_degraded(
+    kube: Kube,
+    operator: Operator,
+    judges: Judges,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """A rollback as heal writes it (status.override: the model rolled back to and the spec's
+    model it replaces, through the status subresource); the operator's next reconcile (a
+    replica change) serves the older model and says RolledBack=True itself: Degraded, and
+    kstatus reads Current on the live object (docs/gitops.md's table)."""
+    uri, sha = model
+    older = tmp_path / "older.onnx"
+    older_sha = doubler_model(older)
+    kube.apply(model_deployment("back", model={"uri": uri, "sha256": sha}))
+    _watch(kube, judges, "back", "Current")
+    override = {
+        "model": {"uri": str(older), "sha256": older_sha},
+        "modelReplaces": {"uri": uri, "sha256": sha},
+    }
+    _write_status(kube, "back", {"override": override})
+    kube.apply(model_deployment("back", model={"uri": uri, "sha256": sha}, replicas=2))
+
+    def rolled_back() -> dict[str, Any] | None:
+        live = kube.get("mdep", "back") or {}
+        st = live.get("status", {})
+        kinds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+        done = st.get("phase") == "Degraded" and st.get("ready") == "2/2"
+        return live if done and kinds.get("RolledBack") == "True" else None
+
+    live = processes.wait_for(rolled_back, timeout_s=120, what="back rolled back, 2/2 ready")
+    said = judges.kstatus(live)
+    assert said["status"] == "Current", said
+    argo = judges.argo(live, "rolled-back")
+    assert argo["status"] == "Degraded" and "serving version" in argo["message"], argo
+
+
+def test_deleted_reads_terminating_then_not_found(
     judges: Judges, kube: Kube, operator: Operator, model: tuple[str, str]
 ) -> None:
+    """A real `kubectl delete` of an object held by a finalizer (one of the test's, beside
+    kopf's onnxops.io/finalizer, so deletion stays observable): kstatus says Terminating on
+    the live object; once the finalizer goes the apiserver has none left, which kstatus'
+    poller reports as NotFound."""
     uri, sha = model
     kube.apply(model_deployment("going", model={"uri": uri, "sha256": sha}))
-    live, _ = _watch(kube, judges, "going", "Current")
-    going = {**live, "metadata": {**live["metadata"], "deletionTimestamp": "2026-12-02T00:00:00Z"}}
-    assert judges.kstatus(going)["status"] == "Terminating"
+    _watch(kube, judges, "going", "Current")
+    live = kube.get("mdep", "going") or {}
+    held = [*live["metadata"].get("finalizers", []), "test.onnxops.io/hold"]
+    hold = json.dumps({"metadata": {"finalizers": held}})
+    kube.run("patch", "mdep", "going", "--type=merge", "-p", hold)
+    kube.run("delete", "mdep", "going", "--wait=false")
+    going = kube.get("mdep", "going")
+    assert going is not None and going["metadata"].get("deletionTimestamp")
+    said = judges.kstatus(going)
+    assert said["status"] == "Terminating", said
+    # kopf lets its own finalizer go; ours still holds the object, still Terminating.
+    processes.wait_for(
+        lambda: (
+            (kube.get("mdep", "going") or {}).get("metadata", {}).get("finalizers")
+            == ["test.onnxops.io/hold"]
+        ),
+        timeout_s=60,
+        what="the operator released its finalizer",
+    )
+    assert judges.kstatus_live(kube, "going")["status"] == "Terminating"
+    kube.run("patch", "mdep", "going", "--type=json", "-p",
+             '[{"op":"remove","path":"/metadata/finalizers"}]')  # fmt: skip
+    processes.wait_for(lambda: kube.get("mdep", "going") is None, timeout_s=30, what="going gone")
+    assert judges.kstatus_live(kube, "going")["status"] == "NotFound"
 
 
 def test_the_health_script_passes_its_captured_cases(judges: Judges) -> None:

@@ -17,14 +17,17 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from devcluster import processes
-from onnxops.api import Fault, ModelDeployment
+from onnxops.api import Fault, ModelDeployment, RemediationRecord
 from onnxops.monitor import report
+from onnxops.reasons import HealResult
+from onnxops.remediation import history
 from support.deployments import model_deployment
 from support.factories import doubler_model
 from support.operator_kit import ROOT, Kube, Operator
@@ -266,6 +269,55 @@ def test_rolled_back_reads_current_and_argo_degraded(
     assert said["status"] == "Current", said
     argo = judges.argo(live, "rolled-back")
     assert argo["status"] == "Degraded" and "serving version" in argo["message"], argo
+
+
+def _heal_writes(kube: Kube, name: str, record: RemediationRecord) -> dict[str, Any]:
+    """What heal's cycle writes for `record` (record.Cycle.write: the history and the
+    conditions history.remediating gives), through the status subresource."""
+    live = ModelDeployment.model_validate(kube.get("mdep", name))
+    md = live.model_copy(
+        update={"status": live.status.model_copy(update={"remediations": [record]})}
+    )
+    conditions = history.remediating(md, datetime.now(UTC))
+    patch = {"remediations": [record.wire()], "conditions": conditions}
+    return _write_status(kube, name, json.loads(json.dumps(patch)))
+
+
+def test_being_healed_reads_in_progress_until_the_action_ends(
+    kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
+) -> None:
+    """A remediation in flight (an InProgress record, Remediating=True) as heal writes it:
+    Reconciling=True (ActionInFlight) with it, so kstatus says InProgress on the live object,
+    and the operator's own reconciles (a resync runs every 5 s here) keep saying so while it
+    lasts; Current again once the record is finished."""
+    uri, sha = model
+    kube.apply(model_deployment("healing", model={"uri": uri, "sha256": sha}))
+    _watch(kube, judges, "healing", "Current")
+    started = datetime.now(UTC)
+    record = RemediationRecord.model_validate(
+        {
+            "id": "gitops-1",
+            "time": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "action": "restart",
+            "reason": "ErrorRate",
+            "result": "InProgress",
+            "message": "5xx ratio 0.4 over 0.05",
+        }
+    )
+    busy = _heal_writes(kube, "healing", record)
+    kinds = {c["type"]: c for c in busy["status"]["conditions"]}
+    assert kinds["Remediating"]["status"] == "True"
+    assert kinds["Reconciling"]["reason"] == "ActionInFlight"
+    said = judges.kstatus(busy)
+    assert said["status"] == "InProgress" and "5xx ratio" in said["message"], said
+    # The reconcile path recomputes conditions on each resync and writes what differs: one
+    # that dropped Reconciling would turn this Current within the wait.
+    time.sleep(8)
+    assert judges.kstatus_live(kube, "healing")["status"] == "InProgress"
+    done = history.finished(record, HealResult.SUCCEEDED, "pods replaced", datetime.now(UTC))
+    ended = _heal_writes(kube, "healing", done)
+    assert "Reconciling" not in {c["type"] for c in ended["status"]["conditions"]}
+    assert judges.kstatus(ended)["status"] == "Current"
 
 
 def test_deleted_reads_terminating_then_not_found(

@@ -2,8 +2,9 @@
 kstatus (`hack/kstatus`: sigs.k8s.io/cli-utils' pkg/kstatus/status, what Flux waits with) and
 Argo CD's health script (`manifests/argocd/.../health.lua`, run by `hack/argolua` as Argo CD
 runs it). kstatus must say InProgress while a generation rolls out or a failure is retried by
-itself, Current once Ready, Failed when the user must act, Terminating while deleted; Argo CD
-Progressing, Healthy, Degraded. A monitor fault while serving reads Current to kstatus and
+itself or a remediation is in flight, Current once Ready (and rolled back), Failed when the
+user must act, Terminating while deleted and NotFound once gone; Argo CD Progressing,
+Healthy, Degraded. A monitor fault while serving reads Current to kstatus and
 Degraded to Argo CD (docs/gitops.md says why).
 
 With ONNXOPS_CAPTURE_ARGO_TESTDATA=1 the objects judged here are written to the health

@@ -3,11 +3,14 @@
 // --for=jsonpath` pipelines built on kstatus will say about them.
 //
 // Usage: kubectl get mdep NAME -o json | kstatus
-// Input: one object or a List (kind: List / items). Output: one JSON line per object,
+// Input: one object or a List (kind: List / items); no input at all (what `kubectl get
+// --ignore-not-found -o json` prints for an object that is gone) reads NotFound, as kstatus'
+// poller reports an object its Get does not find. Output: one JSON line per object,
 // {"name": ..., "status": "InProgress|Current|Failed|Terminating|NotFound|Unknown", "message": ...}.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,6 +31,13 @@ func main() {
 	raw, err := io.ReadAll(os.Stdin)
 	if err != nil {
 		fail("reading stdin: %v", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		gone := verdict{"", status.NotFoundStatus.String(), "Resource not found"}
+		if err := json.NewEncoder(os.Stdout).Encode(gone); err != nil {
+			fail("writing: %v", err)
+		}
+		return
 	}
 	var obj map[string]interface{}
 	// Kubernetes' own decoder: integers as int64, as unstructured objects hold them.

@@ -31,6 +31,8 @@ MODEL_AVAILABLE = ConditionType.MODEL_AVAILABLE
 ROLLED_BACK = ConditionType.ROLLED_BACK
 ROLLOUT_ABORTED = ConditionType.ROLLOUT_ABORTED
 """Remediation serves an earlier model than the spec's (phase Degraded) until the spec changes."""
+REMEDIATING = ConditionType.REMEDIATING
+"""Heal has an action in flight (True): Reconciling=True with it, for kstatus (`healing`)."""
 """Whether the spec's model can be served: False when the operator judged its URI malformed
 or its source missing, True once serving pods that loaded it pass readiness (the runtime is
 only ready with a loaded model), Unknown while that is not yet known. Healthy,
@@ -219,7 +221,8 @@ def kstatus_conditions(
     while Progressing or while a failure is retried by itself (`retried`: a ConfigMap that
     may yet be applied, no room for now), Stalled=True while Failed for good or while pods
     cannot load the model (Failed or Degraded), each with the Ready condition's reason and
-    message; absent otherwise, as kstatus recommends for abnormal-true conditions. Ready
+    message; Reconciling=True also while a remediation is in flight (`healing`); absent
+    otherwise, as kstatus recommends for abnormal-true conditions. Ready
     alone would read InProgress for a Failed model, and a pipeline waiting on it would wait
     out its timeout instead of failing."""
     ready = next((c for c in conditions if c.get("type") == READY), {})
@@ -234,13 +237,42 @@ def kstatus_conditions(
         if c.get("type") not in (RECONCILING, STALLED) or c.get("type") == wanted
     ]
     if wanted is None:
-        return kept
+        return healing(kept, generation=generation, now=now)
     return set_condition(
         kept,
         type_=wanted,
         status=True,
         reason=str(ready.get("reason") or phase),
         message=str(ready.get("message") or ""),
+        generation=generation,
+        now=now,
+    )
+
+
+def healing(
+    conditions: list[dict[str, Any]], *, generation: int | None, now: str
+) -> list[dict[str, Any]]:
+    """Reconciling=True (reason ActionInFlight, Remediating's message) while remediation has
+    an action in flight (`Remediating=True`): kstatus reads InProgress until the action ends,
+    then Current again. A Stalled or another Reconciling (a rollout, a retried failure) says
+    more and stays; the ActionInFlight one goes with the action. Both writers of conditions
+    call this: the reconcile path (`kstatus_conditions`) and heal (`history.remediating`)."""
+    remediating = next((c for c in conditions if c.get("type") == REMEDIATING), {})
+    reconciling = next((c for c in conditions if c.get("type") == RECONCILING), None)
+    ours = reconciling is not None and reconciling.get("reason") == Reason.ACTION_IN_FLIGHT
+    in_flight = remediating.get("status") == "True"
+    if not in_flight:
+        return [c for c in conditions if c is not reconciling] if ours else conditions
+    if (reconciling is not None and not ours) or any(
+        c.get("type") == STALLED and c.get("status") == "True" for c in conditions
+    ):
+        return conditions
+    return set_condition(
+        conditions,
+        type_=RECONCILING,
+        status=True,
+        reason=Reason.ACTION_IN_FLIGHT,
+        message=str(remediating.get("message") or ""),
         generation=generation,
         now=now,
     )

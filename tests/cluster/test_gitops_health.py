@@ -2,8 +2,9 @@
 kstatus (`hack/kstatus`: sigs.k8s.io/cli-utils' pkg/kstatus/status, what Flux waits with) and
 Argo CD's health script (`manifests/argocd/.../health.lua`, run by `hack/argolua` as Argo CD
 runs it). kstatus must say InProgress while a generation rolls out or a failure is retried by
-itself, Current once Ready, Failed when the user must act, Terminating while deleted; Argo CD
-Progressing, Healthy, Degraded. A monitor fault while serving reads Current to kstatus and
+itself or a remediation is in flight, Current once Ready (and rolled back), Failed when the
+user must act, Terminating while deleted and NotFound once gone; Argo CD Progressing,
+Healthy, Degraded. A monitor fault while serving reads Current to kstatus and
 Degraded to Argo CD (docs/gitops.md says why).
 
 With ONNXOPS_CAPTURE_ARGO_TESTDATA=1 the objects judged here are written to the health
@@ -17,14 +18,17 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from devcluster import processes
-from onnxops.api import Fault, ModelDeployment
+from onnxops.api import Fault, ModelDeployment, RemediationRecord
 from onnxops.monitor import report
+from onnxops.reasons import HealResult
+from onnxops.remediation import history
 from support.deployments import model_deployment
 from support.factories import doubler_model
 from support.operator_kit import ROOT, Kube, Operator
@@ -55,6 +59,16 @@ class Judges:
     def kstatus(self, obj: dict[str, Any]) -> dict[str, str]:
         done = subprocess.run(
             [str(self.kstatus_bin)], input=json.dumps(obj), capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        return dict(json.loads(done.stdout))
+
+    def kstatus_live(self, kube: Kube, name: str) -> dict[str, str]:
+        """kstatus on what `kubectl get mdep NAME --ignore-not-found -o json` prints: the
+        live object, or nothing once it is gone (the checker then says NotFound)."""
+        got = kube.run("get", "mdep", name, "--ignore-not-found", "-o", "json")
+        done = subprocess.run(
+            [str(self.kstatus_bin)], input=got.stdout, capture_output=True, text=True,
             check=True,
         )  # fmt: skip
         return dict(json.loads(done.stdout))
@@ -182,11 +196,22 @@ def test_pods_that_cannot_load_the_model_read_failed(
     assert argo["status"] == "Degraded" and argo["message"].startswith("ModelLoadFailed: ")
 
 
+def _write_status(kube: Kube, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch of the status subresource through the apiserver, as the operator writes
+    its status (k8s.patch_status); the live object as the apiserver then returns it."""
+    body = json.dumps({"status": patch})
+    kube.run("patch", "mdep", name, "--subresource=status", "--type=merge", "-p", body)
+    return kube.get("mdep", name) or {}
+
+
 def test_degraded_by_a_fault_while_serving_reads_current_and_argo_degraded(
     kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
 ) -> None:
-    """The monitor's own status patch (report.status_patch, as its cycle writes it) over a
-    live Ready object: the model serves, so kstatus says Current; Argo CD shows the fault."""
+    """The monitor's own status patch (report.status_patch, as its cycle writes it), written
+    through the apiserver's status subresource over a live Ready object (the operator stopped
+    for it, as below): the model serves, so kstatus says Current on the live object; Argo CD
+    shows the fault. (The fault is the patch, not a slow model: the judges read status, and
+    the monitor's loop tests produce real faults.)"""
     uri, sha = model
     kube.apply(model_deployment("faulty", model={"uri": uri, "sha256": sha}))
     live, _ = _watch(kube, judges, "faulty", "Current")
@@ -194,21 +219,141 @@ def test_degraded_by_a_fault_while_serving_reads_current_and_argo_degraded(
     patch = report.status_patch(
         ModelDeployment.model_validate(live), [fault], None, now="2026-12-02T00:00:01Z"
     )
-    degraded = {**live, "status": {**live["status"], **patch}}
+    # With the operator stopped for the write: its own monitor, without a Prometheus here,
+    # clears faults it cannot see (as it must), and would race the judges for the object.
+    operator.stop()
+    try:
+        degraded = _write_status(kube, "faulty", json.loads(json.dumps(patch)))
+    finally:
+        operator.start()
     assert degraded["status"]["phase"] == "Degraded"
+    assert {"type": "Healthy", "status": "False"}.items() <= next(
+        c for c in degraded["status"]["conditions"] if c["type"] == "Healthy"
+    ).items()
     assert judges.kstatus(degraded)["status"] == "Current"
     argo = judges.argo(degraded, "fault")
     assert argo == {"status": "Degraded", "message": "LatencyP99: p99 1.2s over 0.5s"}
 
 
-def test_deleted_reads_terminating(
+def test_rolled_back_reads_current_and_argo_degraded(
+    kube: Kube,
+    operator: Operator,
+    judges: Judges,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """A rollback as heal writes it (status.override: the model rolled back to and the spec's
+    model it replaces, through the status subresource); the operator's next reconcile (a
+    replica change) serves the older model and says RolledBack=True itself: Degraded, and
+    kstatus reads Current on the live object (docs/gitops.md's table)."""
+    uri, sha = model
+    older = tmp_path / "older.onnx"
+    older_sha = doubler_model(older)
+    kube.apply(model_deployment("back", model={"uri": uri, "sha256": sha}))
+    _watch(kube, judges, "back", "Current")
+    override = {
+        "model": {"uri": str(older), "sha256": older_sha},
+        "modelReplaces": {"uri": uri, "sha256": sha},
+    }
+    _write_status(kube, "back", {"override": override})
+    kube.apply(model_deployment("back", model={"uri": uri, "sha256": sha}, replicas=2))
+
+    def rolled_back() -> dict[str, Any] | None:
+        live = kube.get("mdep", "back") or {}
+        st = live.get("status", {})
+        kinds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+        done = st.get("phase") == "Degraded" and st.get("ready") == "2/2"
+        return live if done and kinds.get("RolledBack") == "True" else None
+
+    live = processes.wait_for(rolled_back, timeout_s=120, what="back rolled back, 2/2 ready")
+    said = judges.kstatus(live)
+    assert said["status"] == "Current", said
+    argo = judges.argo(live, "rolled-back")
+    assert argo["status"] == "Degraded" and "serving version" in argo["message"], argo
+
+
+def _heal_writes(kube: Kube, name: str, record: RemediationRecord) -> dict[str, Any]:
+    """What heal's cycle writes for `record` (record.Cycle.write: the history and the
+    conditions history.remediating gives), through the status subresource."""
+    live = ModelDeployment.model_validate(kube.get("mdep", name))
+    md = live.model_copy(
+        update={"status": live.status.model_copy(update={"remediations": [record]})}
+    )
+    conditions = history.remediating(md, datetime.now(UTC))
+    patch = {"remediations": [record.wire()], "conditions": conditions}
+    return _write_status(kube, name, json.loads(json.dumps(patch)))
+
+
+def test_being_healed_reads_in_progress_until_the_action_ends(
+    kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
+) -> None:
+    """A remediation in flight (an InProgress record, Remediating=True) as heal writes it:
+    Reconciling=True (ActionInFlight) with it, so kstatus says InProgress on the live object,
+    and the operator's own reconciles (a resync runs every 5 s here) keep saying so while it
+    lasts; Current again once the record is finished."""
+    uri, sha = model
+    kube.apply(model_deployment("healing", model={"uri": uri, "sha256": sha}))
+    _watch(kube, judges, "healing", "Current")
+    started = datetime.now(UTC)
+    record = RemediationRecord.model_validate(
+        {
+            "id": "gitops-1",
+            "time": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "action": "restart",
+            "reason": "ErrorRate",
+            "result": "InProgress",
+            "message": "5xx ratio 0.4 over 0.05",
+        }
+    )
+    busy = _heal_writes(kube, "healing", record)
+    kinds = {c["type"]: c for c in busy["status"]["conditions"]}
+    assert kinds["Remediating"]["status"] == "True"
+    assert kinds["Reconciling"]["reason"] == "ActionInFlight"
+    said = judges.kstatus(busy)
+    assert said["status"] == "InProgress" and "5xx ratio" in said["message"], said
+    # The reconcile path recomputes conditions on each resync and writes what differs: one
+    # that dropped Reconciling would turn this Current within the wait.
+    time.sleep(8)
+    assert judges.kstatus_live(kube, "healing")["status"] == "InProgress"
+    done = history.finished(record, HealResult.SUCCEEDED, "pods replaced", datetime.now(UTC))
+    ended = _heal_writes(kube, "healing", done)
+    assert "Reconciling" not in {c["type"] for c in ended["status"]["conditions"]}
+    assert judges.kstatus(ended)["status"] == "Current"
+
+
+def test_deleted_reads_terminating_then_not_found(
     judges: Judges, kube: Kube, operator: Operator, model: tuple[str, str]
 ) -> None:
+    """A real `kubectl delete` of an object held by a finalizer (one of the test's, beside
+    kopf's onnxops.io/finalizer, so deletion stays observable): kstatus says Terminating on
+    the live object; once the finalizer goes the apiserver has none left, which kstatus'
+    poller reports as NotFound."""
     uri, sha = model
     kube.apply(model_deployment("going", model={"uri": uri, "sha256": sha}))
-    live, _ = _watch(kube, judges, "going", "Current")
-    going = {**live, "metadata": {**live["metadata"], "deletionTimestamp": "2026-12-02T00:00:00Z"}}
-    assert judges.kstatus(going)["status"] == "Terminating"
+    _watch(kube, judges, "going", "Current")
+    live = kube.get("mdep", "going") or {}
+    held = [*live["metadata"].get("finalizers", []), "test.onnxops.io/hold"]
+    hold = json.dumps({"metadata": {"finalizers": held}})
+    kube.run("patch", "mdep", "going", "--type=merge", "-p", hold)
+    kube.run("delete", "mdep", "going", "--wait=false")
+    going = kube.get("mdep", "going")
+    assert going is not None and going["metadata"].get("deletionTimestamp")
+    said = judges.kstatus(going)
+    assert said["status"] == "Terminating", said
+    # kopf lets its own finalizer go; ours still holds the object, still Terminating.
+    processes.wait_for(
+        lambda: (
+            (kube.get("mdep", "going") or {}).get("metadata", {}).get("finalizers")
+            == ["test.onnxops.io/hold"]
+        ),
+        timeout_s=60,
+        what="the operator released its finalizer",
+    )
+    assert judges.kstatus_live(kube, "going")["status"] == "Terminating"
+    kube.run("patch", "mdep", "going", "--type=json", "-p",
+             '[{"op":"remove","path":"/metadata/finalizers"}]')  # fmt: skip
+    processes.wait_for(lambda: kube.get("mdep", "going") is None, timeout_s=30, what="going gone")
+    assert judges.kstatus_live(kube, "going")["status"] == "NotFound"
 
 
 def test_the_health_script_passes_its_captured_cases(judges: Judges) -> None:

@@ -135,3 +135,24 @@ def test_a_rollout_takes_resources_resized_in_place_into_the_template() -> None:
         ov = history.intended(model, Action(kind, "ErrorRate", "", pool="cloud"), NOW)
         assert ov.in_place_generation is None, kind  # every pod is replaced: from the template
         assert ov.resources is not None and ov.resources.wire()["limits"] == {"memory": "132Mi"}
+
+
+def test_an_action_in_flight_says_reconciling_to_kstatus() -> None:
+    """Heal writes Reconciling=True (ActionInFlight) beside Remediating=True, so kstatus reads
+    InProgress while the action is in flight; it goes when the action ends, and never
+    hides a Stalled (the user must act) or replaces a rollout's own Reconciling."""
+    record = {"id": "a", "time": ago(5), "action": "resize", "result": "InProgress"}
+    busy = history.remediating(md(status={"remediations": [{**record, "message": "oom"}]}), NOW)
+    (reconciling,) = [c for c in busy if c["type"] == "Reconciling"]
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "ActionInFlight")
+    assert reconciling["message"] == "resize: oom"
+    done = {**record, "result": "Succeeded"}
+    idle = history.remediating(md(status={"remediations": [done], "conditions": busy}), NOW)
+    assert [c["type"] for c in idle if c["type"] == "Reconciling"] == []
+    stalled = {"type": "Stalled", "status": "True", "reason": "ModelLoadFailed", "message": "x"}
+    held = md(status={"remediations": [record], "conditions": [stalled]})
+    assert "Reconciling" not in {c["type"] for c in history.remediating(held, NOW)}
+    rolling = {"type": "Reconciling", "status": "True", "reason": "RollingOut", "message": "1/2"}
+    rolled = md(status={"remediations": [record], "conditions": [rolling]})
+    (kept,) = [c for c in history.remediating(rolled, NOW) if c["type"] == "Reconciling"]
+    assert kept["reason"] == "RollingOut"

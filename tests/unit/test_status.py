@@ -149,3 +149,26 @@ def test_replicas_beside_autoscaling_are_reported_once_per_generation() -> None:
     assert status.ignored_replicas(scaled(5, observed=4)) is None  # said for generation 4
     assert status.ignored_replicas(scaled(1, observed=3)) is None  # the default: unset
     assert status.ignored_replicas(md()) is None  # no autoscaling: replicas count
+
+
+def _kstatus_pair(got: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (c["type"], c["status"], c["reason"])
+        for c in got["conditions"]
+        if c["type"] in ("Reconciling", "Stalled")
+    }
+
+
+def test_an_action_in_flight_reads_reconciling_until_it_ends() -> None:
+    """Heal's Remediating=True makes the reconcile path say Reconciling=True (kstatus:
+    InProgress), and only while it lasts; a rollout's own Reconciling keeps its reason."""
+    busy = {"type": "Remediating", "status": "True", "reason": "ActionInFlight", "message": "m"}
+    ready = status.healthy_status(md([busy]), deployment=deployment(2, 2, 2), **PLACED_ON_EDGE)
+    assert _kstatus_pair(ready) == {("Reconciling", "True", "ActionInFlight")}
+    assert next(c for c in ready["conditions"] if c["type"] == "Reconciling")["message"] == "m"
+    idle = {**busy, "status": "False", "reason": "Idle"}
+    ended = [idle if c["type"] == "Remediating" else c for c in ready["conditions"]]
+    after = status.healthy_status(md(ended), deployment=deployment(2, 2, 2), **PLACED_ON_EDGE)
+    assert _kstatus_pair(after) == set()
+    rolling = status.healthy_status(md([busy]), deployment=deployment(2, 1, 2), **PLACED_ON_EDGE)
+    assert _kstatus_pair(rolling) == {("Reconciling", "True", "RollingOut")}

@@ -97,7 +97,8 @@ def event(record: RemediationRecord) -> Event:
 
 
 def remediating(md: ModelDeployment, now: datetime) -> list[dict[str, Any]]:
-    """Conditions with `Remediating`: True while an action is in flight."""
+    """Conditions with `Remediating`: True while an action is in flight (and Reconciling=True
+    with it, `status.healing`)."""
     history = md.status.remediations
     current = [c.wire() for c in md.status.conditions]
     if not history and all(c["type"] != ConditionType.REMEDIATING for c in current):
@@ -110,15 +111,18 @@ def remediating(md: ModelDeployment, now: datetime) -> list[dict[str, Any]]:
         message = f"last: {taken[-1].action} {taken[-1].result}: {taken[-1].message}"
     else:
         message = "no action taken"
-    return status.set_condition(
+    generation = md.metadata.get("generation")
+    conditions = status.set_condition(
         current,
         type_=ConditionType.REMEDIATING,
         status=bool(in_flight),
         reason=Reason.ACTION_IN_FLIGHT if in_flight else Reason.IDLE,
         message=message,
-        generation=md.metadata.get("generation"),
+        generation=generation,
         now=iso(now),
     )
+    # kstatus' word for an action in flight: Reconciling=True, InProgress (docs/gitops.md).
+    return status.healing(conditions, generation=generation, now=iso(now))
 
 
 def intended(md: ModelDeployment, action: Action, now: datetime) -> Override:

@@ -106,7 +106,7 @@ def static_edge_drained(loop_kube: Kube, karpenter: autoscaler.Karpenter) -> Ite
         )  # fmt: skip
 
 
-def test_lowered_requests_let_karpenter_remove_a_node_and_no_model_goes_down(
+def test_lowered_requests_let_karpenter_remove_a_node_and_every_model_is_ready_after(
     watcher: Operator, loop_kube: Kube, loop_models: Models, static_edge_drained: Any
 ) -> None:
     try:

@@ -40,7 +40,28 @@ CRDS = (
 )
 # A node emptied of pods goes after this long (consolidationPolicy WhenEmpty): long enough that
 # a pod replaced during a test finds its node still there, short enough to see it go.
+# $DEVCLUSTER_KARPENTER_CONSOLIDATION=WhenEmptyOrUnderutilized also lets Karpenter move pods off
+# a node whose pods fit on the others, and $DEVCLUSTER_KARPENTER_CONSOLIDATE_AFTER sets the wait;
+# `set_consolidation` changes both on a running cluster.
 CONSOLIDATE_AFTER = "30s"
+WHEN_EMPTY = "WhenEmpty"
+WHEN_UNDERUTILIZED = "WhenEmptyOrUnderutilized"
+
+
+def disruption(policy: str | None = None, after: str | None = None) -> dict[str, Any]:
+    """A NodePool's disruption block: ``policy`` and ``after`` or the environment's, or
+    WhenEmpty after 30 s; at most one node disrupted at a time."""
+    policy = policy or os.environ.get("DEVCLUSTER_KARPENTER_CONSOLIDATION") or WHEN_EMPTY
+    if policy not in (WHEN_EMPTY, WHEN_UNDERUTILIZED):
+        raise ClusterError(
+            f"consolidation policy {policy!r}: expected {WHEN_EMPTY} or {WHEN_UNDERUTILIZED}"
+        )
+    after = after or os.environ.get("DEVCLUSTER_KARPENTER_CONSOLIDATE_AFTER") or CONSOLIDATE_AFTER
+    return {
+        "consolidationPolicy": policy,
+        "consolidateAfter": after,
+        "budgets": [{"nodes": "1"}],
+    }
 
 
 def instance_type(pool: NodePool) -> str:
@@ -128,10 +149,7 @@ def node_pool(pool: NodePool, nodes: int) -> dict[str, Any]:
                 },
             },
             "limits": limits(pool, nodes),
-            "disruption": {
-                "consolidationPolicy": "WhenEmpty",
-                "consolidateAfter": CONSOLIDATE_AFTER,
-            },
+            "disruption": disruption(),
         },
     }
 
@@ -193,6 +211,13 @@ def install(cluster: Cluster, pools: Sequence[NodePool], extra: Mapping[str, int
 def set_limit(cluster: Cluster, pool: NodePool, nodes: int) -> None:
     """Let the pool's NodePool grow to ``nodes`` nodes of its own (0: none)."""
     patch = {"spec": {"limits": limits(pool, nodes)}}
+    cluster.run_kubectl("patch", f"nodepool/{pool.name}", "--type=merge", "-p", json.dumps(patch))
+
+
+def set_consolidation(cluster: Cluster, pool: NodePool, policy: str, after: str) -> None:
+    """The pool's NodePool consolidates by ``policy`` (WhenEmpty, WhenEmptyOrUnderutilized)
+    once a node has had no pod scheduled or removed for ``after`` (``"10s"``)."""
+    patch = {"spec": {"disruption": disruption(policy, after)}}
     cluster.run_kubectl("patch", f"nodepool/{pool.name}", "--type=merge", "-p", json.dumps(patch))
 
 

@@ -56,7 +56,7 @@ cluster-env:
 test test-parallel test-cluster test-loop: AUTOSCALER ?= karpenter
 
 test: install system-deps cluster-build
-	$(BIN)/python -m pytest tests -m "not e2e"
+	$(BIN)/python -m pytest tests -m "not e2e" --durations=10
 
 # The same suite with tests/loop beside the rest, each with its own devcluster (hack/test_split.py):
 # about 17 instead of 25+ minutes here, but the latency-anomaly loop test failed in both full runs

@@ -73,8 +73,14 @@ def test_samples_land_on_their_pools_and_become_ready(kube: Kube, operator: Oper
         line.split()[:5] == ["iris-edge", "edge", "Ready", "1/1", "iris:1"] for line in printed
     )
     wide = kube.run("get", "mdep", "iris-edge", "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[-3:] == ["REASON", "VARIANT", "ENDPOINT"]
-    assert wide[1].split()[-3:-1] == ["RolloutComplete", "default"]
+    header, row = wide[0].split(), wide[1].split()
+    assert header[6:] == ["REASON", "VARIANT", "ENDPOINT", "ROLLOUT", "STEP", "CANARY", "CANDIDATE"]
+    assert row[6:9] == [
+        "RolloutComplete",
+        "default",
+        f"http://iris-edge.{kube.namespace}.svc.cluster.local:8080",
+    ]
+    assert row[9:] == []  # no spec.rollout: the rollout's columns print blank
 
 
 def test_children_are_owned_and_events_recorded(kube: Kube, operator: Operator) -> None:

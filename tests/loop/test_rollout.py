@@ -362,9 +362,10 @@ def test_a_shadow_step_answers_no_user_from_the_canary_and_passes_on_agreement(
             def mirror() -> dict[str, Any] | None:
                 cm = loop_kube.get("configmap", f"{name}-mirror")
                 config = json.loads(((cm or {}).get("data") or {}).get("mirror.json") or "{}")
-                return config if config.get("targets") else None
+                # Targets are the canary's *ready* addresses: the second pod may still start.
+                return config if len(config.get("targets") or []) == 2 else None
 
-            config = wait_for(mirror, "the mirror pointed at the canary", 120)
+            config = wait_for(mirror, "the mirror pointed at both canary pods", 120)
             canary_pods = loop_kube.items("pods", "onnxops.io/track=canary")
             ips = sorted(f"{p['status']['podIP']}:8080" for p in canary_pods)
             assert config["targets"] == ips and len(ips) == 2  # ceil(50% of 3)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from devcluster.podrunner import PodRunner
 from devcluster.resize import pod_requests
+from support import nodes as node_kit
 from support.benchrecord import bench_record
 from support.deployments import healing_deployment
 from support.operator_kit import Kube, Operator, wait_for
@@ -25,12 +26,6 @@ from support.serving_harness import Models
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
 POOL_LABEL = "onnxops.io/pool"
-EDGE_TOLERATION = {
-    "key": "node-role.kubernetes.io/edge",
-    "operator": "Equal",
-    "value": "true",
-    "effect": "NoSchedule",
-}
 MIB = 1024 * 1024
 
 
@@ -77,47 +72,11 @@ def _node_pods(kube: Kube, node: str) -> list[dict[str, Any]]:
     return [p for p in pods if p["status"].get("phase") not in ("Succeeded", "Failed")]
 
 
-def _allocatable(kube: Kube, node: str) -> tuple[int, int]:
-    """(cpu millicores, memory bytes) of `node`, as the scheduler and the kubelet count them."""
-    alloc = _node(kube, node)["status"]["allocatable"]
-    return pod_requests({"spec": {"containers": [{"resources": {"requests": alloc}}]}})
-
-
 def _free(kube: Kube, node: str) -> int:
     """Memory bytes of `node` not requested by its pods."""
-    return _allocatable(kube, node)[1] - sum(pod_requests(p)[1] for p in _node_pods(kube, node))
-
-
-def _filler(kube: Kube, name: str, node: str, *, cpu_m: int, memory: int) -> dict[str, Any]:
-    """A plain pod taking `cpu_m` and `memory` of `node`, running once KWOK runs it.
-
-    Bound to the node by name, as a pod the scheduler placed earlier would be: a filler that
-    asks for a whole node then takes it whatever else is there (a pod still terminating from
-    an earlier test), and the scheduler counts it like any other pod."""
-    body = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "containers": [
-                {
-                    "name": "filler",
-                    "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"requests": {"cpu": f"{cpu_m}m", "memory": str(memory)}},
-                }
-            ],
-            "tolerations": [EDGE_TOLERATION],
-        },
-    }
-    result = kube.apply(body)
-    assert result.returncode == 0, result.stderr
-    pod: dict[str, Any] = wait_for(
-        lambda: (p := kube.get("pod", name)) and p["status"].get("phase") == "Running" and p,
-        f"the filler {name} running on {node}",
-        120,
+    return node_kit.allocatable(kube, node)[1] - sum(
+        pod_requests(p)[1] for p in _node_pods(kube, node)
     )
-    return pod
 
 
 def _evaluations(op: Operator) -> float:
@@ -162,9 +121,9 @@ def test_a_full_edge_pool_fails_over_to_cloud_and_back_once_room_returns(
         ]
         # The edge pool full: node B's room all taken, node A drained (cordoned, our pod
         # evicted) as for maintenance. The replacement pod fits nowhere on edge.
-        cpu_m, memory = _allocatable(loop_kube, node_b)
+        cpu_m, memory = node_kit.allocatable(loop_kube, node_b)
         fillers.append("edge-filler")
-        _filler(loop_kube, "edge-filler", node_b, cpu_m=cpu_m, memory=memory)
+        node_kit.filler(loop_kube, "edge-filler", node_b, cpu_m=cpu_m, memory=memory)
         cordoned.append(node_a)
         started = time.monotonic()
         drained = loop_kube.run(
@@ -273,17 +232,17 @@ def test_a_resize_the_node_cannot_fit_is_deferred_then_rolled_out_elsewhere(
     fillers: list[str] = []
     try:
         fillers.append(f"filler-{node}")
-        _filler(
+        node_kit.filler(
             loop_kube, f"filler-{node}", node, cpu_m=0, memory=_free(loop_kube, node) - 66 * MIB
         )
         for other in others:
             fillers.append(f"filler-{other}")
-            _filler(
+            node_kit.filler(
                 loop_kube,
                 f"filler-{other}",
                 other,
                 cpu_m=0,
-                memory=_allocatable(loop_kube, other)[1],
+                memory=node_kit.allocatable(loop_kube, other)[1],
             )
         assert loop_kube.apply(body).returncode == 0
         started = time.monotonic()

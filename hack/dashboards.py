@@ -2,8 +2,9 @@
 panel: `python hack/dashboards.py`; tests/unit/test_dashboards.py fails if they are stale).
 
 Two dashboards, for Grafana's dashboard sidecar (ConfigMap label `grafana_dashboard: "1"`):
-- onnxops-fleet: ModelDeployments by phase, faults by signal, remediations by action and
-  result, monitor cycle time, traffic and errors by model;
+- onnxops-fleet ($namespace, several or All): ModelDeployments by phase, faults by signal,
+  remediations by action and result, rollouts by phase, traffic by model, monitor cycle time
+  (the operator's series carry `model_namespace`, the namespace of the models they count);
 - onnxops-model: one model ($namespace, $model): requests, errors, p50/p99, online accuracy,
   drift, CPU and memory against their limits, throttling, OOM kills, restarts.
 Every query reads only what the serving runtime, the pod's cAdvisor and the operator export.
@@ -90,25 +91,33 @@ def dashboard(uid: str, title: str, panels: list[dict[str, Any]], variables: lis
 
 def fleet() -> dict[str, Any]:
     by_model = "sum by (namespace, onnxops_io_model_deployment)"
+    ns = 'model_namespace=~"$namespace"'  # the operator's series: the models' namespace
     panels = [
         panel(1, "ModelDeployments by phase",
-              [("sum by (phase) (onnxops_operator_model_deployments_by_phase)", "{{phase}}")]),
+              [(f"sum by (phase) (onnxops_operator_model_deployments_by_phase{{{ns}}})", "{{phase}}")]),
         panel(2, "Faults standing, by signal",
-              [("sum by (signal) (onnxops_operator_faults)", "{{signal}}")], x=12),
+              [(f"sum by (signal) (onnxops_operator_faults{{{ns}}})", "{{signal}}")], x=12),
         panel(3, "Remediations, by action and result",
-              [("sum by (action, result) (increase(onnxops_operator_remediations_total[$__rate_interval]))",
+              [(f"sum by (action, result) (increase(onnxops_operator_remediations_total{{{ns}}}[$__rate_interval]))",
                 "{{action}} {{result}}")], y=8),
-        panel(4, "Rollouts in progress",
-              [('sum(onnxops_operator_model_deployments_by_phase{phase="Progressing"})', "progressing")],
+        panel(4, "Rollouts, by phase (Promoted: none running)",
+              [(f"sum by (phase) (onnxops_operator_rollouts{{{ns}}})", "{{phase}}")],
               x=12, y=8),
         panel(5, "Inference requests/s, by model",
-              [(f"{by_model} (rate(onnxops_requests_total{{{INFER}}}[$__rate_interval]))",
+              [(f'{by_model} (rate(onnxops_requests_total{{namespace=~"$namespace", {INFER}}}[$__rate_interval]))',
                 "{{namespace}}/{{onnxops_io_model_deployment}}")], unit="reqps", y=16),
         panel(6, "Monitor cycle time (p99)",
               [("histogram_quantile(0.99, sum by (le) (rate(onnxops_operator_evaluation_cycle_seconds_bucket[$__rate_interval])))",
                 "p99")], unit="s", x=12, y=16),
     ]  # fmt: skip
-    return dashboard("onnxops-fleet", "onnxops / fleet", panels, [])
+    namespaces = variable(
+        "namespace",
+        "label_values(onnxops_operator_model_deployments_by_phase, model_namespace)",
+        "Namespace",
+    )
+    namespaces.update({"multi": True, "includeAll": True, "allValue": ".*",
+                       "current": {"text": "All", "value": "$__all"}})  # fmt: skip
+    return dashboard("onnxops-fleet", "onnxops / fleet", panels, [namespaces])
 
 
 def model() -> dict[str, Any]:

@@ -124,6 +124,8 @@ class Reason(StrEnum):
     ROLLOUT_PROMOTED = "RolloutPromoted"
     ROLLOUT_ABORTED = "RolloutAborted"
     ROLLOUT_RETRIED = "RolloutRetried"
+    ROLLOUT_IN_PROGRESS = "RolloutInProgress"
+    """Reconciling=True while a rollout runs (kstatus InProgress until it is promoted)."""
     ROLLOUT_UNMEETABLE = "RolloutUnmeetable"
     """Warning: steps that cannot be met as written (replicas 0, weights on one replica)."""
     USER_ABORTED = "UserAborted"

@@ -22,6 +22,7 @@ from onnxops.reasons import (
     Reason,
     RolloutPhase,
 )
+from onnxops.rollout import plan as rollout_plan
 
 READY = ConditionType.READY
 RECONCILING = ConditionType.RECONCILING
@@ -193,7 +194,9 @@ def healthy_status(
         phase = Phase.DEGRADED if done else phase
     elif any(c.get("type") == ROLLOUT_ABORTED for c in conditions):
         conditions = [c for c in conditions if c.get("type") != ROLLOUT_ABORTED]
-    conditions = kstatus_conditions(conditions, phase, generation=generation, now=now)
+    conditions = kstatus_conditions(
+        conditions, phase, generation=generation, now=now, rolling=rolling_out(md)
+    )
     return {
         "phase": phase,
         "observedGeneration": generation,
@@ -209,6 +212,21 @@ def healthy_status(
     }
 
 
+def rolling_out(md: ModelDeployment) -> tuple[str, str] | None:
+    """(reason, message) of Reconciling while a rollout is in progress (a canary runs, or the
+    stable Deployment takes the promoted version), None otherwise. The message changes with
+    the step, not with each measurement, so a rollout writes status once per step."""
+    r = md.status.rollout
+    if md.spec.rollout is None or not rollout_plan.active(r):
+        return None
+    assert r is not None
+    where = "promoting" if r.step >= r.steps else f"step {r.step + 1}/{r.steps}"
+    if r.phase == RolloutPhase.PAUSED:
+        where += ", paused"
+    message = f"rolling out version {r.candidate_version} (stable {r.stable_version}): {where}"
+    return Reason.ROLLOUT_IN_PROGRESS, message
+
+
 def kstatus_conditions(
     conditions: list[dict[str, Any]],
     phase: str,
@@ -216,6 +234,7 @@ def kstatus_conditions(
     generation: int | None,
     now: str,
     retried: bool = False,
+    rolling: tuple[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Reconciling and Stalled as kstatus reads them (`docs/gitops.md`): Reconciling=True
     while Progressing or while a failure is retried by itself (`retried`: a ConfigMap that
@@ -224,13 +243,27 @@ def kstatus_conditions(
     message; Reconciling=True also while a remediation is in flight (`healing`); absent
     otherwise, as kstatus recommends for abnormal-true conditions. Ready
     alone would read InProgress for a Failed model, and a pipeline waiting on it would wait
-    out its timeout instead of failing."""
+    out its timeout instead of failing.
+
+    A rollout: Reconciling=True while it runs (`rolling`: reason and message, from
+    `rolling_out`), so `flux ... --wait` waits for the promotion as it waits for a Deployment
+    to roll out; Stalled=True once it aborted (RolloutAborted=True: the spec names a model
+    judged bad, and only the user moves it on: a new spec or a retry)."""
     ready = next((c for c in conditions if c.get("type") == READY), {})
+    aborted = next(
+        (c for c in conditions if c.get("type") == ROLLOUT_ABORTED and c.get("status") == "True"),
+        None,
+    )
     wanted: str | None = None
     if phase == Phase.PROGRESSING or (phase == Phase.FAILED and retried):
         wanted = RECONCILING
     elif phase == Phase.FAILED or (phase == Phase.DEGRADED and load_failed(conditions)):
         wanted = STALLED
+    elif aborted is not None:
+        wanted, ready = STALLED, aborted
+    elif rolling is not None:
+        wanted = RECONCILING
+        ready = {"reason": rolling[0], "message": rolling[1]}
     kept = [
         c
         for c in conditions

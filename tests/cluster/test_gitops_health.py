@@ -391,3 +391,104 @@ def test_the_argo_restart_action_rolls_the_pods(
         return bool(names) and not names & before and kube.status("bounce").get("phase") == "Ready"
 
     processes.wait_for(replaced, timeout_s=120, what="bounce's pods replaced and Ready")
+
+
+def _action(judges: Judges, kube: Kube, name: str, verb: str) -> dict[str, Any]:
+    """Argo CD's `verb` action run on the live object (offered by discovery.lua), its
+    annotation patched on as Argo CD patches an action's result; the object before."""
+    live = kube.get("mdep", name) or {}
+    offered = judges.action(ARGO / "actions" / "discovery.lua", live)
+    assert offered[verb] == {"disabled": False}, offered
+    changed = judges.action(ARGO / "actions" / verb / "action.lua", live)
+    value = changed["metadata"]["annotations"]["onnxops.io/rollout-action"]
+    assert value.startswith(f"{verb}/"), value
+    patch = json.dumps({"metadata": {"annotations": {"onnxops.io/rollout-action": value}}})
+    kube.run("patch", "mdep", name, "--type", "merge", "-p", patch)
+    return live
+
+
+def _rollout_phase(kube: Kube, name: str, phase: str) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        live = kube.get("mdep", name) or {}
+        return live if live.get("status", {}).get("rollout", {}).get("phase") == phase else None
+
+    return processes.wait_for(reached, timeout_s=120, what=f"{name}'s rollout {phase}")
+
+
+def test_a_rollout_reads_in_progress_an_aborted_one_failed_and_argo_actions_drive_it(
+    kube: Kube, operator: Operator, judges: Judges, model: tuple[str, str]
+) -> None:
+    """A real rollout (a canary Deployment with serving pods; no Prometheus here, so every
+    measurement is inconclusive and only the user moves it on): kstatus InProgress while it
+    runs and Argo CD Progressing (Suspended while paused); Argo CD's abort action ends it with
+    the canary gone and kstatus Failed (Stalled: the spec names a model that is not served);
+    retry starts it again; promote rolls the stable pods to the candidate: Current, Healthy."""
+    uri, sha = model
+    steps = {"steps": [{"weight": 50, "pauseSeconds": 3600}]}
+
+    def spec(version: str, **rollout: Any) -> dict[str, Any]:
+        model_ = {"uri": uri, "sha256": sha, "version": version}
+        return model_deployment("canaried", model=model_, replicas=2, rollout={**steps, **rollout})
+
+    kube.apply(spec("1"))
+    _watch(kube, judges, "canaried", "Current")
+    kube.apply(spec("2"))
+    running = _rollout_phase(kube, "canaried", "Inconclusive")
+    processes.wait_for(
+        lambda: kube.get("deployment", "canaried-canary") is not None,
+        timeout_s=60,
+        what="the canary Deployment",
+    )
+    said = judges.kstatus_live(kube, "canaried")
+    assert said["status"] == "InProgress" and "rolling out version 2" in said["message"], said
+    argo = judges.argo(kube.get("mdep", "canaried") or running, "rollout-progressing")
+    assert argo["status"] == "Progressing" and "rolling out version 2" in argo["message"], argo
+    offered = judges.action(ARGO / "actions" / "discovery.lua", running)
+    assert offered["retry"] == {"disabled": True}  # nothing aborted yet
+
+    kube.apply(spec("2", paused=True))
+    paused = _rollout_phase(kube, "canaried", "Paused")
+    processes.wait_for(
+        lambda: "paused" in judges.argo(kube.get("mdep", "canaried") or paused)["message"],
+        timeout_s=30,
+        what="the paused step in Reconciling's message",
+    )
+    assert judges.argo(kube.get("mdep", "canaried") or paused, "rollout-paused") == {
+        "status": "Suspended",
+        "message": "rolling out version 2 (stable 1): step 1/1, paused",
+    }
+    assert judges.kstatus_live(kube, "canaried")["status"] == "InProgress"
+    kube.apply(spec("2", paused=False))
+
+    _action(judges, kube, "canaried", "abort")
+    _rollout_phase(kube, "canaried", "Aborted")
+    aborted, seen = _watch(kube, judges, "canaried", "Failed", timeout_s=60)
+    assert "version 2 not rolled out" in seen[-1]["message"], seen[-1]
+    processes.wait_for(
+        lambda: kube.get("deployment", "canaried-canary") is None,
+        timeout_s=60,
+        what="the canary removed",
+    )
+    argo = judges.argo(aborted, "rollout-aborted")
+    assert argo["status"] == "Degraded" and argo["message"].startswith("UserAborted: "), argo
+    offered = judges.action(ARGO / "actions" / "discovery.lua", aborted)
+    assert offered["promote"] == {"disabled": True} and offered["abort"] == {"disabled": True}
+
+    _action(judges, kube, "canaried", "retry")
+    _watch(kube, judges, "canaried", "InProgress", timeout_s=60)
+    _rollout_phase(kube, "canaried", "Inconclusive")
+    _action(judges, kube, "canaried", "promote")
+    _rollout_phase(kube, "canaried", "Promoted")
+    promoted, _ = _watch(kube, judges, "canaried", "Current", timeout_s=120)
+    assert judges.argo(promoted)["status"] == "Healthy"
+    stable = kube.get("deployment", "canaried") or {}
+    env = {
+        e["name"]: e.get("value")
+        for e in stable["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["ONNXOPS_MODEL_VERSION"] == "2"
+    processes.wait_for(
+        lambda: kube.get("deployment", "canaried-canary") is None,
+        timeout_s=60,
+        what="the canary removed after promotion",
+    )

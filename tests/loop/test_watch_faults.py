@@ -67,7 +67,13 @@ def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
         assert condition(st, "Ready")["status"] == "True"  # the reconcile's condition stays
         assert load.codes.get(500, 0) > 0
         wait_for(lambda: _events(loop_kube, "burst", "FaultDetected", "ErrorRate"), "its Event")
-        assert _operator_metric(watcher, 'onnxops_operator_faults{signal="ErrorRate"}') >= 1
+        assert (
+            _operator_metric(
+                watcher,
+                f'onnxops_operator_faults{{signal="ErrorRate",model_namespace="{loop_kube.namespace}"}}',
+            )
+            >= 1
+        )
 
         payload[0] = rows([1.0, 0.0])
         st = status_when(

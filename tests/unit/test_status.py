@@ -172,3 +172,62 @@ def test_an_action_in_flight_reads_reconciling_until_it_ends() -> None:
     assert _kstatus_pair(after) == set()
     rolling = status.healthy_status(md([busy]), deployment=deployment(2, 1, 2), **PLACED_ON_EDGE)
     assert _kstatus_pair(rolling) == {("Reconciling", "True", "RollingOut")}
+
+
+def _rolling(phase: str, step: int = 0, message: str = "step 1/2") -> ModelDeployment:
+    """iris with a two-step spec.rollout, and status.rollout in `phase` at `step`."""
+    body = model_deployment(
+        "iris",
+        namespace="ml",
+        metadata={"generation": 4},
+        model={"uri": "https://h/m4.onnx", "version": "4"},
+        rollout={"steps": [{"weight": 10, "pauseSeconds": 5}, {"weight": 50, "pauseSeconds": 5}]},
+        status={
+            "rollout": {
+                "phase": phase,
+                "step": step,
+                "steps": 2,
+                "stableModel": {"uri": "https://h/m3.onnx", "version": "3"},
+                "stableVersion": "3",
+                "candidate": {"uri": "https://h/m4.onnx", "version": "4"},
+                "candidateVersion": "4",
+                "message": message,
+            }
+        },
+    )
+    return ModelDeployment.model_validate(body)
+
+
+def test_a_rollout_in_progress_reads_reconciling_and_an_aborted_one_stalled() -> None:
+    """kstatus: InProgress while a canary runs (the step in the message, paused said), and
+    while promotion rolls the stable pods; Failed once aborted, naming the signal that
+    aborted it; Current once promoted. Every case has its stable Deployment rolled out."""
+    done = deployment(2, 2, 2)
+    running = status.healthy_status(_rolling("Progressing", 1), deployment=done, **PLACED_ON_EDGE)
+    assert running["phase"] == "Ready"
+    assert _kstatus_pair(running) == {("Reconciling", "True", "RolloutInProgress")}
+    said = next(c for c in running["conditions"] if c["type"] == "Reconciling")["message"]
+    assert said == "rolling out version 4 (stable 3): step 2/2"
+    paused = status.healthy_status(_rolling("Paused"), deployment=done, **PLACED_ON_EDGE)
+    assert next(c for c in paused["conditions"] if c["type"] == "Reconciling")["message"].endswith(
+        "step 1/2, paused"
+    )
+    promoting = status.healthy_status(_rolling("Progressing", 2), deployment=done, **PLACED_ON_EDGE)
+    assert (
+        "promoting"
+        in next(c for c in promoting["conditions"] if c["type"] == "Reconciling")["message"]
+    )
+    aborted = _rolling("Aborted", 1, message="AccuracyDrop: candidate 0.41 vs stable 0.97")
+    stalled = status.healthy_status(aborted, deployment=done, **PLACED_ON_EDGE)
+    assert stalled["phase"] == "Degraded"
+    assert _kstatus_pair(stalled) == {("Stalled", "True", "AccuracyDrop")}
+    text = next(c for c in stalled["conditions"] if c["type"] == "Stalled")["message"]
+    assert text == "version 4 not rolled out: candidate 0.41 vs stable 0.97"
+    promoted = _rolling("Promoted", 2).model_copy()
+    st = promoted.status.model_copy(
+        update={"rollout": promoted.status.rollout.model_copy(update={"candidate": None})}
+    )
+    after = status.healthy_status(
+        promoted.model_copy(update={"status": st}), deployment=done, **PLACED_ON_EDGE
+    )
+    assert after["phase"] == "Ready" and _kstatus_pair(after) == set()

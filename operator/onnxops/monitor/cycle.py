@@ -108,7 +108,14 @@ class Monitor:
         self.metrics.forget(bodies)
         self.metrics.watched.set(len(bodies))
         self.metrics.record_phases(
-            str((b.get("status") or {}).get("phase") or Phase.PENDING) for b in bodies.values()
+            (
+                namespace,
+                str((b.get("status") or {}).get("phase") or Phase.PENDING),
+                ((b.get("status") or {}).get("rollout") or {}).get("phase")
+                if (b.get("spec") or {}).get("rollout")
+                else None,
+            )
+            for (namespace, _), b in bodies.items()
         )
         due = []
         skipped: dict[int, int] = {}  # interval -> slots of its grid that passed unevaluated

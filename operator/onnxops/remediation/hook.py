@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from onnxops import build, k8s, override, podapi, status
 from onnxops.api import ACTIONS, RESULTS, Fault, ModelDeployment
+from onnxops.monitor.metrics import NAMESPACE_LABEL
 from onnxops.monitor.pods import PodFacts
 from onnxops.override import active, model_ref
 from onnxops.pools import PoolProfile, free_per_node, replicas_that_fit
@@ -89,12 +90,10 @@ class Healer:
         self.actions = Counter(
             "onnxops_operator_remediations",
             "Remediation actions by kind (restart, resize, ...) and result (Succeeded, Refused, ...)",
-            ["action", "result"],
+            ["action", "result", NAMESPACE_LABEL],
             registry=registry,
         )
-        for kind in ACTIONS:  # every pair has a series from the start, 0 until it happens
-            for result in RESULTS:
-                self.actions.labels(kind, result)
+        self._counted: set[str] = set()  # namespaces whose series exist
 
     def __call__(
         self,
@@ -103,6 +102,12 @@ class Healer:
         pods: Sequence[PodFacts] | None,
         at: datetime,
     ) -> None:
+        if md.namespace not in self._counted:
+            # Every pair has a series once the namespace has a watched model, 0 until it happens.
+            self._counted.add(md.namespace)
+            for kind in ACTIONS:
+                for result in RESULTS:
+                    self.actions.labels(kind, result, md.namespace)
         if _idle(md, faults) and not any(p.disruption_hint for p in pods or ()):
             return  # (a hint left on a pod is heal's to take off)
         # The monitor just wrote status.faults, and our own last cycle wrote the history:
@@ -134,4 +139,4 @@ class Healer:
         for type_, reason, message in healed.events:
             k8s.post_event(fresh, type_, reason, message, EVENT_COMPONENT)
         for action, result in healed.outcomes:
-            self.actions.labels(action, result).inc()
+            self.actions.labels(action, result, md.namespace).inc()

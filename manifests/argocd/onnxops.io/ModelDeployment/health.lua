@@ -65,6 +65,18 @@ if phase == "Degraded" then
   end
   return hs
 end
+-- A rollout in progress (Reconciling=True, reason RolloutInProgress; status.rollout says
+-- more): Progressing, or Suspended while spec.rollout.paused holds it, as Argo CD shows a
+-- paused Argo Rollout. An aborted one is Stalled, so Degraded above.
+local reconciling = condition("Reconciling")
+if reconciling ~= nil and reconciling.status == "True" and reconciling.reason == "RolloutInProgress" then
+  local rollout = obj.status.rollout or {}
+  if rollout.phase == "Paused" then
+    hs.status = "Suspended"
+  end
+  hs.message = said(reconciling, "rolling out")
+  return hs
+end
 if phase == "Ready" then
   hs.status = "Healthy"
   hs.message = said(ready, "serving")

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import config
+from onnxops import k8s
 from support.operator_kit import FAKE_SERVING, ROOT, Kube, Operator, serving_kubelet
 
 
@@ -47,3 +49,15 @@ def operator(crds: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Op
         yield op
     finally:
         op.stop()
+
+
+@pytest.fixture(scope="module")
+def in_process_client(crds: Any) -> Iterator[None]:
+    """The operator's k8s module, in this process, talking to the devcluster (for tests that
+    run operator code here, with no kopf loop: `pytest.mark.usefixtures("in_process_client")`)."""
+    saved = k8s._client
+    k8s._client = config.new_client_from_config(config_file=str(crds.kubeconfig))
+    try:
+        yield
+    finally:
+        k8s._client = saved

@@ -12,13 +12,11 @@ behind the test's back; the faults are handed in as the monitor would write them
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from kubernetes import config
-from onnxops import k8s, podapi, reconcile
+from onnxops import podapi, reconcile
 from onnxops.api import Fault, Resize
 from onnxops.config import OperatorConfig
 from onnxops.monitor.pods import grouped
@@ -28,21 +26,10 @@ from onnxops.remediation.guardrails import FleetLimit
 from support.deployments import model_deployment
 from support.operator_kit import Kube, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("in_process_client")]
 
 POOLS = default_pools()
 CFG = OperatorConfig()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def in_process_client(crds: Any) -> Iterator[None]:
-    """The operator's k8s module, in this process, talking to the devcluster."""
-    saved = k8s._client
-    k8s._client = config.new_client_from_config(config_file=str(crds.kubeconfig))
-    try:
-        yield
-    finally:
-        k8s._client = saved
 
 
 def fault(signal: str, pods: list[str] | None = None) -> dict[str, Any]:

@@ -8,22 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import config
 from onnxops import k8s, podapi, supply
 from onnxops.pools import free_per_node
 from support.operator_kit import Kube, wait_for
 
-pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module", autouse=True)
-def in_process_client(crds: Any) -> Iterator[None]:
-    saved = k8s._client
-    k8s._client = config.new_client_from_config(config_file=str(crds.kubeconfig))
-    try:
-        yield
-    finally:
-        k8s._client = saved
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("in_process_client")]
 
 
 @pytest.fixture

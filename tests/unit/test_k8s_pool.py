@@ -27,14 +27,25 @@ CALLERS = POOL + 8  # ... and kopf's eight handler threads
 
 
 class SlowApiserver(BaseHTTPRequestHandler):
+    """The first CALLERS requests are answered only once all of them are in (a barrier, not a
+    sleep: on a loaded machine a fixed delay let early calls finish before the last began);
+    later ones after a short delay."""
+
     protocol_version = "HTTP/1.1"  # keep-alive, as the apiserver
     connections: set[int] = set()
     lock = threading.Lock()
+    seen = 0
+    together = threading.Barrier(CALLERS)
 
     def do_GET(self) -> None:
         with self.lock:
             self.connections.add(self.client_address[1])
-        time.sleep(0.3)
+            SlowApiserver.seen += 1
+            first_round = SlowApiserver.seen <= CALLERS
+        if first_round:
+            self.together.wait(timeout=60)
+        else:
+            time.sleep(0.05)
         body = json.dumps({"kind": "Status", "items": []}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

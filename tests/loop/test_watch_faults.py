@@ -70,7 +70,7 @@ def test_error_burst_is_a_fault_after_failure_threshold_then_clears(
         assert (
             _operator_metric(
                 watcher,
-                f'onnxops_operator_faults{{signal="ErrorRate",model_namespace="{loop_kube.namespace}"}}',
+                f'onnxops_operator_faults{{model_namespace="{loop_kube.namespace}",signal="ErrorRate"}}',
             )
             >= 1
         )

@@ -107,11 +107,6 @@ def cordoned_edge(kube: Kube) -> Iterator[list[str]]:
             kube.cluster.run_kubectl("uncordon", node, check=False)
 
 
-@pytest.mark.xfail(
-    reason="passes alone; after the namespace-deletion test in this module Placed never turns "
-    "CapacityShort (2 of 3 module runs): cause not found yet, see the hardening report",
-    strict=False,
-)
 def test_a_running_model_short_of_room_is_kept_not_failed(
     kube: Kube, operator: Operator, cordoned_edge: list[str]
 ) -> None:

@@ -7,6 +7,7 @@ Everything here is pure: the node and pod lists come in as plain dicts from `k8s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +45,10 @@ class PoolProfile(BaseModel):
     threads: int = 1
     preferred_variant: str | None = None
     """Model variant served here when the spec offers it (edge: `int8`)."""
+    autoscaled: bool = False
+    """A cluster autoscaler adds nodes to this pool on demand (a Cluster Autoscaler node group):
+    a lack of room now is not a placement failure. Karpenter NodePools are found without it
+    (`nodepools.py`)."""
 
 
 def default_pools() -> dict[str, PoolProfile]:
@@ -269,9 +274,17 @@ def place(
     nodes: list[dict[str, Any]],
     other_pods: list[dict[str, Any]],
     current: str | None = None,
+    growable: Callable[[dict[str, tuple[dict[str, str], dict[str, str]]]], frozenset[str]]
+    | None = None,
 ) -> Placement:
     """Choose the pool: the requested one (then its fallback), or for `auto` the first with
-    room, trying `prefer` first. `other_pods` excludes this model's own pods."""
+    room, trying `prefer` first. `other_pods` excludes this model's own pods.
+
+    No pool with room now: the first (the current one first) that an autoscaler can grow —
+    configured `autoscaled`, or one `growable(name -> (node selector, one replica's requests))`
+    says so (asked only then; see `nodepools.py`) — its pods left to wait for a node; else
+    NoCapacity. Room now always wins
+    over headroom: a NodePool's limits say what it may add, not what the cloud will give."""
     target = spec.target
     if target.pool == "auto":
         first = [target.prefer] if target.prefer else []
@@ -302,6 +315,28 @@ def place(
         free = free_per_node(nodes, other_pods, selector)
         fits[name] = replicas_that_fit(free, effective_resources(spec, pools[name])["requests"])
     chosen = choose_pool(order=candidates, fits=fits, replicas=needed, current=current)
+    if chosen is None:
+        grows = {n for n in candidates if pools[n].autoscaled}
+        ask = {
+            n: (
+                {**pools[n].node_selector, **target.node_selector},
+                effective_resources(spec, pools[n])["requests"],
+            )
+            for n in candidates
+            if n not in grows
+        }
+        if ask and growable is not None:
+            grows |= growable(ask)
+        ordered = ([current] if current in grows else []) + [n for n in candidates if n in grows]
+        if ordered:
+            chosen = ordered[0]
+            why = "requested" if chosen == target.pool else "fallback"
+            why = "auto" if target.pool == "auto" else why
+            message = (
+                f"pool {chosen} ({why}; room now for {fits[chosen]} replica(s), need {needed}: "
+                "its autoscaler can add nodes, the pods wait for them)"
+            )
+            return Placement(pools[chosen], effective_resources(spec, pools[chosen]), message)
     if chosen is None:
         room = ", ".join(f"{n}: {fits[n]}" for n in candidates)
         raise PlacementError(

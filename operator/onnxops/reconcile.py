@@ -19,6 +19,7 @@ from onnxops import (
     k8s,
     loadfailure,
     modelsource,
+    nodepools,
     override,
     podapi,
     speccheck,
@@ -125,7 +126,14 @@ def placement(md: ModelDeployment, pools: dict[str, PoolProfile]) -> Placed:
         )
     ]
     try:
-        chosen = place(md.spec, pools, nodes=nodes, other_pods=others, current=md.status.pool)
+        chosen = place(
+            md.spec,
+            pools,
+            nodes=nodes,
+            other_pods=others,
+            current=md.status.pool,
+            growable=nodepools.growable,
+        )
     except PlacementError as exc:
         kept = _kept(md, pools, exc)
         if kept is not None:

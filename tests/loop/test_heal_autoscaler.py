@@ -233,3 +233,46 @@ def test_a_nodepool_at_its_limit_fails_over_after_unschedulable_seconds_and_back
         _ready_on(loop_kube, "capped", "edge")
     finally:
         loop_kube.run("delete", "mdep", "capped", "--wait=false", check=False)
+
+
+def test_a_new_model_on_a_full_pool_a_nodepool_can_grow_gets_a_node_not_no_capacity(
+    watcher: Operator, loop_kube: Kube, loop_models: Models, edge_full: Any
+) -> None:
+    """A new model asks for the edge pool while no static edge node has room (one filled, the
+    other cordoned): the edge NodePool can still add a node, so the operator creates the
+    Deployment (never Failed NoCapacity, which would leave Karpenter no pending pod to act
+    on), Placed says the pods wait for the autoscaler, and the model serves on Karpenter's
+    node. Without a fallback pool nothing else could serve it."""
+    static = loop_kube.cluster.kubectl_json(
+        "get", "nodes", "-l", f"{POOL_LABEL}=edge,!karpenter.sh/nodepool"
+    )["items"]
+    edge_full(static[0]["metadata"]["name"], "newcomer")
+    body = _md("newcomer", f"file://{loop_models.iris}", scaleUpGraceSeconds=300)
+    body["spec"]["target"] = {"pool": "edge"}
+    assert loop_kube.apply(body).returncode == 0
+    try:
+        phases: list[str] = []
+
+        def placed() -> dict[str, Any] | None:
+            st = loop_kube.status("newcomer")
+            phases.append(str(st.get("phase")))
+            c = condition(st, "Placed")
+            return c if "autoscaler can add nodes" in c.get("message", "") else None
+
+        said = wait_for(placed, "Placed: the pods wait for the autoscaler's node", 120)
+        assert said["status"] == "True" and "pool edge (requested" in said["message"], said
+        assert loop_kube.get("deployment", "newcomer") is not None
+        pod = _ready_on(loop_kube, "newcomer", "edge")
+        node = loop_kube.cluster.kubectl_json("get", "node", pod["spec"]["nodeName"])
+        assert node["metadata"]["labels"].get("karpenter.sh/nodepool") == "edge"
+        st = wait_for(
+            lambda: (s := loop_kube.status("newcomer")).get("phase") == "Ready" and s,
+            "newcomer Ready",
+            120,
+        )
+        assert st["pool"] == "edge" and not taken(st, "failover")
+        assert "Failed" not in phases, phases
+        warnings = [e["reason"] for e in loop_kube.events("newcomer") if e["type"] == "Warning"]
+        assert "NoCapacity" not in warnings, warnings
+    finally:
+        loop_kube.run("delete", "mdep", "newcomer", "--wait=false", check=False)

@@ -214,3 +214,96 @@ def test_place_counts_min_replicas_of_autoscaling() -> None:
     too_many = spec(target={"pool": "cloud"}, autoscaling={"minReplicas": 5, "maxReplicas": 8})
     with pytest.raises(PlacementError):
         place(too_many, pools, nodes=nodes, other_pods=[])
+
+
+def test_a_full_pool_an_autoscaler_can_grow_takes_the_model_and_room_now_wins() -> None:
+    """No pool with room: the first the autoscaler can grow (asked only then, with each
+    candidate's node selector and one replica's requests); room now wins over headroom; a
+    pool marked `autoscaled` in the configuration counts without asking."""
+    nodes = [node("c1", "cloud"), node("e1", "edge", cpu="1", memory="1Gi")]
+    busy = [pod("e1", "950m", "100Mi")]
+    asked: list[dict[str, Any]] = []
+
+    def grows(names: frozenset[str]) -> Any:
+        def growable(wanted: dict[str, Any]) -> frozenset[str]:
+            asked.append(wanted)
+            return names & frozenset(wanted)
+
+        return growable
+
+    only_edge = spec(target={"pool": "edge"})
+    got = place(
+        only_edge,
+        default_pools(),
+        nodes=nodes,
+        other_pods=busy,
+        growable=grows(frozenset({"edge"})),
+    )
+    assert got.pool.name == "edge" and "autoscaler can add nodes" in got.message
+    assert asked[-1]["edge"] == ({"onnxops.io/pool": "edge"}, {"cpu": "100m", "memory": "128Mi"})
+    with pytest.raises(PlacementError) as err:  # at its limits: NoCapacity as before
+        place(only_edge, default_pools(), nodes=nodes, other_pods=busy, growable=grows(frozenset()))
+    assert err.value.reason == "NoCapacity"
+    asked.clear()
+    with_fallback = spec(target={"pool": "edge", "fallbackPool": "cloud"})
+    got = place(
+        with_fallback,
+        default_pools(),
+        nodes=nodes,
+        other_pods=busy,
+        growable=grows(frozenset({"edge"})),
+    )
+    assert got.pool.name == "cloud" and asked == []  # cloud has room: never asked
+    pools = default_pools()
+    pools["edge"] = pools["edge"].model_copy(update={"autoscaled": True})
+    asked.clear()
+    got = place(only_edge, pools, nodes=nodes, other_pods=busy, growable=grows(frozenset()))
+    assert got.pool.name == "edge" and asked == []  # configured: nothing to ask
+
+
+def test_nodepool_headroom_and_which_pools_it_backs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Karpenter NodePool grows a pool when its template carries the pool's labels and its
+    limits leave room for one replica; no limits is unbounded; the list is one API call, and
+    Karpenter absent (404) grows none."""
+    from onnxops import k8s, nodepools
+
+    def nodepool(
+        labels: dict[str, str], limits: dict[str, str] | None, used: dict[str, str]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "spec": {"template": {"metadata": {"labels": labels}}},
+            "status": {"resources": used},
+        }
+        if limits is not None:
+            body["spec"]["limits"] = limits
+        return body
+
+    one = {"cpu": "100m", "memory": "128Mi"}
+    assert nodepools.has_headroom(
+        nodepool({}, {"cpu": "2", "memory": "4Gi"}, {"cpu": "1900m"}), one
+    )
+    assert not nodepools.has_headroom(nodepool({}, {"cpu": "2"}, {"cpu": "1950m"}), one)
+    assert not nodepools.has_headroom(nodepool({}, {"cpu": "0", "memory": "0"}, {}), one)
+    assert nodepools.has_headroom(nodepool({}, None, {"cpu": "900"}), one)
+    listed = [
+        nodepool({"onnxops.io/pool": "edge", "type": "kwok"}, {"cpu": "2"}, {"cpu": "0"}),
+        nodepool({"onnxops.io/pool": "cloud"}, {"cpu": "0"}, {}),  # at its limit
+    ]
+    calls: list[str] = []
+
+    def answer(method: str, path: str, **_: Any) -> dict[str, Any]:
+        calls.append(path)
+        return {"items": listed}
+
+    monkeypatch.setattr(k8s, "request", answer)
+    wanted = {
+        "edge": ({"onnxops.io/pool": "edge"}, one),
+        "cloud": ({"onnxops.io/pool": "cloud"}, one),
+    }
+    assert nodepools.growable(wanted) == {"edge"} and calls == [nodepools.PATH]
+
+    def absent(method: str, path: str, **_: Any) -> dict[str, Any]:
+        raise k8s.ApiError(404, "the server could not find the requested resource")
+
+    monkeypatch.setattr(k8s, "request", absent)
+    assert nodepools.growable(wanted) == frozenset()

@@ -5,11 +5,13 @@ pool serves the default file and the edge pool the int8 one, both answering corr
 credentials, a missing bucket, a missing key and a file whose sha256 is not the spec's each
 name their cause and the URI in status, once, with no secret anywhere, and touch nothing
 else; a store that is down when the pod starts is said to be a transient cause, and the model
-serves once the store is up."""
+serves once the store is up; `onnxops build --push` uploads in parts, each file with its
+sha256 in the object's metadata."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -341,3 +343,56 @@ def test_a_store_down_at_pod_start_is_transient_then_serves(
         assert reasons.count("ModelFetchFailed") == 1 and reasons.count("ModelLoaded") == 1
     finally:
         late.stop()
+
+
+PART = 5 << 20
+"""S3's smallest part size (the last part excepted), which versitygw enforces as S3 does."""
+
+
+def test_build_push_uploads_in_parts_with_each_files_sha256(
+    s3: s3store.S3Server, tmp_path: Path
+) -> None:
+    """`onnxops build --push` trains, exports and uploads in one command; with the part size
+    lowered to S3's smallest (``ONNXOPS_PUSH_PART_SIZE``), a 7 MB model, one request at the
+    default part size, goes up as a multipart upload (the ETag says how many parts), with
+    its sha256 in the object's metadata and its bytes intact."""
+    import obstore
+    from obstore.store import S3Store
+    from onnxops.pipeline.push import MULTIPART_CHUNK
+
+    out = tmp_path / "digits"
+    # 220 trees on digits: a model.onnx between S3's smallest part and the default part size.
+    build = [*ONNXOPS, "build", "--dataset", "digits", "--algorithm", "random_forest"]
+    build += ["--param", "n_estimators=220", "--out", str(out), "--quiet", "--json"]
+    build += ["--push", "s3://models/digits/1/"]
+    done = subprocess.run(
+        build,
+        env={**_env(), **s3.env(), "ONNXOPS_PUSH_PART_SIZE": str(PART)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    block = json.loads(done.stdout.strip().splitlines()[-1])["model"]
+    sha = json.loads((out / "model.json").read_text())["files"]["model.onnx"]["sha256"]
+    size = (out / "model.onnx").stat().st_size
+    assert PART < size <= MULTIPART_CHUNK, f"model.onnx is {size} bytes"
+    assert (block["uri"], block["sha256"]) == ("s3://models/digits/1/", sha)
+    assert block["storage"]["endpoint"] == s3.endpoint
+
+    store = S3Store(
+        "models",
+        endpoint=s3.endpoint,
+        access_key_id=s3store.ACCESS_KEY,
+        secret_access_key=s3store.SECRET_KEY,
+        region=s3store.REGION,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+    etag = str(obstore.head(store, "digits/1/model.onnx")["e_tag"]).strip('"')
+    assert etag.endswith(f"-{-(-size // PART)}"), f"a multipart upload's ETag, not {etag}"
+    got = obstore.get(store, "digits/1/model.onnx")
+    assert got.attributes.get("sha256") == sha, got.attributes
+    assert hashlib.sha256(bytes(got.bytes())).hexdigest() == sha
+    meta = str(obstore.head(store, "digits/1/model.json")["e_tag"]).strip('"')
+    assert "-" not in meta, "a small file goes up in one request"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from devcluster import certs
 from support.factories import ModelOrigin
 from support.serving_harness import Models, spawn, stop
 
@@ -136,22 +135,6 @@ def test_http_fetch_retries_a_transient_503(
 def test_http_404_exits_with_a_clear_message(origin: _Origin, tmp_path: Path) -> None:
     code, log = _exit_message(tmp_path, model_uri=origin.url + "/nothing/model.onnx")
     assert code != 0 and "HTTP 404" in log
-
-
-@pytest.fixture(scope="module")
-def https_origins(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Path, ModelOrigin, ModelOrigin]]:
-    """(the trusted CA, an https origin it signed, one signed by a CA nobody trusts)."""
-    ca, cert, key = certs.private_ca(tmp_path_factory.mktemp("ca"))
-    _, other_cert, other_key = certs.private_ca(tmp_path_factory.mktemp("other-ca"))
-    trusted = ModelOrigin(tls=(cert, key))
-    untrusted = ModelOrigin(tls=(other_cert, other_key))
-    try:
-        yield ca, trusted, untrusted
-    finally:
-        trusted.close()
-        untrusted.close()
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +29,19 @@ def pod_runner_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def pod_resolv_conf() -> Path | None:
+    """The serving pods' /etc/resolv.conf (None: the host's); a module overrides this fixture
+    to name a nameserver on loopback, so that a lookup fails with no query leaving."""
+    return None
+
+
+@pytest.fixture(scope="module")
 def kube(
     crds: Any,
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     pod_runner_env: dict[str, str],
+    pod_resolv_conf: Path | None,
 ) -> Iterator[Kube]:
     """A fresh namespace for one test module, deleted afterwards (children cascade), with a pod
     runner as the kubelet of its serving pods: without one they would stay Pending, as on a
@@ -44,7 +53,7 @@ def kube(
     crds.run_kubectl("create", "namespace", namespace)
     command = getattr(request.module, "POD_RUNNER_COMMAND", FAKE_SERVING)
     pods = tmp_path_factory.mktemp("kube-pods")
-    with serving_kubelet(crds, namespace, pods, command, pod_runner_env):
+    with serving_kubelet(crds, namespace, pods, command, pod_runner_env, pod_resolv_conf):
         yield Kube(crds, namespace)
 
 

@@ -1,6 +1,7 @@
 """Session fixtures shared by every test suite: the local Kubernetes control plane
 (``devcluster``), Prometheus with file-based discovery (``prometheus``), a fresh namespace per
-test (``k8s_namespace``) and started pod runners (``make_pod_runner``).
+test (``k8s_namespace``), started pod runners (``make_pod_runner``) and https model origins
+behind a private CA (``https_origins``).
 
 Everything a fixture starts runs in its own process group and is stopped in ``finally``; the
 kernel also kills it if the test process dies (PR_SET_PDEATHSIG).
@@ -15,12 +16,13 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from devcluster import controlplane
+from devcluster import certs, controlplane
 from devcluster import karpenter as autoscaler
 from devcluster import prometheus as prom
 from devcluster.binaries import BinariesMissing, require, require_karpenter
 from devcluster.nodes import default_pools
 from devcluster.podrunner import PodRunner
+from support.factories import ModelOrigin
 
 MakePodRunner = Callable[..., PodRunner]
 
@@ -134,3 +136,20 @@ def make_pod_runner(
             if runner.namespace:
                 devcluster.release_namespace(runner.namespace)
             runner.stop()
+
+
+@pytest.fixture(scope="module")
+def https_origins(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, ModelOrigin, ModelOrigin]]:
+    """(a private CA, an https origin it signed, one signed by a CA nobody trusts): a runtime
+    given the CA (``SSL_CERT_FILE``) reaches the first and refuses the second."""
+    ca, cert, key = certs.private_ca(tmp_path_factory.mktemp("ca"))
+    _, other_cert, other_key = certs.private_ca(tmp_path_factory.mktemp("other-ca"))
+    trusted = ModelOrigin(tls=(cert, key))
+    untrusted = ModelOrigin(tls=(other_cert, other_key))
+    try:
+        yield ca, trusted, untrusted
+    finally:
+        trusted.close()
+        untrusted.close()

@@ -50,7 +50,8 @@ class LoadFailure:
     operator turns into the reason of the ModelDeployment's ModelAvailable condition."""
 
     FETCH_FAILED = "ModelFetchFailed"
-    """The source did not answer (DNS, connection, timeout, 5xx) after the retries."""
+    """The source did not answer (DNS, connection, timeout, 5xx) after the retries (its
+    message then says `TRANSIENT`), or its TLS certificate is not trusted."""
     NOT_FOUND = "ModelNotFound"
     """The source answered that the model is not there (HTTP 404, no such file)."""
     ACCESS_DENIED = "ModelAccessDenied"
@@ -67,6 +68,11 @@ class LoadFailure:
     """The model cannot be written to the local cache (disk full, read-only)."""
     SERVER_FAILED = "ServerFailed"
     """The model loaded, but a listener could not start."""
+
+
+TRANSIENT = "a transient error, retried with back-off; the pod tries again when it restarts"
+"""Said in a ModelFetchFailed message whose cause may pass by itself (a store down, a
+timeout, a 5xx): the user reads that waiting may be all it takes, unlike a 404 or a 403."""
 
 
 class ModelUnavailable(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 
 from . import s3
-from .errors import LoadFailure, ModelUnavailable
+from .errors import TRANSIENT, LoadFailure, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,14 @@ def _http_cause(code: int) -> str:
     return LoadFailure.FETCH_FAILED
 
 
+def _untrusted(exc: BaseException) -> str | None:
+    """OpenSSL's words when the failure is a certificate that does not verify, else None."""
+    cause = getattr(exc, "reason", exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return str(cause.verify_message or cause.reason or cause)
+    return None
+
+
 def _download(url: str, dest: Path, *, retries: int, timeout: float, missing_ok: bool) -> bool:
     """Stream ``url`` into ``dest``; retry transient failures. False if 404 and ``missing_ok``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -97,15 +106,28 @@ def _download(url: str, dest: Path, *, retries: int, timeout: float, missing_ok:
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and missing_ok:
                 return False
-            if exc.code not in _TRANSIENT_STATUS or attempt == retries:
+            if exc.code not in _TRANSIENT_STATUS:
                 raise ModelUnavailable(
                     f"cannot download {url}: HTTP {exc.code} {exc.reason}", _http_cause(exc.code)
                 ) from None
-            reason = f"HTTP {exc.code}"
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             if attempt == retries:
                 raise ModelUnavailable(
-                    f"cannot download {url} after {retries + 1} attempts: {exc}",
+                    f"cannot download {url} after {retries + 1} attempts ({TRANSIENT}): "
+                    f"HTTP {exc.code} {exc.reason}",
+                    LoadFailure.FETCH_FAILED,
+                ) from None
+            reason = f"HTTP {exc.code}"
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            untrusted = _untrusted(exc)
+            if untrusted is not None:  # no retry makes a certificate trusted
+                raise ModelUnavailable(
+                    f"cannot download {url}: the server's TLS certificate is not trusted "
+                    f"({untrusted}); not retried",
+                    LoadFailure.FETCH_FAILED,
+                ) from None
+            if attempt == retries:
+                raise ModelUnavailable(
+                    f"cannot download {url} after {retries + 1} attempts ({TRANSIENT}): {exc}",
                     LoadFailure.FETCH_FAILED,
                 ) from exc
             reason = str(exc)

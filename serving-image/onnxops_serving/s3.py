@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from .errors import LoadFailure, ModelUnavailable
+from .errors import TRANSIENT, LoadFailure, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ _DENIED = frozenset(
         "XAdminUserNotFound",  # versitygw's 404 for an unknown access key (S3: a 403)
     }
 )
+
+_UNWELL = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"})
+"""S3 error codes of a store that is briefly unwell (retried, as a connection error is)."""
 
 
 def split(uri: str) -> tuple[str, str]:
@@ -108,8 +111,12 @@ def _failure(uri: str, exc: Exception) -> ModelUnavailable:
         cause = LoadFailure.NOT_FOUND
     else:
         cause = LoadFailure.FETCH_FAILED
+        root = _root_cause(text)
         if not found:
-            code = f"{code}: {text.splitlines()[0][:300]}{_root_cause(text)}"
+            code = f"{code}: {text.splitlines()[0][:300]}{root}"
+        if (not found and not root) or code in _UNWELL:
+            # Said before obstore's text, which the operator may cut.
+            return ModelUnavailable(f"cannot download {uri} ({TRANSIENT}): {code}", cause)
     return ModelUnavailable(f"cannot download {uri}: {code}", cause)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +24,26 @@ def crds(devcluster: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
+def pod_runner_env() -> dict[str, str]:
+    """What the pod runner adds to every serving pod's environment; a module overrides this
+    fixture to give its pods more (e.g. ``SSL_CERT_FILE``, the CA a node's image trusts)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def pod_resolv_conf() -> Path | None:
+    """The serving pods' /etc/resolv.conf (None: the host's); a module overrides this fixture
+    to name a nameserver on loopback, so that a lookup fails with no query leaving."""
+    return None
+
+
+@pytest.fixture(scope="module")
 def kube(
-    crds: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    crds: Any,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pod_runner_env: dict[str, str],
+    pod_resolv_conf: Path | None,
 ) -> Iterator[Kube]:
     """A fresh namespace for one test module, deleted afterwards (children cascade), with a pod
     runner as the kubelet of its serving pods: without one they would stay Pending, as on a
@@ -35,7 +54,8 @@ def kube(
     namespace = f"{stem}-{uuid.uuid4().hex[:5]}"
     crds.run_kubectl("create", "namespace", namespace)
     command = getattr(request.module, "POD_RUNNER_COMMAND", FAKE_SERVING)
-    with serving_kubelet(crds, namespace, tmp_path_factory.mktemp("kube-pods"), command):
+    pods = tmp_path_factory.mktemp("kube-pods")
+    with serving_kubelet(crds, namespace, pods, command, pod_runner_env, pod_resolv_conf):
         yield Kube(crds, namespace)
 
 

@@ -2,12 +2,18 @@
 loopback): `onnxops build` then `onnxops push` upload a bundle with an int8 variant, the
 printed `spec.model` block deploys it from `s3://` with credentials from a Secret; the cloud
 pool serves the default file and the edge pool the int8 one, both answering correctly; wrong
-credentials name their cause in status, once, and touch nothing else."""
+credentials, a missing bucket, a missing key and a file whose sha256 is not the spec's each
+name their cause and the URI in status, once, with no secret anywhere, and touch nothing
+else; a store that is down when the pod starts is said to be a transient cause, and the model
+serves once the store is up; `onnxops build --push` uploads in parts, each file with its
+sha256 in the object's metadata."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -218,3 +224,175 @@ def test_a_store_behind_a_private_ca_serves_with_its_ca_config_map(
             timeout_s=120,
             what="bc-tls Ready over https with the private CA",
         )
+
+
+def _condition(status: dict[str, Any], kind: str = "ModelAvailable") -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def _restarts(kube: Kube, name: str) -> int:
+    statuses = [
+        c
+        for p in kube.items("pods", f"onnxops.io/model-deployment={name}")
+        for c in p["status"].get("containerStatuses") or []
+    ]
+    return max((int(c.get("restartCount", 0)) for c in statuses), default=0)
+
+
+def test_a_missing_bucket_key_or_digest_names_its_cause_once(
+    kube: Kube, operator: Operator, pushed: dict[str, Any]
+) -> None:
+    """Each cause the user must fix, against the real store: the reason, the S3 error code (or
+    the digests) and the URI in ModelAvailable, phase Failed, one Warning however often the
+    pod restarts, no credential in status or Events, a good model beside them Ready."""
+    assert kube.apply(_secret("store", s3store.ACCESS_KEY, s3store.SECRET_KEY)).returncode == 0
+    model = _spec_model(pushed, "store")
+    cases = {
+        "bc-no-bucket": ({"uri": "s3://no-such-bucket/bc/1/"}, "ModelNotFound", "NoSuchBucket"),
+        "bc-no-key": ({"uri": "s3://models/bc/9/"}, "ModelNotFound", "NoSuchKey"),
+        "bc-tampered": ({"sha256": "0" * 64}, "ModelDigestMismatch", "sha256 mismatch"),
+    }
+    for name, (change, _, _) in cases.items():
+        body = model_deployment(name, model={**model, **change})
+        assert kube.apply(body).returncode == 0
+    assert kube.apply(model_deployment("bc-good", model=model)).returncode == 0
+
+    for name, (change, reason, words) in cases.items():
+        st = processes.wait_for(
+            lambda n=name, r=reason: (
+                (s := kube.status(n)).get("phase") == "Failed"
+                and _condition(s).get("reason") == r
+                and s
+            ),
+            timeout_s=120,
+            what=f"{name}: Failed with {reason}",
+        )
+        available = _condition(st)
+        assert available["status"] == "False"
+        uri = change.get("uri", model["uri"])
+        assert f"cannot load {uri}: " in available["message"], available
+        assert f"{uri}model.onnx" in available["message"] or reason == "ModelDigestMismatch"
+        assert words in available["message"], available
+        assert _condition(st, "Ready")["reason"] == "ModelLoadFailed"
+    digest = _condition(kube.status("bc-tampered"))["message"]
+    assert f"says {'0' * 64}, the file has {pushed['sha256']}" in digest, digest
+
+    processes.wait_for(
+        lambda: all(_restarts(kube, n) >= 2 for n in cases),
+        timeout_s=120,
+        what="each failing pod restarted twice",
+    )
+    for name, (_, reason, _) in cases.items():
+        warnings = [e for e in kube.events(name) if e["reason"] == reason]
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning", (name, warnings)
+        said = json.dumps([kube.get("mdep", name).get("status"), kube.events(name)])
+        assert s3store.SECRET_KEY not in said and s3store.ACCESS_KEY not in said, name
+    processes.wait_for(
+        lambda: kube.status("bc-good").get("phase") == "Ready",
+        timeout_s=120,
+        what="the good model beside them Ready",
+    )
+    assert _condition(kube.status("bc-good"))["reason"] == "ModelLoaded"
+
+
+def test_a_store_down_at_pod_start_is_transient_then_serves(
+    kube: Kube,
+    operator: Operator,
+    pushed: dict[str, Any],
+    s3: s3store.S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The pod starts while its store is stopped: the runtime retries with back-off, gives up,
+    and status says the cause is transient (not one to fix); once the store is up, the next
+    restart loads the model, which answers as the bundle does."""
+    from sklearn.datasets import load_breast_cancer
+
+    late = s3store.S3Server(tmp_path_factory.mktemp("s3-late"))  # not started yet
+    try:
+        shutil.copytree(s3.data / "models", late.bucket("models"), dirs_exist_ok=True)
+        assert kube.apply(_secret("store", s3store.ACCESS_KEY, s3store.SECRET_KEY)).returncode == 0
+        model = _spec_model(pushed, "store")
+        model["storage"] = {**model["storage"], "endpoint": late.endpoint}
+        assert kube.apply(model_deployment("bc-late", model=model)).returncode == 0
+
+        st = processes.wait_for(
+            lambda: (
+                _condition(s := kube.status("bc-late")).get("reason") == "ModelFetchFailed" and s
+            ),
+            timeout_s=120,
+            what="bc-late: ModelFetchFailed while its store is stopped",
+        )
+        message = _condition(st)["message"]
+        assert "transient" in message and "s3://models/bc/1/model.onnx" in message, message
+        assert st["phase"] == "Failed", st  # no replica serves; the message says it may pass
+        late.start()
+        processes.wait_for(
+            lambda: kube.status("bc-late").get("phase") == "Ready",
+            timeout_s=120,
+            what="bc-late Ready once its store is up",
+        )
+        rows = load_breast_cancer().data[:4].tolist()
+        flat = [v for r in rows for v in r]
+        body = {"inputs": [{"name": "input", "shape": [4, 30], "datatype": "FP32", "data": flat}]}
+        url = f"{_serve(kube, 'bc-late')}/v2/models/{pushed['name']}/infer"
+        reply = httpx.post(url, json=body, timeout=10)
+        assert reply.status_code == 200, reply.text
+        label = next(o for o in reply.json()["outputs"] if o["datatype"] in ("INT64", "INT32"))
+        assert label["data"] == _expected(Path(pushed["bundle"]), "model.onnx", rows)
+        reasons = [e["reason"] for e in kube.events("bc-late")]
+        assert reasons.count("ModelFetchFailed") == 1 and reasons.count("ModelLoaded") == 1
+    finally:
+        late.stop()
+
+
+PART = 5 << 20
+"""S3's smallest part size (the last part excepted), which versitygw enforces as S3 does."""
+
+
+def test_build_push_uploads_in_parts_with_each_files_sha256(
+    s3: s3store.S3Server, tmp_path: Path
+) -> None:
+    """`onnxops build --push` trains, exports and uploads in one command; with the part size
+    lowered to S3's smallest (``ONNXOPS_PUSH_PART_SIZE``), a 7 MB model, one request at the
+    default part size, goes up as a multipart upload (the ETag says how many parts), with
+    its sha256 in the object's metadata and its bytes intact."""
+    import obstore
+    from obstore.store import S3Store
+    from onnxops.pipeline.push import MULTIPART_CHUNK
+
+    out = tmp_path / "digits"
+    # 220 trees on digits: a model.onnx between S3's smallest part and the default part size.
+    build = [*ONNXOPS, "build", "--dataset", "digits", "--algorithm", "random_forest"]
+    build += ["--param", "n_estimators=220", "--out", str(out), "--quiet", "--json"]
+    build += ["--push", "s3://models/digits/1/"]
+    done = subprocess.run(
+        build,
+        env={**_env(), **s3.env(), "ONNXOPS_PUSH_PART_SIZE": str(PART)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    block = json.loads(done.stdout.strip().splitlines()[-1])["model"]
+    sha = json.loads((out / "model.json").read_text())["files"]["model.onnx"]["sha256"]
+    size = (out / "model.onnx").stat().st_size
+    assert PART < size <= MULTIPART_CHUNK, f"model.onnx is {size} bytes"
+    assert (block["uri"], block["sha256"]) == ("s3://models/digits/1/", sha)
+    assert block["storage"]["endpoint"] == s3.endpoint
+
+    store = S3Store(
+        "models",
+        endpoint=s3.endpoint,
+        access_key_id=s3store.ACCESS_KEY,
+        secret_access_key=s3store.SECRET_KEY,
+        region=s3store.REGION,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+    etag = str(obstore.head(store, "digits/1/model.onnx")["e_tag"]).strip('"')
+    assert etag.endswith(f"-{-(-size // PART)}"), f"a multipart upload's ETag, not {etag}"
+    got = obstore.get(store, "digits/1/model.onnx")
+    assert got.attributes.get("sha256") == sha, got.attributes
+    assert hashlib.sha256(bytes(got.bytes())).hexdigest() == sha
+    meta = str(obstore.head(store, "digits/1/model.json")["e_tag"]).strip('"')
+    assert "-" not in meta, "a small file goes up in one request"

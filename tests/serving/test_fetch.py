@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.factories import ModelOrigin
 from support.serving_harness import Models, spawn, stop
 
 
@@ -134,3 +135,39 @@ def test_http_fetch_retries_a_transient_503(
 def test_http_404_exits_with_a_clear_message(origin: _Origin, tmp_path: Path) -> None:
     code, log = _exit_message(tmp_path, model_uri=origin.url + "/nothing/model.onnx")
     assert code != 0 and "HTTP 404" in log
+
+
+@pytest.mark.parametrize(
+    ("origin_of", "path", "message"),
+    [
+        ("trusted", "/gone/model.onnx", "ModelNotFound: cannot download {url}: HTTP 404"),
+        ("trusted", "/denied/model.onnx", "ModelAccessDenied: cannot download {url}: HTTP 403"),
+        (
+            "untrusted",
+            "/any/model.onnx",
+            "ModelFetchFailed: cannot download {url}: the server's TLS certificate is not "
+            "trusted (unable to get local issuer certificate); not retried",
+        ),
+    ],
+)
+def test_https_failures_name_their_cause(
+    https_origins: tuple[Path, ModelOrigin, ModelOrigin],
+    tmp_path: Path,
+    origin_of: str,
+    path: str,
+    message: str,
+) -> None:
+    ca, trusted, untrusted = https_origins
+    url = (trusted if origin_of == "trusted" else untrusted).url + path
+    written = tmp_path / "termination-log"
+    started = time.monotonic()
+    server = spawn(
+        tmp_path, wait_ready=False, env={"SSL_CERT_FILE": str(ca)}, model_uri=url,
+        termination_message_path=str(written), fetch_retries="4",
+    )  # fmt: skip
+    try:
+        assert server.proc.wait(timeout=30) == 1, server.log()
+    finally:
+        stop(server)
+    assert written.read_text().startswith(message.format(url=url)), written.read_text()
+    assert time.monotonic() - started < 15, "none of these is retried (4 retries: 6 s of waits)"

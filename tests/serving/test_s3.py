@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from devcluster import s3store
+from onnxops_serving.errors import TRANSIENT
 from support.serving_harness import Models, Server, spawn, stop
 
 
@@ -115,6 +116,16 @@ def test_a_store_down_at_start_is_retried_until_it_answers(
         starter.cancel()
         starter.join()
         server.stop()
+
+
+def test_a_store_down_past_the_retries_says_its_cause_is_transient(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    down = s3store.S3Server(tmp_path_factory.mktemp("s3-down"))  # never started
+    message, _ = _fails(tmp_path, down, "s3://models/iris/", down.env())
+    assert message.startswith(
+        f"ModelFetchFailed: cannot download s3://models/iris/model.onnx ({TRANSIENT}): "
+    ), message
 
 
 def test_a_store_behind_a_private_ca_is_trusted_through_its_bundle(

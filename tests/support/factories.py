@@ -52,9 +52,17 @@ def poison_model() -> onnx.ModelProto:
 class ModelOrigin:
     """A loopback HTTP model server for fetch tests: paths in `files` are served, paths under
     /denied/ answer 403, the rest 404. `files` may be changed while it runs (a model published
-    later). Stop it with `close()`."""
+    later). With ``tls`` (certificate, key: `devcluster.certs.private_ca`) it speaks https
+    on ``host``. Stop it with `close()`."""
 
-    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        files: dict[str, bytes] | None = None,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        import ssl
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -78,8 +86,18 @@ class ModelOrigin:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            # Handshakes in the handler's thread (not in accept): a client that refuses the
+            # certificate cannot stall the server.
+            self.httpd.socket = context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self.httpd.handle_error = lambda *_: None  # type: ignore[method-assign]
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://{host}:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:

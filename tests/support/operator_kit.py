@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -181,12 +181,19 @@ FAKE_SERVING = [sys.executable, str(ROOT / "tests" / "cluster" / "fake_serving.p
 
 @contextmanager
 def serving_kubelet(
-    cluster: Any, namespace: str, work_dir: Path, command: Sequence[str] | None = FAKE_SERVING
+    cluster: Any,
+    namespace: str,
+    work_dir: Path,
+    command: Sequence[str] | None = FAKE_SERVING,
+    extra_env: Mapping[str, str] | None = None,
+    resolv_conf: Path | None = None,
 ) -> Iterator[Any]:
     """A pod runner for ``namespace``'s serving pods (without one they stay Pending, as on a node
-    whose kubelet is down), running ``command`` per pod: the light fake server by default, the
-    real serving runtime with None. On exit the namespace is released (deleted, its pods gone)
-    while the runner still runs, then the runner stops."""
+        whose kubelet is down), running ``command`` per pod: the light fake server by default, the
+        real serving runtime with None; ``extra_env`` is added to every pod's environment (what a
+        node's image would hold, such as its CA bundle) and ``resolv_conf`` is their /etc/resolv.conf
+    (the kubelet's ``--resolv-conf``). On exit the namespace is released (deleted, its pods gone)
+        while the runner still runs, then the runner stops."""
     from devcluster.podrunner import PodRunner
     from devcluster.prometheus import ScrapeTargets
 
@@ -196,6 +203,8 @@ def serving_kubelet(
         work_dir / "logs",
         command=command,
         namespace=namespace,
+        extra_env=extra_env,
+        resolv_conf=resolv_conf,
     )
     runner.start()
     try:

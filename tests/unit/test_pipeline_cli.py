@@ -453,3 +453,23 @@ def test_a_training_warning_travels_into_the_bundle(
     assert any("did not fully converge" in n for n in notes)
     assert main(["inspect", str(out)]) == 0
     assert "note:    the optimizer did not fully converge" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flag", "env"), [(["--part-size", "0"], None), ([], "5MiB")], ids=["flag", "env"]
+)
+def test_a_bad_part_size_is_one_line_exit_2_before_any_work(
+    flag: list[str],
+    env: str | None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("ONNXOPS_PUSH_PART_SIZE", env)
+    assert main(["push", str(tmp_path), "s3://models/p/", *flag]) == 2
+    _assert_one_clean_line(capsys, "part size must be a positive number of bytes")
+    out = tmp_path / "bundle"
+    assert main(["build", *IRIS_LR, "--out", str(out), "--push", "s3://models/p/", *flag]) == 2
+    _assert_one_clean_line(capsys, "part size must be a positive number of bytes")
+    assert not out.exists(), "refused before training"

@@ -98,9 +98,14 @@ def launch(
     cgroup: cgroups.ContainerCgroup,
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
     """Start one run of the container in its own process group, inside ``cgroup``."""
+    argv = list(settings.command)
+    if settings.resolv_conf is not None:
+        # unshare execs in place (no fork) and so does sh: the PID is the container's.
+        bind = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+        argv = ["unshare", "--mount", "--", "sh", "-c", bind, str(settings.resolv_conf), *argv]
     child, record = processes.start(
         target,
-        list(settings.command),
+        argv,
         log_file(settings, target),
         env=env,
         tie_to_parent=settings.tie_to_parent,

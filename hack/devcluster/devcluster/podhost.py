@@ -35,6 +35,10 @@ class RunnerSettings:
     """The first crash back-off (the kubelet's is 10 s)."""
     backoff_max_s: float = 60.0
     """The back-off doubles up to this (the kubelet's: 300 s)."""
+    resolv_conf: Path | None = None
+    """The kubelet's ``--resolv-conf``: each container sees this file as /etc/resolv.conf (a
+    mount namespace of its own, `launch.py`); None: the host's. A test that names a
+    nameserver on loopback makes name resolution fail for real with no query leaving."""
 
 
 class PodHost(Protocol):

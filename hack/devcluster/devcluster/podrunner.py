@@ -93,6 +93,7 @@ class PodRunner:
         tie_to_parent: bool = True,
         backoff_s: float = BACKOFF_S,
         backoff_max_s: float = BACKOFF_MAX_S,
+        resolv_conf: Path | None = None,
         volumes_dir: Path | None = None,
     ) -> None:
         self.api = api
@@ -108,6 +109,7 @@ class PodRunner:
             tie_to_parent=tie_to_parent,
             backoff_s=backoff_s,
             backoff_max_s=backoff_max_s,
+            resolv_conf=resolv_conf,
         )
         # One namespace (tests sharing a cluster) or all of them (the demo).
         self._pods_path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"

@@ -4,7 +4,6 @@ loopback port, started and stopped by PID, for the storage tests. Buckets are di
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import socket
@@ -12,6 +11,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from . import certs
 
 ROOT = Path(__file__).resolve().parents[3]
 ACCESS_KEY = "ONNXOPSTESTKEY"
@@ -41,71 +42,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _tls(work_dir: Path) -> tuple[Path, Path, Path]:
-    """(CA cert, server cert, server key): a private CA of its own and a certificate for
-    127.0.0.1 signed by it (openssl), as a store behind a private CA has."""
-    ca_key, ca, key, csr, cert = (
-        work_dir / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt")
-    )
-    run = functools.partial(subprocess.run, check=True, capture_output=True)
-    run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=onnxops test CA",
-            "-keyout",
-            ca_key,
-            "-out",
-            ca,
-        ]
-    )
-    run(
-        [
-            "openssl",
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            key,
-            "-out",
-            csr,
-        ]
-    )
-    ext = work_dir / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-    run(
-        [
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            csr,
-            "-CA",
-            ca,
-            "-CAkey",
-            ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            ext,
-            "-out",
-            cert,
-        ]
-    )
-    return ca, cert, key
-
-
 class S3Server:
     """One versitygw process; `stop()` and `start()` again keep the port and the data.
     `tls`: https with a certificate from a private CA (`ca_file`)."""
@@ -115,7 +51,7 @@ class S3Server:
         self.data.mkdir(parents=True, exist_ok=True)
         self.log_path = work_dir / "versitygw.log"
         self.port = _free_port()
-        self.tls = _tls(work_dir) if tls else None
+        self.tls = certs.private_ca(work_dir) if tls else None
         self.ca_file = self.tls[0] if self.tls else None
         self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.binary = binary()

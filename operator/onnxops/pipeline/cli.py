@@ -268,7 +268,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UserInputError("--work must be outside the --out bundle dir")
     target = (
         push.destination(
-            args.push, endpoint=args.endpoint, region=args.region, insecure=args.insecure
+            args.push,
+            endpoint=args.endpoint,
+            region=args.region,
+            insecure=args.insecure,
+            part_size=args.part_size,
         )
         if args.push
         else None

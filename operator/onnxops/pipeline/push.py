@@ -1,7 +1,8 @@
 """`onnxops push BUNDLE s3://BUCKET/PREFIX/`: upload a model bundle to object storage and
 print the `spec.model` block that deploys it.
 
-Files go up first (multipart for large ones, each with its sha256 in the object's metadata),
+Files go up first (multipart for those over the part size, `--part-size` or
+`ONNXOPS_PUSH_PART_SIZE`, default 8 MiB; each with its sha256 in the object's metadata),
 `model.json` last, so a reader that finds the manifest finds every file it lists. Where and
 as whom comes from flags or the standard AWS variables (`AWS_ACCESS_KEY_ID`,
 `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
@@ -27,6 +28,8 @@ from onnxops.errors import OnnxopsError, UserInputError
 from onnxops.pipeline import bundle, options
 
 MULTIPART_CHUNK = 8 << 20
+"""The default part size: a file larger than one part goes up in parts (S3 wants parts of at
+least 5 MiB, the last one excepted)."""
 
 
 @dataclass(frozen=True)
@@ -36,13 +39,19 @@ class Destination:
     endpoint: str | None
     region: str | None
     insecure: bool
+    part_size: int = MULTIPART_CHUNK
 
     def uri(self, name: str = "") -> str:
         return f"s3://{self.bucket}/{self.prefix}{name}"
 
 
 def destination(
-    uri: str, *, endpoint: str | None, region: str | None, insecure: bool
+    uri: str,
+    *,
+    endpoint: str | None,
+    region: str | None,
+    insecure: bool,
+    part_size: int | None = None,
 ) -> Destination:
     parts = urllib.parse.urlsplit(uri)
     if parts.scheme != "s3" or not parts.netloc:
@@ -57,7 +66,22 @@ def destination(
         endpoint or os.environ.get("AWS_ENDPOINT_URL") or None,
         region or os.environ.get("AWS_REGION") or None,
         insecure or os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes"),
+        _part_size(part_size),
     )
+
+
+def _part_size(given: int | None) -> int:
+    """The flag's, else ``ONNXOPS_PUSH_PART_SIZE``'s, else the default; a positive integer."""
+    raw: object = given if given is not None else os.environ.get("ONNXOPS_PUSH_PART_SIZE")
+    if raw is None or raw == "":
+        return MULTIPART_CHUNK
+    try:
+        size = int(str(raw))
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise UserInputError(f"part size must be a positive number of bytes, got {raw!r}")
+    return size
 
 
 def _store(dest: Destination) -> Any:
@@ -100,8 +124,8 @@ def push(bundle_dir: Path, dest: Destination) -> dict[str, Any]:
                     f"{dest.prefix}{name}",
                     fh,
                     attributes=cast(Any, attributes),
-                    chunk_size=MULTIPART_CHUNK,
-                    use_multipart=path.stat().st_size > MULTIPART_CHUNK,
+                    chunk_size=dest.part_size,
+                    use_multipart=path.stat().st_size > dest.part_size,
                 )
     except Exception as exc:  # obstore's errors name the request and the S3 code
         first = str(exc).splitlines()[0][:400]
@@ -142,6 +166,13 @@ def storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--insecure", action="store_true", help="allow a plain http endpoint [AWS_ALLOW_HTTP]"
     )
+    p.add_argument(
+        "--part-size",
+        type=int,
+        metavar="BYTES",
+        help="upload files larger than this in parts of this size (default 8 MiB; S3 wants "
+        "at least 5 MiB) [ONNXOPS_PUSH_PART_SIZE]",
+    )
 
 
 def print_block(model: dict[str, Any], *, as_json: bool = False) -> None:
@@ -155,7 +186,13 @@ def print_block(model: dict[str, Any], *, as_json: bool = False) -> None:
 
 def cmd_push(args: argparse.Namespace) -> int:
     bundle_dir = args.bundle if args.bundle.is_dir() else args.bundle.parent
-    dest = destination(args.uri, endpoint=args.endpoint, region=args.region, insecure=args.insecure)
+    dest = destination(
+        args.uri,
+        endpoint=args.endpoint,
+        region=args.region,
+        insecure=args.insecure,
+        part_size=args.part_size,
+    )
     print_block(push(bundle_dir, dest))
     return 0
 

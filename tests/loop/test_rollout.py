@@ -145,6 +145,16 @@ def patch_model(kube: Kube, name: str, model: dict[str, Any]) -> None:
     kube.run("patch", "mdep", name, "--type=merge", "-p", json.dumps({"spec": {"model": model}}))
 
 
+def healed_for_errors(st: dict[str, Any]) -> list[dict[str, Any]]:
+    """status.remediations (dry-run ones too) called for by 5xx or naming a canary pod."""
+    return [
+        r
+        for r in st.get("remediations") or []
+        if str(r.get("reason", "")).startswith("ErrorRate")
+        or any("-canary-" in p for p in r.get("pods") or [])
+    ]
+
+
 def reasons(kube: Kube, name: str) -> list[str]:
     return [e["reason"] for e in kube.events(name) if e["reason"].startswith("Rollout")]
 
@@ -162,12 +172,17 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
     broken = broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
     v2 = {"uri": f"file://{broken}", "name": "lookup", "version": "2"}
     # The monitor at its most eager (one bad evaluation is a fault) and heal recording what it
-    # would do: the canary's 5xx must reach neither (they are the rollout's to judge).
+    # would do: the canary's 5xx must reach neither (they are the rollout's to judge). Latency
+    # is not judged (two busy cores make the stable pods' p99 cross 250 ms now and then).
     start(
         loop_kube,
         name,
         v1,
-        monitoring={"failureThreshold": 1},
+        monitoring={
+            "failureThreshold": 1,
+            "thresholds": {"latencyP99Ms": 60000},
+            "anomaly": {"enabled": False},
+        },
         remediation={"mode": "dryRun"},
     )
     api = loop_kube.cluster.api()
@@ -227,7 +242,7 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
         tracks = {r["metric"]["pod"]: r["metric"].get(queries.TRACK_LABEL) for r in by_pod}
         assert {p for p, t in tracks.items() if t == "canary"} == canary_pods, tracks
         st = loop_kube.status(name)
-        assert st.get("remediations") in (None, []), st.get("remediations")
+        assert healed_for_errors(st) == [], st.get("remediations")
         aborted = condition(st, "RolloutAborted")
         assert aborted["status"] == "True" and aborted["reason"] == "ErrorRate"
         assert "threshold 0.02" in aborted["message"]
@@ -242,7 +257,7 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
         time.sleep(12)
         assert rollout_of(loop_kube, name)["phase"] == "Aborted"
         assert loop_kube.get("deployment", f"{name}-canary") is None
-        assert loop_kube.status(name).get("remediations") in (None, [])  # nor later
+        assert healed_for_errors(loop_kube.status(name)) == []  # nor later
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
 

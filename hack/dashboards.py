@@ -6,7 +6,9 @@ Two dashboards, for Grafana's dashboard sidecar (ConfigMap label `grafana_dashbo
   remediations by action and result, rollouts by phase, traffic by model, monitor cycle time
   (the operator's series carry `model_namespace`, the namespace of the models they count);
 - onnxops-model: one model ($namespace, $model): requests, errors, p50/p99, online accuracy,
-  drift, CPU and memory against their limits, throttling, OOM kills, restarts.
+  drift of the version it serves (a rollout's canary pods left out: the rollout judges them),
+  CPU and memory against their limits, throttling, OOM kills, restarts per pod (canary pods
+  among them, by name).
 Every query reads only what the serving runtime, the pod's cAdvisor and the operator export.
 """
 
@@ -19,7 +21,9 @@ from typing import Any
 
 OUT = Path(__file__).resolve().parents[1] / "manifests" / "monitoring" / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
-MODEL = 'namespace="$namespace", onnxops_io_model_deployment="$model"'
+# The served version's series: a rollout's canary pods left out (`onnxops_io_track!="canary"`,
+# as the monitor's queries and the alerts do; it also matches series without the label).
+MODEL = 'namespace="$namespace", onnxops_io_model_deployment="$model", onnxops_io_track!="canary"'
 POD = 'namespace="$namespace", pod=~"$model-.*", container="server"'
 INFER = 'endpoint=~"infer|predict"'
 

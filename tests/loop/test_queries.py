@@ -41,6 +41,21 @@ def _series() -> str:
     add("onnxops_model_ready", a, value=1)
     add("onnxops_online_accuracy", a, value=0.7)
     add("onnxops_drift_psi_max", a, value=0.4)
+    # b mid-rollout: a stable pod (labelled so) and a canary pod failing every request, with
+    # worse accuracy, drift and latency; the monitor reads b's served version, the canary not.
+    bs = f'namespace="ml",{LABEL}="b",pod="b-2",onnxops_io_track="stable"'
+    bc = f'namespace="ml",{LABEL}="b",pod="b-canary-1",onnxops_io_track="canary"'
+    add("onnxops_requests_total", f'{bs},endpoint="infer",code="200"', per_s=4)
+    add("onnxops_requests_total", f'{bc},endpoint="infer",code="500"', per_s=4)
+    for le, share in (("0.01", 1.0), ("0.1", 1.0), ("+Inf", 1.0)):
+        add("onnxops_request_duration_seconds_bucket", f'{bs},le="{le}"', per_s=8 * share)
+    for le, share in (("0.01", 0.0), ("0.1", 0.0), ("+Inf", 1.0)):
+        add("onnxops_request_duration_seconds_bucket", f'{bc},le="{le}"', per_s=8 * share)
+    add("onnxops_model_ready", bs, value=1)
+    add("onnxops_online_accuracy", bs, value=0.9)
+    add("onnxops_online_accuracy", bc, value=0.1)
+    add("onnxops_drift_psi_max", bs, value=0.1)
+    add("onnxops_drift_psi_max", bc, value=0.9)
     add("container_cpu_usage_seconds_total", c, per_s=0.3)
     add("container_cpu_cfs_periods_total", c, per_s=10)
     add("container_cpu_cfs_throttled_periods_total", c, per_s=4)
@@ -86,6 +101,10 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.Promet
         (queries.error_ratio(LABEL, "1m"), ("ml", "b"), 0.0),  # healthy, not "no data"
         (queries.pod_error_ratio("1m"), ("ml", "a-1"), 0.1),  # the same, by the pod label
         (queries.pod_error_ratio("1m"), ("ml", "b-1"), 0.0),
+        (queries.pod_error_ratio("1m"), ("ml", "b-2"), 0.0),  # stable-labelled: read
+        (queries.latency_p99(LABEL, "1m"), ("ml", "b"), 0.0099),  # the canary's +Inf left out
+        (queries.accuracy(LABEL), ("ml", "b"), 0.9),  # not the canary's 0.1
+        (queries.drift(LABEL), ("ml", "b"), 0.1),  # nor its 0.9
         (queries.latency_p99(LABEL, "1m"), ("ml", "a"), 0.1),  # the 0.1 bucket's upper end
         (queries.accuracy(LABEL), ("ml", "a"), 0.7),
         (queries.drift(LABEL), ("ml", "a"), 0.4),
@@ -102,6 +121,17 @@ def test_query_reads_the_known_value(
     reading = reader.instant(query, at=float(END))
     assert reading.error is None
     assert reading.values.get(key) == pytest.approx(expected, rel=0.05), reading.values
+
+
+def test_a_canarys_series_are_left_out(backfilled: prom.Prometheus) -> None:
+    reader = PrometheusReader(PromSettings(backfilled.url), LABEL)
+    per_pod = reader.instant(queries.pod_error_ratio("1m"), at=float(END))
+    assert per_pod.error is None and ("ml", "b-canary-1") not in per_pod.values
+    # Read without the filter, the same series say b fails a third of its requests (4/s of
+    # 12/s: the canary's), where the monitor reads 0 (the test above).
+    counting = queries.error_ratio(LABEL, "1m").promql.replace(f",{queries.SERVED}", "")
+    unfiltered = reader.instant(queries.Query("counting", counting, "model"), at=float(END))
+    assert unfiltered.values.get(("ml", "b")) == pytest.approx(1 / 3, rel=0.05)
 
 
 def test_history_is_one_range_query_for_all_models(backfilled: prom.Prometheus) -> None:

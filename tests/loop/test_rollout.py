@@ -12,8 +12,10 @@ make latency noisy, and latency is not what these tests judge.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 import pytest
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner
+from onnxops.monitor import queries
 from support.deployments import model_deployment
 from support.faults import broken_copy
 from support.operator_kit import Kube, Operator, wait_for
@@ -64,16 +67,55 @@ ANALYSIS = {"intervalSeconds": 5, "failureLimit": 0, "minRequests": 10, "maxLate
 THREE = rows([3.0, 0.0])  # index 3: served by v1, out of range for the broken copy
 
 
-def lookup(name: str, model: dict[str, Any], **rollout: Any) -> dict[str, Any]:
+def lookup(
+    name: str,
+    model: dict[str, Any],
+    *,
+    monitoring: dict[str, Any] | None = None,
+    remediation: dict[str, Any] | None = None,
+    **rollout: Any,
+) -> dict[str, Any]:
     return model_deployment(
         name,
         model=model,
         target={"pool": "cloud"},
         replicas=3,
-        monitoring={"intervalSeconds": 5},
-        remediation={"mode": "off"},  # the rollout judges; heal is the heal tests' part
+        monitoring={"intervalSeconds": 5, **(monitoring or {})},
+        # The rollout judges; heal is the heal tests' part.
+        remediation=remediation or {"mode": "off"},
         rollout={"steps": STEPS, "analysis": ANALYSIS, **rollout},
     )
+
+
+class Faults:
+    """The monitor's status.faults of one ModelDeployment, read every 0.5 s in a background
+    thread while the block runs: every (signal, pods) seen, so a fault that stood for one
+    evaluation between two reads of the test is not missed."""
+
+    def __init__(self, api: Any, namespace: str, name: str) -> None:
+        self.path = f"/apis/onnxops.io/v1alpha1/namespaces/{namespace}/modeldeployments/{name}"
+        self.api = api
+        self.seen: set[tuple[str, tuple[str, ...]]] = set()
+        self.reads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # a failed read is only one sample fewer
+                body = self.api.get(self.path)
+                for f in (body.get("status") or {}).get("faults") or []:
+                    self.seen.add((f["signal"], tuple(f.get("pods") or ())))
+                self.reads += 1
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> Faults:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
 
 
 def env_of(dep: dict[str, Any] | None) -> dict[str, str]:
@@ -87,6 +129,7 @@ def rollout_of(kube: Kube, name: str) -> dict[str, Any]:
 
 
 def start(kube: Kube, name: str, model: dict[str, Any], **rollout: Any) -> None:
+    """Apply `lookup(name, model, **rollout)` and wait for v1 to serve on three pods."""
     assert kube.apply(lookup(name, model, **rollout)).returncode == 0
     wait_for(
         lambda: (
@@ -102,21 +145,52 @@ def patch_model(kube: Kube, name: str, model: dict[str, Any]) -> None:
     kube.run("patch", "mdep", name, "--type=merge", "-p", json.dumps({"spec": {"model": model}}))
 
 
+def healed_for_errors(st: dict[str, Any]) -> list[dict[str, Any]]:
+    """status.remediations (dry-run ones too) called for by 5xx or naming a canary pod."""
+    return [
+        r
+        for r in st.get("remediations") or []
+        if str(r.get("reason", "")).startswith("ErrorRate")
+        or any("-canary-" in p for p in r.get("pods") or [])
+    ]
+
+
 def reasons(kube: Kube, name: str) -> list[str]:
     return [e["reason"] for e in kube.events(name) if e["reason"].startswith("Rollout")]
 
 
 def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
-    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+    watcher: Operator,
+    loop_kube: Kube,
+    loop_runner: PodRunner,
+    loop_models: Models,
+    loop_prometheus: prom.Prometheus,
+    tmp_path: Path,
 ) -> None:
     name = "abort"
     v1 = {"uri": f"file://{loop_models.poison}", "name": "lookup", "version": "1"}
     broken = broken_copy(loop_models.poison, tmp_path / "lookup-2.onnx")
     v2 = {"uri": f"file://{broken}", "name": "lookup", "version": "2"}
-    start(loop_kube, name, v1)
+    # The monitor at its most eager (one bad evaluation is a fault) and heal recording what it
+    # would do: the canary's 5xx must reach neither (they are the rollout's to judge). Latency
+    # is not judged (two busy cores make the stable pods' p99 cross 250 ms now and then).
+    start(
+        loop_kube,
+        name,
+        v1,
+        monitoring={
+            "failureThreshold": 1,
+            "thresholds": {"latencyP99Ms": 60000},
+            "anomaly": {"enabled": False},
+        },
+        remediation={"mode": "dryRun"},
+    )
     api = loop_kube.cluster.api()
     try:
-        with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
+        with (
+            ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic,
+            Faults(api, loop_kube.namespace, name) as faults,
+        ):
             patch_model(loop_kube, name, v2)
             r = wait_for(
                 lambda: (r := rollout_of(loop_kube, name)).get("phase") == "Aborted" and r,
@@ -155,7 +229,20 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
             traffic.by_pod[p].get(500, 0) == 0 for p in traffic.by_pod if p not in canary_pods
         )
         assert after == 0, ("a failure after the canary left", traffic.by_pod, traffic.errors)
+        # The monitor read the served version only: no ErrorRate fault while only the canary
+        # failed (its pods are left out of the per-model and per-pod 5xx ratios), and so heal
+        # would have done nothing (no dry-run restart of the canary's pod, no rollback).
+        assert faults.reads > 20
+        assert [f for f in faults.seen if f[0].startswith("ErrorRate")] == [], faults.seen
+        # By the track label the canary's series carry live (the pod label, as scraped).
+        by_pod = loop_prometheus.query(
+            f"count by (pod, {queries.TRACK_LABEL}) (last_over_time(onnxops_requests_total"
+            f'{{namespace="{loop_kube.namespace}",onnxops_io_model_deployment="{name}"}}[5m]))'
+        )
+        tracks = {r["metric"]["pod"]: r["metric"].get(queries.TRACK_LABEL) for r in by_pod}
+        assert {p for p, t in tracks.items() if t == "canary"} == canary_pods, tracks
         st = loop_kube.status(name)
+        assert healed_for_errors(st) == [], st.get("remediations")
         aborted = condition(st, "RolloutAborted")
         assert aborted["status"] == "True" and aborted["reason"] == "ErrorRate"
         assert "threshold 0.02" in aborted["message"]
@@ -170,6 +257,7 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
         time.sleep(12)
         assert rollout_of(loop_kube, name)["phase"] == "Aborted"
         assert loop_kube.get("deployment", f"{name}-canary") is None
+        assert healed_for_errors(loop_kube.status(name)) == []  # nor later
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
 

@@ -54,6 +54,20 @@ def test_rules_unit_tests_catch_a_weakened_rule(tmp_path: Path) -> None:
     assert "OnnxopsHighErrorRate" in result.stdout + result.stderr
 
 
+def test_rules_unit_tests_catch_a_rule_that_counts_the_canary(tmp_path: Path) -> None:
+    # Without the track filter the canary's 5xx page for the model, its accuracy and drift too.
+    counting = tmp_path / "rules.yaml"
+    counting.write_text(
+        RULES.read_text().replace(f",{queries.SERVED}", "").replace(f"{{{queries.SERVED}}}", "")
+    )
+    groups = yaml.safe_load(counting.read_text())["groups"]
+    assert not [r for g in groups for r in g["rules"] if queries.SERVED in r["expr"]]
+    result = _test_rules(counting, tmp_path)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "OnnxopsHighErrorRate" in out and "OnnxopsLowAccuracy" in out, out
+
+
 def test_prometheusrule_has_the_same_groups() -> None:
     plain = yaml.safe_load(RULES.read_text())["groups"]
     wrapped = yaml.safe_load((RULES.parent / "prometheusrule.yaml").read_text())

@@ -4,9 +4,12 @@ stale file fails here), and their ConfigMap carries the label Grafana's sidecar 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from pathlib import Path
 
 import yaml
+from onnxops.monitor.queries import SERVED
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,3 +26,17 @@ def test_dashboards_are_fresh_and_labelled_for_the_sidecar() -> None:
     generator = kustomization["configMapGenerator"][0]
     assert generator["options"]["labels"] == {"grafana_dashboard": "1"}
     assert sorted(generator["files"]) == ["onnxops-fleet.json", "onnxops-model.json"]
+
+
+def test_the_model_dashboards_runtime_panels_leave_the_canary_out() -> None:
+    # The served version's health, as the monitor and the alerts read it (monitor/queries.py);
+    # the cAdvisor panels (per pod, by name) carry no track label.
+    board = json.loads((ROOT / "manifests/monitoring/dashboards/onnxops-model.json").read_text())
+    selectors = [
+        (p["title"], found)
+        for p in board["panels"]
+        for t in p["targets"]
+        for found in re.findall(r"onnxops_(?!io_)[a-z_]+\{[^}]*\}", t["expr"])
+    ]
+    assert len({title for title, _ in selectors}) == 5
+    assert [title for title, found in selectors if SERVED not in found] == []

@@ -7,19 +7,34 @@ Prometheus' `labelmap`), so they group by ModelDeployment directly (and by their
 where one replica must be told from its peers). cAdvisor's `container_*`
 series carry only namespace/pod/container: they group by pod, and the monitor maps pods to
 ModelDeployments with the pod list it reads from the Kubernetes API anyway.
+
+During a rollout the canary's pods (`NAME-canary`) stand beside the stable ones with the same
+ModelDeployment label. The runtime's series of every signal here leave them out
+(`SERVED`): a canary answering 5xx is the rollout's to judge (`rollout/queries.py` reads both
+versions apart), not a fault of the ModelDeployment for heal to restart or roll back. The
+cAdvisor series carry no pod labels, so CPU, memory and OOM stay per pod, canary pods included
+(resize applies to both Deployments).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from onnxops.build import CONTAINER
+from onnxops.rollout import plan as rollout_plan
 
 Grouping = Literal["model", "pod"]
 
+TRACK_LABEL = re.sub(r"[^a-zA-Z0-9_]", "_", rollout_plan.TRACK_LABEL)
+"""The pod label `onnxops.io/track` on the runtime's series, as `labelmap` relabelling maps it
+(manifests/monitoring/podmonitor.yaml copies it; the devcluster's targets carry every label)."""
+SERVED = f'{TRACK_LABEL}!="{rollout_plan.CANARY}"'
+"""The series of the version the ModelDeployment serves: not the canary's. `!=` also matches
+series without the label (stable pods carry it only once spec.rollout is set)."""
 # Traffic that counts: inference, not health checks, scrapes or feedback.
-_INFERENCE = 'endpoint=~"infer|predict"'
+_INFERENCE = f'endpoint=~"infer|predict",{SERVED}'
 _SERVER = f'container="{CONTAINER}"'
 
 
@@ -39,7 +54,7 @@ def _by(grouping: Grouping, model_label: str) -> str:
 def presence(model_label: str) -> Query:
     """1 per deployment whose runtime Prometheus scrapes: absence means no metrics at all."""
     by = _by("model", model_label)
-    return Query("presence", f"max by ({by}) (onnxops_model_ready)", "model")
+    return Query("presence", f"max by ({by}) (onnxops_model_ready{{{SERVED}}})", "model")
 
 
 def error_ratio(model_label: str, window: str) -> Query:
@@ -65,20 +80,22 @@ def pod_error_ratio(window: str) -> Query:
 def latency_p99(model_label: str, window: str) -> Query:
     """p99 of inference request latency in seconds, over all of a deployment's pods."""
     by = _by("model", model_label)
-    buckets = f"sum by ({by}, le) (rate(onnxops_request_duration_seconds_bucket[{window}]))"
+    buckets = (
+        f"sum by ({by}, le) (rate(onnxops_request_duration_seconds_bucket{{{SERVED}}}[{window}]))"
+    )
     return Query("latency_p99", f"histogram_quantile(0.99, {buckets})", "model")
 
 
 def accuracy(model_label: str) -> Query:
     """Online accuracy from ground-truth feedback; the worst pod's (each keeps its own window)."""
     by = _by("model", model_label)
-    return Query("accuracy", f"min by ({by}) (onnxops_online_accuracy)", "model")
+    return Query("accuracy", f"min by ({by}) (onnxops_online_accuracy{{{SERVED}}})", "model")
 
 
 def drift(model_label: str) -> Query:
     """Largest input-feature PSI over the deployment's pods."""
     by = _by("model", model_label)
-    return Query("drift", f"max by ({by}) (onnxops_drift_psi_max)", "model")
+    return Query("drift", f"max by ({by}) (onnxops_drift_psi_max{{{SERVED}}})", "model")
 
 
 def cpu_cores(window: str) -> Query:

@@ -1,8 +1,9 @@
 """The rollout cycle: every tick, each ModelDeployment whose rollout is in progress (or has
 a user action waiting) is moved on by `machine.advance`; those whose analysis interval came
-round share one query per signal. The new status.rollout (the intent) is written before the
-children are re-applied through `reapply` (the reconcile, handed in), and the mirror
-ConfigMap follows the canary's EndpointSlices. The only part of `rollout/` with I/O."""
+round share one query per signal (per measurement window, `queries.window_s`: at most five).
+The new status.rollout (the intent) is written before the children are re-applied through
+`reapply` (the reconcile, handed in), and the mirror ConfigMap follows the canary's
+EndpointSlices. The only part of `rollout/` with I/O."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from onnxops import build, k8s, status
 from onnxops.api import ModelDeployment, RolloutStatus
 from onnxops.monitor.prom import PrometheusReader
+from onnxops.monitor.signals import seconds
 from onnxops.outage import unreachable
 from onnxops.rollout import analysis, machine, plan, queries
 
@@ -111,17 +113,33 @@ class Rollouts:
         return len(work)
 
     def read(self, models: list[ModelDeployment], now: float) -> dict[Key, analysis.Readings]:
-        """One query per signal for all `models`; per model, stable beside candidate."""
+        """One query per signal for all `models` whose steps share a measurement window (at
+        most five windows: `queries.window_s`); per model, stable beside candidate."""
         if not models:
             return {}
         if self.reader is None:
             missing = analysis.Readings(error="no Prometheus configured (ONNXOPS_PROMETHEUS_URL)")
             return {(m.namespace, m.name): missing for m in models}
+        out: dict[Key, analysis.Readings] = {}
+        error = None
+        for window, group in sorted(by_window(models, now, self.window).items()):
+            if error:  # Prometheus failed once: the rest would only wait out their timeouts
+                out.update({(m.namespace, m.name): analysis.Readings(error=error) for m in group})
+                continue
+            found, error = self._read(group, f"{window}s", now)
+            out.update(found)
+        return out
+
+    def _read(
+        self, models: list[ModelDeployment], window: str, now: float
+    ) -> tuple[dict[Key, analysis.Readings], str | None]:
+        """The readings of `models` over one window, and Prometheus' error if it failed."""
+        assert self.reader is not None
         values: dict[str, dict[tuple[str, ...], float]] = {}
         error = None
-        wanted = queries.by_version(self.model_label, self.window)
+        wanted = queries.by_version(self.model_label, window)
         if any(_shadowing(m) for m in models):
-            wanted.append(queries.shadow(self.model_label, self.window))
+            wanted.append(queries.shadow(self.model_label, window))
         for q in wanted:
             if error:  # Prometheus failed once: the rest would only wait out their timeouts
                 break
@@ -148,7 +166,7 @@ class Rollouts:
             out[(m.namespace, m.name)] = analysis.Readings(
                 side(r.stable_version), side(r.candidate_version), shadow
             )
-        return out
+        return out, error
 
     def _one(
         self,
@@ -231,6 +249,20 @@ class Rollouts:
             self._mirroring.add(key)
         else:
             self._mirroring.discard(key)
+
+
+def by_window(
+    models: list[ModelDeployment], now: float, rate_window: str
+) -> dict[int, list[ModelDeployment]]:
+    """The rollouts due, by the measurement window (seconds) of their current step."""
+    at = datetime.fromtimestamp(now, UTC)
+    out: dict[int, list[ModelDeployment]] = {}
+    for m in models:
+        r = m.status.rollout
+        assert r is not None
+        window = queries.window_s(machine.elapsed(r, at), seconds(rate_window))
+        out.setdefault(window, []).append(m)
+    return out
 
 
 def _shadowing(md: ModelDeployment) -> bool:

@@ -159,7 +159,8 @@ def action(md: ModelDeployment) -> tuple[str, str] | None:
     return raw.split("/", 1)[0].strip(), raw
 
 
-def _elapsed(r: RolloutStatus, now: datetime) -> float:
+def elapsed(r: RolloutStatus, now: datetime) -> float:
+    """Seconds since the current step began (0 when its start is unreadable)."""
     try:
         since = datetime.fromisoformat(str(r.step_started_at).replace("Z", "+00:00"))
     except ValueError:
@@ -306,7 +307,7 @@ def advance(
         extra = [("Normal", Reason.ROLLOUT_INCONCLUSIVE, why)] if news else []
         return Moved(new, [*events, *extra])
     r = r.model_copy(update={"phase": P.PROGRESSING, "successes": r.successes + 1})
-    left = step.pause_seconds - _elapsed(r, now)
+    left = step.pause_seconds - elapsed(r, now)
     if left > 0:
         why = f"step {r.step + 1}/{r.steps}: measurement successful, {left:.0f} s of pause left"
         return Moved(r.model_copy(update={"message": why}), events)

@@ -102,7 +102,7 @@ def test_rbac_is_least_privilege(system_namespace: Any) -> None:
         ("delete", "deployments.apps"),
         ("patch", "configmaps"),
         ("list", "endpointslices.discovery.k8s.io"),
-        ("patch", "pods"),  # the disruption hints while a resize is in flight, nothing else
+        ("patch", "pods"),  # the disruption hints (a resize, an analysis step), nothing else
         ("list", "events"),  # what a cluster autoscaler said of unschedulable pods
     ):
         assert can(verb, resource), f"operator cannot {verb} {resource}"

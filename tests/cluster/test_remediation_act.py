@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from onnxops import podapi, reconcile
+from onnxops import k8s, podapi, reconcile
 from onnxops.api import Fault, Resize
 from onnxops.config import OperatorConfig
 from onnxops.monitor.pods import grouped
@@ -220,6 +220,30 @@ def test_in_place_resize_is_confirmed_by_the_kubelets_status(kube: Kube) -> None
     assert done is not None and not set(HINTS) & set(done["metadata"].get("annotations") or {})
     conditions = {c["type"]: c for c in kube.status("kubelet")["conditions"]}
     assert conditions["Remediating"]["status"] == "False"
+
+
+def test_heal_keeps_a_rollout_steps_hints_and_takes_them_off_after(kube: Kube) -> None:
+    # The rollout cycle puts them on; heal's cycle must neither fight them mid-step nor leave
+    # them behind once the rollout ended (one rule: `disruption.protected`).
+    deploy(kube, "steps", replicas=2, rollout={"steps": [{"weight": 50}]})
+    v1 = kube.status("steps")["rollout"]["stableModel"]  # as the reconcile wrote it: settled
+    v2 = {**v1, "version": "2"}
+    r = {"phase": "Progressing", "step": 0, "steps": 1, "stableModel": v1, "candidate": v2}
+    k8s.patch_status(kube.namespace, "steps", {"rollout": r})
+
+    def hinted() -> list[bool]:
+        return sorted(
+            (p["metadata"].get("annotations") or {}).get("karpenter.sh/do-not-disrupt") == "true"
+            for p in running(kube, "steps")
+        )
+
+    heal(kube, "steps", [])
+    assert hinted() == [True, True]
+    heal(kube, "steps", [])  # a later cycle keeps them
+    assert hinted() == [True, True]
+    k8s.patch_status(kube.namespace, "steps", {"rollout": {**r, "phase": "Aborted"}})
+    heal(kube, "steps", [])
+    assert hinted() == [False, False]
 
 
 def test_a_pod_made_after_an_in_place_resize_is_resized_too(kube: Kube) -> None:

@@ -3,7 +3,8 @@ Prometheus, the pod runner as kubelet and Karpenter (its KWOK provider) adding e
 The edge pool full and the edge NodePool below its limit: Karpenter nominates a node claim, the
 model waits for it (Placed AwaitingScaleUp) instead of failing over, and runs on the new node.
 The NodePool at its limit: Karpenter says it cannot, and the model fails over to cloud after
-`unschedulableSeconds` as without an autoscaler, and back once room returns.
+`unschedulableSeconds` as without an autoscaler, and back once room returns on the static edge
+nodes (a failback counts only room on nodes that exist), serving every request meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from support.nodes import allocatable, filler
 from support.operator_kit import Kube, Operator, wait_for
 from support.readings import condition, fault, live_pods, succeeded, taken
 from support.serving_harness import Models
+from support.traffic import ServiceTraffic
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
@@ -31,6 +33,12 @@ EDGE = next(p for p in default_pools() if p.name == "edge")
 # A launched node shows after this long, as a booting instance would: long past
 # unschedulableSeconds, so a model that did not wait for it would have failed over.
 BOOT_S = 40
+# A terminating pod serves on for the Deployment's shutdown delay, as behind kube-proxy: the
+# failback's traffic follows the EndpointSlices, which drop it a moment after its SIGTERM.
+RUNNER_ENV = {"ONNXOPS_SHUTDOWN_DELAY_S": "5"}
+FLOWER = {
+    "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
+}
 
 
 def _md(name: str, uri: str, **remediation: Any) -> dict[str, Any]:
@@ -227,10 +235,41 @@ def test_a_nodepool_at_its_limit_fails_over_after_unschedulable_seconds_and_back
         (ready_s,) = _since_unschedulable(loop_kube, "capped", ready_at["lastTransitionTime"])
         bench_write({"fault": "edge-full-at-limit", "ready_s": ready_s, "failovers": 1})
 
-        edge_full.uncordon()  # room returns: maintenance over
-        (failback,) = succeeded(loop_kube, "capped", "failback", 300)
-        assert failback["reason"] == "PoolHasRoom"
-        _ready_on(loop_kube, "capped", "edge")
+        api = loop_kube.cluster.api()
+        with ServiceTraffic(api, loop_kube.namespace, "capped", "iris", lambda: FLOWER) as traffic:
+            wait_for(lambda: traffic.total() >= 20, "requests answered on cloud", 60)
+            edge_full.uncordon()  # room returns: maintenance over
+            (failback,) = succeeded(loop_kube, "capped", "failback", 300)
+            assert failback["reason"] == "PoolHasRoom"
+            assert "pool edge has room again" in failback["message"]
+            back = _ready_on(loop_kube, "capped", "edge")
+            name = back["metadata"]["name"]
+            wait_for(
+                lambda: traffic.by_pod.get(name, {}).get(200, 0) >= 20,
+                "requests answered on edge",
+                60,
+            )
+        # Served throughout the way back: the edge pod Ready before the cloud pod went.
+        assert traffic.codes == {200: traffic.total()}, (traffic.codes, traffic.errors[:20])
+        # No ready endpoint at most for a moment (the Deployment and EndpointSlice controllers
+        # each follow the new pod's readiness; kube-proxy falls back to a terminating one then).
+        assert traffic.unserved_s <= 1.0, traffic.unserved_s
+        assert traffic.by_pod.get(on_cloud["metadata"]["name"], {}).get(200, 0) >= 20
+        node = loop_kube.cluster.kubectl_json("get", "node", back["spec"]["nodeName"])
+        assert "karpenter.sh/nodepool" not in node["metadata"]["labels"]  # a static edge node
+        assert not autoscaler.karpenter_nodes(loop_kube.cluster, "edge")
+        st = wait_for(
+            lambda: (s := loop_kube.status("capped")).get("pool") == "edge" and s,
+            "status.pool edge",
+            120,
+        )
+        moves = [r["action"] for r in taken(st) if r["action"] in ("failover", "failback")]
+        assert moves == ["failover", "failback"], st["remediations"]
+        dep = loop_kube.get("deployment", "capped")
+        assert dep is not None
+        assert dep["spec"]["template"]["spec"]["nodeSelector"][POOL_LABEL] == "edge"
+        seen = {e["reason"] for e in loop_kube.events("capped")}
+        assert {"FailoverSucceeded", "FailbackSucceeded"} <= seen, seen
     finally:
         loop_kube.run("delete", "mdep", "capped", "--wait=false", check=False)
 

@@ -272,6 +272,18 @@ def test_a_good_version_is_promoted_through_every_step_with_no_failed_request(
     start(loop_kube, name, v1)
     api = loop_kube.cluster.api()
     steps_seen: set[tuple[int, int]] = set()
+    hinted: set[str] = set()  # the tracks seen not to be disrupted during a step
+
+    def hints(name: str) -> list[dict[str, Any]]:
+        """The live pods asking autoscalers not to disrupt them."""
+        pods = loop_kube.items("pods", f"onnxops.io/model-deployment={name}")
+        return [
+            p
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and (p["metadata"].get("annotations") or {}).get("karpenter.sh/do-not-disrupt")
+        ]
+
     try:
         with ServiceTraffic(api, loop_kube.namespace, name, "lookup", lambda: THREE) as traffic:
             patch_model(loop_kube, name, v2)
@@ -281,6 +293,7 @@ def test_a_good_version_is_promoted_through_every_step_with_no_failed_request(
                 canary = loop_kube.get("deployment", f"{name}-canary")
                 if canary is not None and r.get("step", 9) < 2:
                     steps_seen.add((r["step"], canary["spec"]["replicas"]))
+                    hinted.update(p["metadata"]["labels"]["onnxops.io/track"] for p in hints(name))
                 return r if r.get("phase") == "Promoted" else None
 
             r = wait_for(promoted, "promotion", 300)
@@ -291,6 +304,9 @@ def test_a_good_version_is_promoted_through_every_step_with_no_failed_request(
         assert (r["stableVersion"], r.get("candidate")) == ("2", None)
         # Each weight step ran with its replica split: 20% of 3 -> 1 canary, 60% -> 2.
         assert {(0, 1), (1, 2)} <= steps_seen
+        # do-not-disrupt on the stable and canary pods through the steps, on none after.
+        assert hinted == {"stable", "canary"}
+        assert hints(name) == []
         stable = loop_kube.get("deployment", name)
         assert env_of(stable)["ONNXOPS_MODEL_VERSION"] == "2"
         assert stable is not None and stable["spec"]["replicas"] == 3

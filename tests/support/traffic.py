@@ -126,6 +126,8 @@ class ServiceTraffic:
         self.by_pod: dict[str, dict[int, int]] = {}
         self.errors: list[str] = []
         """Why requests got no answer: pod, exception and seconds since the traffic began."""
+        self.unserved_s = 0.0
+        """Seconds with no ready endpoint once there was one: the model not served meanwhile."""
         self._began = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="service-traffic", daemon=True)
@@ -138,7 +140,7 @@ class ServiceTraffic:
 
     def _run(self) -> None:
         endpoints: list[tuple[str, str]] = []
-        read_at, turn = 0.0, 0
+        read_at, turn, served, last = 0.0, 0, False, time.monotonic()
         with httpx.Client(timeout=5) as client:
             while not self._stop.is_set():
                 if time.monotonic() - read_at > 0.5:
@@ -146,9 +148,14 @@ class ServiceTraffic:
                     with contextlib.suppress(Exception):
                         endpoints = ready_endpoints(self.api, self.namespace, self.service)
                     read_at = time.monotonic()
+                now = time.monotonic()
+                since, last = now - last, now
                 if not endpoints:
+                    if served:
+                        self.unserved_s += since
                     self._stop.wait(0.05)
                     continue
+                served = True
                 pod, url = endpoints[turn % len(endpoints)]
                 turn += 1
                 try:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
-from heal_kit import ago, md
+from heal_kit import ago, facts, md, pod
 from onnxops.api import Fault
-from onnxops.remediation.hook import _idle
+from onnxops.remediation.hook import _idle, skippable
 
 V2 = {"uri": "https://h/iris/2/model.onnx", "version": "2"}
 RESIZED = {"resources": {"limits": {"memory": "132Mi"}}, "resourcesBasis": {}}
@@ -55,3 +56,24 @@ def test_long_low_use_wakes_heal_only_when_it_may_shrink(enabled: bool, idle: bo
         status={**MARKED, "lowUse": [LOW]},
     )
     assert _idle(model, []) is idle
+
+
+HINTED = dataclasses.replace(facts(pod("iris-a")), disruption_hint=True)
+ROLLING = {
+    "phase": "Progressing",
+    "rollout": {"phase": "Progressing", "step": 0, "steps": 2, "stableModel": V2, "candidate": V2},
+}
+STEPS = {"rollout": {"steps": [{"weight": 20}, {"weight": 60}]}}
+
+
+def test_a_hint_left_on_a_pod_wakes_heal_to_take_it_off() -> None:
+    assert skippable(md(status=MARKED), [], [facts(pod("iris-a"))])
+    assert not skippable(md(status=MARKED), [], [HINTED])
+    # Being deleted: its hint no longer matters.
+    assert skippable(md(status=MARKED), [], [dataclasses.replace(HINTED, deleting=True)])
+
+
+def test_the_hints_of_an_analysis_step_do_not_wake_heal_mid_rollout() -> None:
+    # Idle (a rollout is the deploy path's) and the rule wants them: the rollout cycle's.
+    assert skippable(md(spec=STEPS, status=ROLLING), [], [HINTED])
+    assert not skippable(md(status=ROLLING), [], [HINTED])  # spec.rollout gone: take them off

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from onnxops import k8s, override, podapi, status
+from onnxops import disruption, k8s, override, podapi, status
 from onnxops.api import Fault, ModelDeployment, RemediationRecord
 from onnxops.build import pod_selector
 from onnxops.judgement import Judged
@@ -210,14 +210,10 @@ class _Acting:
 
     def keep_hints(self, pods: list[PodFacts]) -> None:
         """Disruption hints (`karpenter.sh/do-not-disrupt`, `safe-to-evict: "false"`) on the
-        live pods exactly while an in-place resize is in flight (its record Pending or
-        InProgress); removed from every pod otherwise, so a pod is evictable (the PDB guards
-        availability) and a node can be consolidated whenever nothing is mid-change."""
-        resizing = any(
-            r.action == "resize" and r.result in guardrails.IN_FLIGHT
-            for r in self.md.status.remediations
-        )
-        inplace.hint(self.md.namespace, pods, on=resizing)
+        live pods exactly while `disruption.protected` says (an in-place resize in flight, a
+        rollout's analysis step); removed from every pod otherwise, so a pod is evictable (the
+        PDB guards availability) and a node can be consolidated whenever nothing is mid-change."""
+        disruption.hint(self.md.namespace, pods, on=disruption.protected(self.md))
 
     def execute(self, record: RemediationRecord, pods: list[PodFacts]) -> None:
         """Carry out a recorded action; safe to repeat (its override is already in status)."""
@@ -265,7 +261,7 @@ class _Acting:
             return
         # Hinted before the resize is sent: an autoscaler's consolidation must not evict a pod
         # in the middle of it (the resize would be lost with the pod, and retried on a new one).
-        inplace.hint(self.md.namespace, pods, on=True)
+        disruption.hint(self.md.namespace, pods, on=True)
         refused = inplace.resize_pods(self.md.namespace, pods, self._wanted())
         if refused:
             why = "; ".join(f"{name}: {message}" for name, message in refused)

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from onnxops import build, k8s, override, podapi, status
+from onnxops import build, disruption, k8s, override, podapi, status
 from onnxops.api import ACTIONS, RESULTS, Fault, ModelDeployment
 from onnxops.monitor.metrics import NAMESPACE_LABEL
 from onnxops.monitor.pods import PodFacts
@@ -69,6 +69,14 @@ def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
     return marks is not None and marks.current == marks.healthy == model_ref(md.spec)
 
 
+def skippable(md: ModelDeployment, faults: list[Fault], pods: Sequence[PodFacts]) -> bool:
+    """Idle, and no pod carries a disruption hint the rule (`disruption.protected`) no longer
+    wants: such a hint, left behind, is heal's to take off. The hints a rollout's analysis
+    step wants are the rollout cycle's to put on, so they do not wake heal mid-rollout."""
+    hinted = any(p.disruption_hint for p in pods if not p.deleting)
+    return _idle(md, faults) and (not hinted or disruption.protected(md))
+
+
 class Healer:
     """The monitor hook that heals; one per operator process."""
 
@@ -108,8 +116,8 @@ class Healer:
             for kind in ACTIONS:
                 for result in RESULTS:
                     self.actions.labels(kind, result, md.namespace)
-        if _idle(md, faults) and not any(p.disruption_hint for p in pods or ()):
-            return  # (a hint left on a pod is heal's to take off)
+        if skippable(md, faults, pods or ()):
+            return
         # The monitor just wrote status.faults, and our own last cycle wrote the history:
         # decide on the object as it is now, not as the watch last delivered it.
         fresh = k8s.get(md.api_version, md.kind, md.namespace, md.name)

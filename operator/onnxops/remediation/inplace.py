@@ -11,7 +11,7 @@ from datetime import datetime
 from onnxops import k8s, podapi
 from onnxops.api import ModelDeployment
 from onnxops.build import CONTAINER
-from onnxops.monitor.pods import DO_NOT_DISRUPT, SAFE_TO_EVICT, PodFacts
+from onnxops.monitor.pods import PodFacts
 from onnxops.pools import Resources
 from onnxops.reasons import KubeReason
 
@@ -34,28 +34,6 @@ def resize_pods(namespace: str, pods: Sequence[PodFacts], to: Resources) -> list
                 raise
             refused.append((pod.name, exc.message))
     return refused
-
-
-def hint(namespace: str, pods: Sequence[PodFacts], *, on: bool) -> list[str]:
-    """Ask cluster autoscalers not to disrupt the live pods (`on`), or let them again; only the
-    pods whose hint differs are patched. Returns the pods changed."""
-    value: dict[str, str | None] = (
-        {DO_NOT_DISRUPT: "true", SAFE_TO_EVICT: "false"}
-        if on
-        else {DO_NOT_DISRUPT: None, SAFE_TO_EVICT: None}
-    )
-    changed = []
-    for pod in pods:
-        if pod.deleting or pod.disruption_hint == on:
-            continue
-        try:
-            podapi.annotate_pod(namespace, pod.name, value)
-        except k8s.ApiError as exc:
-            if exc.status >= 500:
-                raise
-            continue  # gone meanwhile: nothing to protect
-        changed.append(pod.name)
-    return changed
 
 
 def fallback(md: ModelDeployment, pods: Sequence[PodFacts], now: datetime) -> str | None:

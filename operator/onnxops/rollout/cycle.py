@@ -2,8 +2,9 @@
 a user action waiting) is moved on by `machine.advance`; those whose analysis interval came
 round share one query per signal (per measurement window, `queries.window_s`: at most five).
 The new status.rollout (the intent) is written before the children are re-applied through
-`reapply` (the reconcile, handed in), and the mirror ConfigMap follows the canary's
-EndpointSlices. The only part of `rollout/` with I/O."""
+`reapply` (the reconcile, handed in), the mirror ConfigMap follows the canary's
+EndpointSlices, and the pods carry the disruption hints through an analysis step
+(`disruption`). The only part of `rollout/` with I/O."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onnxops import build, k8s, status
+from onnxops import build, disruption, k8s, podapi, status
 from onnxops.api import ModelDeployment, RolloutStatus
+from onnxops.monitor import pods as pod_facts
 from onnxops.monitor.prom import PrometheusReader
 from onnxops.monitor.signals import seconds
 from onnxops.outage import unreachable
@@ -205,6 +207,17 @@ class Rollouts:
             update={"status": md.status.model_copy(update={"rollout": moved.rollout})}
         )
         self._mirror(now_md)
+        if moved.rollout != r or readings is not None:
+            # At each change of step or phase, and each analysis interval: a canary pod comes
+            # a moment after its step began, a stable one may be replaced meanwhile.
+            self._hint(now_md)
+
+    def _hint(self, md: ModelDeployment) -> None:
+        """The disruption hints on the stable and canary pods: on through an analysis step, off
+        once promoting, promoted or aborted (`disruption.protected`, heal's rule too)."""
+        listed = podapi.list_pods(md.namespace, build.pod_selector(md))
+        pods = [f for p in listed if (f := pod_facts.facts(p)) is not None]
+        disruption.hint(md.namespace, pods, on=disruption.protected(md))
 
     def _mirror(self, md: ModelDeployment) -> None:
         """The NAME-mirror ConfigMap the stable pods read: the canary's ready addresses while

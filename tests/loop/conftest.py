@@ -65,14 +65,19 @@ def loop_runner(
     loop_prometheus: prom.Prometheus,
     loop_kube: Kube,
     tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[PodRunner]:
+    """The pod runner; a module's `POD_ENV` (a dict) adds to every serving process's env."""
     runner = PodRunner(
         devcluster.api(),
         loop_prometheus.targets,
         tmp_path_factory.mktemp("loop-pods"),
         namespace=loop_kube.namespace,
         # The operator's pods ask for /var/cache/onnxops; a local process gets its own folder.
-        extra_env={"ONNXOPS_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache"))},
+        extra_env={
+            "ONNXOPS_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache")),
+            **getattr(request.module, "POD_ENV", {}),
+        },
     )
     runner.start()
     try:

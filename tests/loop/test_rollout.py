@@ -1,7 +1,8 @@
 """Progressive delivery end to end: the operator, a real Prometheus and the real serving
 runtime behind simulated pods; traffic spread over the Service's EndpointSlices as kube-proxy
 spreads it. A version failing at inference is aborted at the first weight step, and in a
-shadow step having answered no user; a good one passes a shadow step on agreement and is
+shadow step having answered no user; one answering every label wrong is aborted on the
+accuracy its ground-truth feedback gives, having answered no more than its share; a good one passes a shadow step on agreement and is
 promoted through every step with no failed request; without traffic nothing is promoted; an
 operator killed mid-step resumes it; spec changes, removal and deletion leave no orphan; the
 user's actions (abort, retry, pause, promote) act once.
@@ -13,11 +14,12 @@ make latency noisy, and latency is not what these tests judge.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import random
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner
 from onnxops.monitor import queries
 from support.deployments import model_deployment
-from support.faults import broken_copy
+from support.faults import broken_copy, permuted_labels
 from support.operator_kit import Kube, Operator, wait_for
 from support.readings import condition
 from support.serving_harness import Models
@@ -35,32 +37,10 @@ from support.traffic import ServiceTraffic, ready_endpoints, rows
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def loop_runner(
-    devcluster: Any,
-    loop_prometheus: prom.Prometheus,
-    loop_kube: Kube,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[PodRunner]:
-    """The loop tests' pod runner, but a terminating pod serves on for the Deployment's
-    shutdown delay (5 s), as it does behind kube-proxy: this traffic follows the Service's
-    EndpointSlices, which drop a terminating pod a moment after it got SIGTERM."""
-    runner = PodRunner(
-        devcluster.api(),
-        loop_prometheus.targets,
-        tmp_path_factory.mktemp("rollout-pods"),
-        namespace=loop_kube.namespace,
-        extra_env={
-            "ONNXOPS_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache")),
-            "ONNXOPS_SHUTDOWN_DELAY_S": "5",
-        },
-    )
-    runner.start()
-    try:
-        yield runner
-    finally:
-        runner.stop()
-
+# Every serving pod serves on for the Deployment's shutdown delay (5 s) once terminating, as it
+# does behind kube-proxy: this traffic follows the Service's EndpointSlices, which drop a
+# terminating pod a moment after it got SIGTERM. (The loop conftest's runner reads RUNNER_ENV.)
+RUNNER_ENV = {"ONNXOPS_SHUTDOWN_DELAY_S": "5"}
 
 STEPS = [{"weight": 20, "pauseSeconds": 6}, {"weight": 60, "pauseSeconds": 6}]
 ANALYSIS = {"intervalSeconds": 5, "failureLimit": 0, "minRequests": 10, "maxLatencyRatio": 10}
@@ -623,5 +603,104 @@ def test_a_version_that_fails_the_mirror_is_aborted_in_the_shadow_step_having_se
         assert env_of(loop_kube.get("deployment", name))["ONNXOPS_MODEL_VERSION"] == "1"
         cm = loop_kube.get("configmap", f"{name}-mirror")
         assert json.loads((cm or {})["data"]["mirror.json"])["percent"] == 0  # mirroring off
+    finally:
+        loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
+
+
+def test_a_version_with_wrong_labels_is_aborted_on_accuracy_from_feedback(
+    watcher: Operator, loop_kube: Kube, loop_runner: PodRunner, loop_models: Models, tmp_path: Path
+) -> None:
+    """v2 answers every request 200, as fast as v1, with every label wrong (rotated by one):
+    only the ground-truth labels the traffic sends back as feedback, to the pod that
+    answered, show it. The truth here is what v1 predicts, so stable reads 1 and v2 0."""
+    name = "wrong"
+    v1 = {"uri": f"file://{loop_models.iris}", "name": "iris", "version": "1"}
+    bad = permuted_labels(loop_models.iris, tmp_path / "iris-2")
+    v2 = {"uri": f"file://{bad}", "name": "iris", "version": "2"}
+    start(loop_kube, name, v1, analysis={**ANALYSIS, "maxAccuracyDrop": 0.1})
+    x = loop_models.iris_x.tolist()
+    truth_of = {
+        tuple(r): [int(v)] for r, v in zip(x, loop_models.iris_labels.tolist(), strict=True)
+    }
+    random.Random(0).shuffle(x)  # iris is sorted by class; each pod sees the classes mixed
+    turn = itertools.count()
+
+    def payload() -> dict[str, Any]:
+        return rows(x[next(turn) % len(x)], name="X")
+
+    def truth(body: dict[str, Any]) -> list[Any]:
+        return truth_of[tuple(body["inputs"][0]["data"])]
+
+    api = loop_kube.cluster.api()
+    weights: set[int] = set()
+    try:
+        with ServiceTraffic(api, loop_kube.namespace, name, "iris", payload, truth) as traffic:
+            patch_model(loop_kube, name, v2)
+
+            def aborted() -> dict[str, Any] | None:
+                r = rollout_of(loop_kube, name)
+                if r.get("phase") in ("Progressing", "Inconclusive"):
+                    weights.add(r.get("canaryWeight", 0))
+                return r if r.get("phase") == "Aborted" else None
+
+            r = wait_for(aborted, "the rollout aborted", 180)
+            wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+            wait_for(
+                lambda: (
+                    not [
+                        p
+                        for p, _ in ready_endpoints(api, loop_kube.namespace, name)
+                        if p.startswith(f"{name}-canary-")
+                    ]
+                ),
+                "the canary out of the endpoints",
+                30,
+            )
+            time.sleep(1)
+            wrong_at_abort, seen = traffic.wrong(), traffic.total()
+            wait_for(lambda: traffic.total() > seen + 50, "50 more requests", 30)
+            time.sleep(2)
+        after = traffic.wrong() - wrong_at_abort
+        assert r["step"] == 0 and r["failures"] == 1  # at the first weight step
+        by_signal = {m["signal"]: m for m in r["measurements"]}
+        m = by_signal["Accuracy"]
+        assert m["verdict"] == "Failed", r["measurements"]
+        assert (m["stable"], m["candidate"], m["threshold"]) == (1.0, 0.0, 0.1)
+        # Nothing else gave it away: every answer was a 200, at v1's speed.
+        assert by_signal["ErrorRate"]["verdict"] == "Successful", r["measurements"]
+        assert traffic.failed() == 0, (traffic.codes, traffic.errors[:10])
+        assert set(traffic.feedback_codes) == {200}, traffic.feedback_codes
+        aborted_c = condition(loop_kube.status(name), "RolloutAborted")
+        assert aborted_c["status"] == "True" and aborted_c["reason"] == "Accuracy"
+        assert "candidate 0 vs stable 1, threshold 0.1" in aborted_c["message"]
+        # Wrong answers came from the canary only, one for each it gave, none after it left.
+        canary = {p for p in traffic.by_pod if p.startswith(f"{name}-canary-")}
+        served = {p: sum(c.values()) for p, c in traffic.by_pod.items()}
+        by_canary = sum(served[p] for p in canary)
+        assert canary and by_canary >= 10  # minRequests: the measurement was conclusive
+        assert {p: traffic.wrong_by_pod[p] for p in canary} == {p: served[p] for p in canary}
+        assert traffic.wrong() == by_canary and after == 0
+        # Its share while it served (its first to last answer) is the step's weight at most:
+        # 20% of 3 replicas is 1 canary beside 2 stable pods, 33%.
+        assert weights == {33}, weights
+        times = [t for t, p, _ in traffic.answers if p in canary]
+        window = [p for t, p, _ in traffic.answers if times[0] <= t <= times[-1]]
+        share = by_canary / len(window)
+        print(
+            f"canary answered {by_canary} (all wrong) of {traffic.total()} requests;"
+            f" {by_canary} of {len(window)} ({share:.1%}) while it served"
+        )
+        # Round robin gives it every third request; a window that opens and closes on its
+        # answers, and the endpoints changing as stable goes 3 -> 2, allow a few more.
+        assert by_canary <= len(window) / 3 + 3, (by_canary, len(window))
+        # The stable Deployment is as it was: v1, its three replicas back; spec untouched.
+        stable = loop_kube.get("deployment", name)
+        assert env_of(stable)["ONNXOPS_MODEL_VERSION"] == "1"
+        assert stable is not None and stable["spec"]["replicas"] == 3
+        md = loop_kube.get("mdep", name)
+        assert md is not None and md["spec"]["model"]["version"] == "2"
+        # Degraded once the third stable pod is back (Progressing until then).
+        wait_for(lambda: loop_kube.status(name).get("phase") == "Degraded", "Degraded", 60)
+        assert reasons(loop_kube, name).count("RolloutAborted") == 1
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)

@@ -1,6 +1,7 @@
 """Real requests to serving processes, in background threads: `Load` to one URL, `Traffic` to
-every serving process a ModelDeployment has now; a test can switch the payload while they run
-(good rows, rows the model fails on, large batches)."""
+every serving process a ModelDeployment has now, `ServiceTraffic` over a Service's endpoints
+(with ground-truth feedback if asked); a test can switch the payload while they run (good
+rows, rows the model fails on, large batches)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from devcluster.podrunner import PodRunner, ServingProcess
 from devcluster.servingpod import loopback_of
 
 Payload = Callable[[], dict[str, Any]]
+Truth = Callable[[dict[str, Any]], list[Any]]
+"""The ground-truth labels of a request body, one per row."""
 
 
 class Load:
@@ -46,9 +49,9 @@ class Load:
         self._thread.join(timeout=15)
 
 
-def rows(x: list[float], n: int = 1) -> dict[str, Any]:
-    """An inference request body of `n` copies of the row `x`."""
-    return {"inputs": [{"name": "x", "shape": [n, len(x)], "datatype": "FP32", "data": x * n}]}
+def rows(x: list[float], n: int = 1, name: str = "x") -> dict[str, Any]:
+    """An inference request body of `n` copies of the row `x`, for the input `name`."""
+    return {"inputs": [{"name": name, "shape": [n, len(x)], "datatype": "FP32", "data": x * n}]}
 
 
 class Traffic:
@@ -115,19 +118,36 @@ def ready_endpoints(api: Any, namespace: str, service: str) -> list[tuple[str, s
 class ServiceTraffic:
     """Requests spread over a Service's ready endpoints as kube-proxy spreads connections
     (round robin over what its EndpointSlices say, re-read twice a second), counted by status
-    code (0: no answer) and by the pod that answered; `payload` may be switched meanwhile."""
+    code (0: no answer) and by the pod that answered; `payload` may be switched meanwhile.
+
+    With `truth`, each answer (200) is judged against the request's ground-truth labels, a
+    wrong one counted by pod, and the labels go back as feedback (`{"id", "labels"}`) to the
+    endpoint that answered, as a labelling pipeline sends them: the runtime keeps the
+    predictions by request id per process, and its online accuracy follows."""
 
     def __init__(
-        self, api: Any, namespace: str, service: str, model: str, payload: Payload
+        self,
+        api: Any,
+        namespace: str,
+        service: str,
+        model: str,
+        payload: Payload,
+        truth: Truth | None = None,
     ) -> None:
         self.api, self.namespace, self.service, self.model = api, namespace, service, model
-        self.payload = payload
+        self.payload, self.truth = payload, truth
         self.codes: dict[int, int] = {}
         self.by_pod: dict[str, dict[int, int]] = {}
+        self.wrong_by_pod: dict[str, int] = {}
+        """Answers (200) whose labels were not the truth, by the pod that gave them."""
+        self.feedback_codes: dict[int, int] = {}
         self.errors: list[str] = []
         """Why requests got no answer: pod, exception and seconds since the traffic began."""
         self.unserved_s = 0.0
         """Seconds with no ready endpoint once there was one: the model not served meanwhile."""
+        self.answers: list[tuple[float, str, bool]] = []
+        """Every request in order: when its answer came (monotonic), the pod that was asked,
+        and whether the answer was good (not failed, and right where judged)."""
         self._began = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="service-traffic", daemon=True)
@@ -137,6 +157,27 @@ class ServiceTraffic:
 
     def failed(self) -> int:
         return sum(n for code, n in self.codes.items() if code == 0 or code >= 500)
+
+    def wrong(self) -> int:
+        return sum(self.wrong_by_pod.values())
+
+    def _judge(self, client: httpx.Client, pod: str, url: str, body: Any, answer: Any) -> bool:
+        """Whether the answer was right; its labels go back as feedback either way."""
+        assert self.truth is not None
+        labels = self.truth(body)
+        given = answer["outputs"][0]["data"]
+        right = [float(v) for v in given] == [float(v) for v in labels]
+        if not right:
+            self.wrong_by_pod[pod] = self.wrong_by_pod.get(pod, 0) + 1
+        try:
+            code = client.post(
+                f"{url}/v2/models/{self.model}/feedback",
+                json={"id": answer["id"], "labels": labels},
+            ).status_code
+        except httpx.HTTPError:
+            code = 0
+        self.feedback_codes[code] = self.feedback_codes.get(code, 0) + 1
+        return right
 
     def _run(self) -> None:
         endpoints: list[tuple[str, str]] = []
@@ -158,14 +199,18 @@ class ServiceTraffic:
                 served = True
                 pod, url = endpoints[turn % len(endpoints)]
                 turn += 1
+                body, right = self.payload(), True
                 try:
-                    code = client.post(
-                        f"{url}/v2/models/{self.model}/infer", json=self.payload()
-                    ).status_code
+                    reply = client.post(f"{url}/v2/models/{self.model}/infer", json=body)
+                    code = reply.status_code
+                    if code == 200 and self.truth is not None:
+                        right = self._judge(client, pod, url, body, reply.json())
                 except httpx.HTTPError as exc:
                     code = 0
                     at = time.monotonic() - self._began
                     self.errors.append(f"{pod}: {type(exc).__name__} {exc} at {at:.1f} s")
+                good = right and code != 0 and code < 500
+                self.answers.append((time.monotonic(), pod, good))
                 self.codes[code] = self.codes.get(code, 0) + 1
                 per = self.by_pod.setdefault(pod, {})
                 per[code] = per.get(code, 0) + 1

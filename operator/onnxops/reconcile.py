@@ -204,20 +204,38 @@ def reconcile(
 def _rollout_intent(
     md: ModelDeployment, previous: Mapping[str, Any] | None
 ) -> tuple[ModelDeployment, list[Event]]:
-    """status.rollout after this spec, written first when it changed (the intent)."""
+    """status.rollout after this spec, written first when it changed (the intent).
+
+    Written only over the object as read (its resourceVersion): two reconciles of one change
+    (the update handler and a resync, or heal's or the rollout cycle's re-apply) may both hold
+    a body from before the other's write, and the second would start the rollout again (a
+    second RolloutStarted, the step's clock reset). On a conflict the object is read again and
+    judged afresh, at most three times."""
     before = None
     if previous:
         try:
             before = ModelSource.model_validate(dict(previous))
         except ValidationError:
             before = None
-    moved = rollout_machine.begin(md, previous=before, now=datetime.now(UTC))
-    if moved.rollout == md.status.rollout:
-        return md, []
-    wire = None if moved.rollout is None else moved.rollout.model_dump(by_alias=True, mode="json")
-    k8s.patch_status(md.namespace, md.name, {"rollout": wire})
-    st = md.status.model_copy(update={"rollout": moved.rollout})
-    return md.model_copy(update={"status": st}), list(moved.events)
+    for _ in range(3):
+        moved = rollout_machine.begin(md, previous=before, now=datetime.now(UTC))
+        if moved.rollout == md.status.rollout:
+            return md, []
+        wire = (
+            None if moved.rollout is None else moved.rollout.model_dump(by_alias=True, mode="json")
+        )
+        version = md.metadata.get("resourceVersion")
+        if version is None:
+            k8s.patch_status(md.namespace, md.name, {"rollout": wire})
+        elif not k8s.patch_status_at(md.namespace, md.name, {"rollout": wire}, str(version)):
+            fresh = k8s.get(md.api_version, md.kind, md.namespace, md.name)
+            if fresh is None:
+                return md, []  # deleted meanwhile: nothing to start
+            md = ModelDeployment.model_validate(fresh)
+            continue
+        st = md.status.model_copy(update={"rollout": moved.rollout})
+        return md.model_copy(update={"status": st}), list(moved.events)
+    raise k8s.ApiUnavailable(409, "status.rollout changed under three writes in a row; retried")
 
 
 def _tracks(

@@ -69,10 +69,13 @@ def store(bucket: str, *, retries: int, timeout: float) -> Any:
     if endpoint:
         config["endpoint"] = endpoint
         config["virtual_hosted_style_request"] = False  # path style, as local stores want
+    # object_store draws each wait from [init_backoff, 2 x the previous one], so the waits
+    # grow slowly and at random; the floor is what bounds them below: `retries` retries wait
+    # at least retries x 0.5 s (at 0.2 s, 8 retries once gave up after 2.3 s in all).
     retry = {
         "max_retries": retries,
         "backoff": {
-            "init_backoff": timedelta(seconds=0.2),
+            "init_backoff": timedelta(seconds=0.5),
             "max_backoff": timedelta(seconds=5),
             "base": 2,
         },

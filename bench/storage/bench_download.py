@@ -7,8 +7,10 @@ loopback), and the runtime's peak RSS while it downloads.
 "Through the runtime" is `onnxops_serving.fetch.fetch_model` (download to a temporary file
 beside the model, rename, then the sha256 check every start does), in a fresh process each
 round. "Raw" is obstore's own `get` streamed to a file in the same kind of fresh process, no
-digest. Both runs alternate, so drift in the machine's state hits both. Writes results.json
-and prints the ratio (runtime throughput / raw throughput; 1.0 = no overhead).
+digest; "raw with digest" the same copy hashing each chunk as it arrives, the least any
+client that verifies the sha256 must do. The three alternate, so drift in the machine's state
+hits all. Writes results.json and prints the ratios (runtime throughput / raw throughput, and
+/ raw-with-digest throughput: the runtime's own cost beyond the digest; 1.0 = none).
 """
 
 from __future__ import annotations
@@ -52,6 +54,22 @@ took = time.perf_counter() - t
 print(took, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
+RAW_DIGEST = """
+import hashlib, resource, sys, time
+import obstore
+from onnxops_serving.s3 import store
+t = time.perf_counter()
+s = store(sys.argv[1], retries=4, timeout=30.0)
+digest = hashlib.sha256()
+with open(sys.argv[3], "wb") as out:
+    for chunk in obstore.get(s, sys.argv[2]).stream(min_chunk_size=1 << 20):
+        out.write(chunk)
+        digest.update(chunk)
+digest.hexdigest()
+took = time.perf_counter() - t
+print(took, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
 BASELINE = """
 import resource, obstore, onnxops_serving.fetch, onnxops_serving.s3
 print(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -87,7 +105,7 @@ def main() -> int:
             sha = digest.hexdigest()
             env = {**os.environ, **server.env(), "PYTHONPATH": str(ROOT / "serving-image")}
             _, base_rss = _run(BASELINE, [], env)
-            runtime, raw = [], []
+            runtime, raw, raw_digest = [], [], []
             peak = 0
             for i in range(args.rounds):
                 cache = work / f"cache-{i}"
@@ -96,9 +114,12 @@ def main() -> int:
                 peak = max(peak, rss)
                 took, _ = _run(RAW, ["models", "big/model.onnx", str(work / f"raw-{i}")], env)
                 raw.append(took)
-                for path in (cache, work / f"raw-{i}"):
+                where = str(work / f"digest-{i}")
+                took, _ = _run(RAW_DIGEST, ["models", "big/model.onnx", where], env)
+                raw_digest.append(took)
+                for path in (cache, work / f"raw-{i}", work / f"digest-{i}"):
                     subprocess.run(["rm", "-rf", str(path)], check=True)
-    rt, rw = statistics.median(runtime), statistics.median(raw)
+    rt, rw, rd = statistics.median(runtime), statistics.median(raw), statistics.median(raw_digest)
     result: dict[str, Any] = {
         "object_mib": args.mb,
         "rounds": args.rounds,
@@ -107,6 +128,9 @@ def main() -> int:
         "runtime_mib_s": round(args.mb / rt, 1),
         "raw_mib_s": round(args.mb / rw, 1),
         "ratio": round(rw / rt, 3),
+        "raw_with_digest_s": raw_digest,
+        "raw_with_digest_mib_s": round(args.mb / rd, 1),
+        "ratio_to_raw_with_digest": round(rd / rt, 3),
         "runtime_peak_rss_mib": round(peak / 2**20, 1),
         "imports_only_rss_mib": round(base_rss / 2**20, 1),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

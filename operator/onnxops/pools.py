@@ -315,7 +315,8 @@ def place(
         free = free_per_node(nodes, other_pods, selector)
         fits[name] = replicas_that_fit(free, effective_resources(spec, pools[name])["requests"])
     chosen = choose_pool(order=candidates, fits=fits, replicas=needed, current=current)
-    if chosen is None:
+    waits = chosen is None
+    if waits:
         grows = {n for n in candidates if pools[n].autoscaled}
         ask = {
             n: (
@@ -327,16 +328,7 @@ def place(
         }
         if ask and growable is not None:
             grows |= growable(ask)
-        ordered = ([current] if current in grows else []) + [n for n in candidates if n in grows]
-        if ordered:
-            chosen = ordered[0]
-            why = "requested" if chosen == target.pool else "fallback"
-            why = "auto" if target.pool == "auto" else why
-            message = (
-                f"pool {chosen} ({why}; room now for {fits[chosen]} replica(s), need {needed}: "
-                "its autoscaler can add nodes, the pods wait for them)"
-            )
-            return Placement(pools[chosen], effective_resources(spec, pools[chosen]), message)
+        chosen = current if current in grows else next((n for n in candidates if n in grows), None)
     if chosen is None:
         room = ", ".join(f"{n}: {fits[n]}" for n in candidates)
         raise PlacementError(
@@ -347,5 +339,11 @@ def place(
     why = (
         "requested" if chosen == target.pool else ("fallback" if target.pool != "auto" else "auto")
     )
-    message = f"pool {chosen} ({why}; room for {fits[chosen]} replica(s), need {needed})"
+    if waits:
+        message = (
+            f"pool {chosen} ({why}; room now for {fits[chosen]} replica(s), need {needed}: "
+            "its autoscaler can add nodes, the pods wait for them)"
+        )
+    else:
+        message = f"pool {chosen} ({why}; room for {fits[chosen]} replica(s), need {needed})"
     return Placement(pools[chosen], effective_resources(spec, pools[chosen]), message)

@@ -91,6 +91,13 @@ def _restarts(kube: Kube, name: str) -> int:
     return max((int(c.get("restartCount", 0)) for c in statuses), default=0)
 
 
+def _terminated(kube: Kube, name: str) -> dict[str, Any]:
+    """The first pod's last (or current) termination, as the pod runner wrote it."""
+    ended = _pods(kube, name)[0]["status"]["containerStatuses"][0]
+    last = (ended.get("lastState") or {}).get("terminated")
+    return dict(last or (ended.get("state") or {}).get("terminated") or {})
+
+
 def test_each_cause_is_named_in_status_once_and_nothing_else_is_affected(
     kube: Kube, operator: Operator, origin: ModelOrigin, model: tuple[bytes, str]
 ) -> None:
@@ -124,10 +131,7 @@ def test_each_cause_is_named_in_status_once_and_nothing_else_is_affected(
         ready = _condition(st, "Ready")
         assert (ready["status"], ready["reason"]) == ("False", "ModelLoadFailed")
         # The pod runner carried the runtime's message as the kubelet does.
-        ended = _pods(kube, name)[0]["status"]["containerStatuses"][0]
-        terminated = (ended.get("lastState") or {}).get("terminated") or (
-            ended.get("state") or {}
-        ).get("terminated")
+        terminated = _terminated(kube, name)
         assert terminated["message"].startswith(f"{reason}: "), terminated
 
     # Restarts go on (back-off), the Warning is said once per cause.
@@ -240,10 +244,7 @@ def test_pvc_and_https_causes_are_named_once(
         assert available["status"] == "False", available
         assert f"cannot load {uri}: " in available["message"] and words in available["message"]
         assert _condition(st, "Ready")["reason"] == "ModelLoadFailed"
-        ended = _pods(kube, name)[0]["status"]["containerStatuses"][0]
-        terminated = (ended.get("lastState") or {}).get("terminated") or (
-            ended.get("state") or {}
-        ).get("terminated")
+        terminated = _terminated(kube, name)
         assert terminated["message"].startswith(f"{reason}: "), terminated
         processes.wait_for(
             lambda: _restarts(kube, name) >= 2, timeout_s=120, what=f"{name} restarted twice"

@@ -67,6 +67,22 @@ def lookup(
     )
 
 
+def canary_gone(kube: Kube, api: Any, name: str) -> None:
+    """The canary Deployment deleted, and its pods out of the Service's ready endpoints."""
+    wait_for(lambda: kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
+    wait_for(
+        lambda: (
+            not [
+                p
+                for p, _ in ready_endpoints(api, kube.namespace, name)
+                if p.startswith(f"{name}-canary-")
+            ]
+        ),
+        "the canary out of the endpoints",
+        30,
+    )
+
+
 class Faults:
     """The monitor's status.faults of one ModelDeployment, read every 0.5 s in a background
     thread while the block runs: every (signal, pods) seen, so a fault that stood for one
@@ -182,20 +198,9 @@ def test_a_version_failing_at_inference_is_aborted_at_the_first_weight_step(
             assert m["verdict"] == "Failed" and m["candidate"] > 0.02 >= m["stable"]
             assert m["threshold"] == 0.02
             # The canary goes at once; the stable pods were never touched and serve on.
-            wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
             # Its pods answer (500) until they leave the Service's endpoints, as behind
             # kube-proxy; from then on (and the traffic's next read of them) only stable answers.
-            wait_for(
-                lambda: (
-                    not [
-                        p
-                        for p, _ in ready_endpoints(api, loop_kube.namespace, name)
-                        if p.startswith(f"{name}-canary-")
-                    ]
-                ),
-                "the canary out of the endpoints",
-                30,
-            )
+            canary_gone(loop_kube, api, name)
             time.sleep(1)
             failed_at_abort = traffic.failed()
             seen = traffic.total()
@@ -644,18 +649,7 @@ def test_a_version_with_wrong_labels_is_aborted_on_accuracy_from_feedback(
                 return r if r.get("phase") == "Aborted" else None
 
             r = wait_for(aborted, "the rollout aborted", 180)
-            wait_for(lambda: loop_kube.get("deployment", f"{name}-canary") is None, "no canary", 60)
-            wait_for(
-                lambda: (
-                    not [
-                        p
-                        for p, _ in ready_endpoints(api, loop_kube.namespace, name)
-                        if p.startswith(f"{name}-canary-")
-                    ]
-                ),
-                "the canary out of the endpoints",
-                30,
-            )
+            canary_gone(loop_kube, api, name)
             time.sleep(1)
             wrong_at_abort, seen = traffic.wrong(), traffic.total()
             wait_for(lambda: traffic.total() > seen + 50, "50 more requests", 30)

@@ -92,7 +92,6 @@ class OperatorMetrics:
             for signal in FAULT_SIGNALS:
                 self.faults.remove(signal, ns)
         for ns in namespaces - self._namespaces:
-            self._namespaces.add(ns)
             self._publish_faults(ns)
         self._namespaces = namespaces
         for ns in namespaces:

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install test test-parallel test-unit test-serving test-cluster test-loop lint demo crds \
+.PHONY: install test test-unit test-serving test-cluster test-loop lint demo crds \
         cluster-build cluster-up cluster-down cluster-status cluster-env system-deps images e2e-kind bench clean
 
 # The serving image's pins constrain the venv: the tests run the versions the image ships (a
@@ -53,16 +53,16 @@ cluster-env:
 	@PYTHONPATH=hack/devcluster $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) -m devcluster env
 
 # The suites run Karpenter in its autoscaler tests: they build it too (once, then cached).
-test test-parallel test-cluster test-loop: AUTOSCALER ?= karpenter
+test test-cluster test-loop: AUTOSCALER ?= karpenter
+
+# The suite on TEST_WORKERS pytest-xdist workers, each with a devcluster of its own; a test
+# module is one unit of work (its fixtures made once, its tests in order), the longest first
+# (tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: install system-deps cluster-build
-	$(BIN)/python -m pytest tests -m "not e2e" --durations=10
-
-# The same suite with tests/loop beside the rest, each with its own devcluster (hack/test_split.py):
-# about 17 instead of 25+ minutes here, but the latency-anomaly loop test failed in both full runs
-# so far (the two halves load 2 cores), so `make test` stays one after the other.
-test-parallel: install system-deps cluster-build
-	$(BIN)/python hack/test_split.py
+	$(BIN)/python -m pytest tests -m "not e2e" $(XDIST) --durations=10
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
@@ -71,11 +71,11 @@ test-serving: install
 	$(BIN)/python -m pytest tests/serving
 
 test-cluster: install system-deps cluster-build
-	$(BIN)/python -m pytest tests/cluster
+	$(BIN)/python -m pytest tests/cluster $(XDIST)
 
 # Watch and heal end to end: cluster + Prometheus + serving processes + the operator.
 test-loop: install system-deps cluster-build
-	$(BIN)/python -m pytest tests/loop
+	$(BIN)/python -m pytest tests/loop $(XDIST)
 
 lint: install
 	$(BIN)/ruff check operator serving-image tests bench hack

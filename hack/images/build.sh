@@ -11,6 +11,13 @@ root="$(cd "$here/../.." && pwd)"
 log() { echo "images: $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# One build at a time on this machine (the test suite's workers each ask for the images): a
+# second caller waits here, then finds every layer cached and only re-tags.
+lock_dir="${ONNXOPS_CACHE:-$HOME/.cache/onnxops}/images"
+mkdir -p "$lock_dir"
+exec 9>"$lock_dir/build.lock"
+flock 9
+
 engine="${ENGINE:-}"
 if [[ -z $engine ]]; then
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -219,6 +220,20 @@ def set_consolidation(cluster: Cluster, pool: NodePool, policy: str, after: str)
     once a node has had no pod scheduled or removed for ``after`` (``"10s"``)."""
     patch = {"spec": {"disruption": disruption(policy, after)}}
     cluster.run_kubectl("patch", f"nodepool/{pool.name}", "--type=merge", "-p", json.dumps(patch))
+
+
+def reconsider(cluster: Cluster, pool: NodePool) -> None:
+    """Have Karpenter look at consolidating ``pool`` again now: any change to a NodePool marks
+    its cluster state unconsolidated (an annotation will do). Without a change (a pod bound or
+    deleted, a node or NodePool updated) it looks again only once its last verdict is 5
+    minutes old; in a busy cluster something changes within seconds."""
+    stamp = f"{time.time():.3f}"
+    cluster.run_kubectl(
+        "annotate",
+        f"nodepool/{pool.name}",
+        f"devcluster.onnxops.io/reconsider={stamp}",
+        "--overwrite",
+    )
 
 
 def set_registration_delay(cluster: Cluster, seconds: int) -> None:

@@ -19,7 +19,7 @@ import kopf
 from onnxops import build, k8s, loadfailure, reconcile, startup, watch
 from onnxops.api import GROUP, PLURAL, VERSION
 from onnxops.config import config
-from onnxops.reasons import ConditionType, Phase, Reason
+from onnxops.reasons import LOAD_FAILURE_REASONS, ConditionType, Phase, Reason
 from onnxops.rollout import plan as rollout_plan
 from onnxops.status import load_failed
 
@@ -35,6 +35,9 @@ _applied_generation: dict[tuple[str, str], int] = {}
 # of one resource can overlap (the handler, and a child's event it caused) and both read
 # the status that made a Warning news: this keeps such a Warning once per generation.
 _warned: dict[tuple[str, str, str], int] = {}
+# (namespace, name) whose model was said to load again (ModelLoaded) since its last failed
+# load: two overlapping handlers that both read the failed status would each say it.
+_recovered: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
@@ -42,11 +45,20 @@ def _post(body: Any, events: list[reconcile.Event]) -> None:
     key = (body.meta.namespace or "", body.meta.name or "")
     generation = int(body.meta.get("generation", 0))
     for type_, reason, message in events:
-        if type_ == "Warning":
-            with _warned_lock:
+        with _warned_lock:
+            if reason == Reason.MODEL_LOADED:
+                if key in _recovered:
+                    continue
+                _recovered.add(key)
+                # A failed load after this one is news again, whatever its cause.
+                for failed in LOAD_FAILURE_REASONS:
+                    _warned.pop((*key, failed), None)
+            elif type_ == "Warning":
                 if _warned.get((*key, reason)) == generation:
                     continue
                 _warned[(*key, reason)] = generation
+                if reason in LOAD_FAILURE_REASONS:
+                    _recovered.discard(key)
         kopf.event(body, type=type_, reason=reason, message=message)
 
 
@@ -208,6 +220,7 @@ def deployment_changed(
                 gone = (body.meta.namespace, body.meta.name)
                 for warned in [k for k in _warned if k[:2] == gone]:
                     del _warned[warned]
+                _recovered.discard((gone[0] or "", gone[1] or ""))
         return
     key = (body.meta.namespace or "", body.meta.name or "")
     generation = int(body.meta.get("generation", 0))

@@ -18,7 +18,7 @@ from support.deployments import watched_deployment
 from support.operator_kit import Kube, Operator, wait_for
 from support.readings import condition, fault, status_when
 from support.serving_harness import Models
-from support.traffic import Load, rows
+from support.traffic import Load, SlowBody, rows
 
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
@@ -172,10 +172,13 @@ def test_latency_spike_is_an_anomaly_against_history_but_not_on_a_fresh_model(
     body["spec"]["model"]["name"] = "iris"
     proc = deploy(body)
     ns = loop_kube.namespace
-    x = loop_models.iris_x
-    small = {"features": x[:1].tolist()}
-    big = {"features": x[[i % 150 for i in range(3000)]].tolist()}
-    payload = [big]
+    small = {"features": loop_models.iris_x[:1].tolist()}
+    # The slow requests' latency is their body arriving over 0.5 s (a slow client or link), not
+    # CPU: a 3,000-row batch was the spike once, but on a loaded machine its cost grew less than
+    # the small requests' p99 (scheduling noise: 7-50 ms), and a spike of 2-4x their level, with
+    # a spread that wide, never scored 3 deviations (seen with 3 suite workers and a build).
+    big = SlowBody(small, seconds=0.5)
+    payload: list[dict[str, Any] | SlowBody] = [big]
     with Load(proc.url, "/predict", lambda: payload[0], gap_s=0.05):
         # A fresh model: slow requests are all it has ever served, so there is nothing to
         # compare them with; watch several evaluations that see them.

@@ -6,16 +6,39 @@ rows, rows the model fails on, large batches)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from devcluster.podrunner import PodRunner, ServingProcess
 from devcluster.servingpod import loopback_of
 
+
+@dataclass(frozen=True)
+class SlowBody:
+    """A request body sent in ``parts`` pieces over ``seconds`` (chunked): a slow client or
+    link. The server's latency runs from a request's head to its answer, so each such request
+    takes at least ``seconds`` by its own measure without costing it CPU."""
+
+    body: dict[str, Any]
+    seconds: float
+    parts: int = 4
+
+    def chunks(self) -> Iterator[bytes]:
+        data = json.dumps(self.body).encode()
+        step = -(-len(data) // self.parts)
+        for start in range(0, len(data), step):
+            if start:
+                time.sleep(self.seconds / (self.parts - 1))
+            yield data[start : start + step]
+
+
 Payload = Callable[[], dict[str, Any]]
+LoadPayload = Callable[[], dict[str, Any] | SlowBody]
 Truth = Callable[[dict[str, Any]], list[Any]]
 """The ground-truth labels of a request body, one per row."""
 
@@ -24,7 +47,7 @@ class Load:
     """Requests to `url` + `path` in a background thread, as fast as the server answers (with
     a pause of `gap_s`), until stopped; `payload` may be switched while it runs."""
 
-    def __init__(self, url: str, path: str, payload: Payload, gap_s: float = 0.02) -> None:
+    def __init__(self, url: str, path: str, payload: LoadPayload, gap_s: float = 0.02) -> None:
         self.url, self.path, self.payload, self.gap_s = url, path, payload, gap_s
         self.codes: dict[int, int] = {}
         self._stop = threading.Event()
@@ -33,8 +56,14 @@ class Load:
     def _run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as client:
             while not self._stop.is_set():
+                body = self.payload()
                 try:
-                    code = client.post(self.path, json=self.payload()).status_code
+                    if isinstance(body, SlowBody):
+                        headers = {"content-type": "application/json"}
+                        sent = client.post(self.path, content=body.chunks(), headers=headers)
+                    else:
+                        sent = client.post(self.path, json=body)
+                    code = sent.status_code
                 except httpx.HTTPError:
                     code = 0
                 self.codes[code] = self.codes.get(code, 0) + 1

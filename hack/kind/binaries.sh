@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the node's Kubernetes binaries (kubelet, kubeadm) from the k8s.io/kubernetes module, with
+# the devcluster's flags, into a cache keyed by K8S_VERSION (~/.cache/onnxops/kind/bin-k8s-VERSION);
+# kubectl is the devcluster's own build. hack/kind/k8s is hack/devcluster/k8s's go.mod plus what
+# the kubelet and kubeadm import (`go get k8s.io/kubernetes/cmd/kubelet@VERSION ...cmd/kubeadm`).
+# Prints the bin directory on the last line of stdout.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+devcluster="$here/../devcluster"
+# shellcheck source=../devcluster/versions.env
+source "$devcluster/versions.env"
+log() { echo "kind-binaries: $*" >&2; }
+die() { log "$*"; exit 1; }
+command -v go >/dev/null || die "go not found on PATH"
+grep -Eq "^[[:space:]]*k8s.io/kubernetes $K8S_VERSION( |\$)" "$here/k8s/go.mod" ||
+  die "versions.env says $K8S_VERSION but hack/kind/k8s/go.mod requires another: update both"
+bin="${ONNXOPS_CACHE:-$HOME/.cache/onnxops}/kind/bin-k8s-$K8S_VERSION"
+mkdir -p "$bin"
+export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+for name in kubelet kubeadm; do
+  [[ -x $bin/$name ]] && continue
+  log "building $name $K8S_VERSION ($(date +%T)); a first build takes minutes"
+  start=$SECONDS
+  (cd "$here/k8s" && nice -n 19 ionice -c3 go build -trimpath -ldflags "$ldflags" \
+     -o "$bin/.tmp-$name" "k8s.io/kubernetes/cmd/$name") || { rm -f "$bin/.tmp-$name"; die "building $name failed"; }
+  mv "$bin/.tmp-$name" "$bin/$name"
+  log "$name built in $((SECONDS - start))s"
+done
+echo "$bin"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the node's Kubernetes binaries (kubelet, kubeadm) from the k8s.io/kubernetes module, with
 # the devcluster's flags, into a cache keyed by K8S_VERSION (~/.cache/onnxops/kind/bin-k8s-VERSION);
-# kubectl is the devcluster's own build. hack/kind/k8s is hack/devcluster/k8s's go.mod plus what
+# kubectl is the devcluster's own build; kind (KIND_VERSION) is linked in next to them. hack/kind/k8s is hack/devcluster/k8s's go.mod plus what
 # the kubelet and kubeadm import (`go get k8s.io/kubernetes/cmd/kubelet@VERSION ...cmd/kubeadm`).
 # Prints the bin directory on the last line of stdout.
 set -euo pipefail
@@ -28,4 +28,15 @@ for name in kubelet kubeadm; do
   mv "$bin/.tmp-$name" "$bin/$name"
   log "$name built in $((SECONDS - start))s"
 done
+# kind itself, from its module (go install: its own go.mod and go.sum, no folder of ours).
+source "$here/versions.env"
+kind_bin="${ONNXOPS_CACHE:-$HOME/.cache/onnxops}/kind/bin-kind-$KIND_VERSION"
+if [[ ! -x $kind_bin/kind ]]; then
+  log "building kind $KIND_VERSION ($(date +%T))"
+  start=$SECONDS
+  GOBIN="$kind_bin" GOFLAGS=-buildvcs=false nice -n 19 ionice -c3 go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/kind@$KIND_VERSION" || die "building kind failed"
+  log "kind built in $((SECONDS - start))s"
+fi
+ln -sf "$kind_bin/kind" "$bin/kind"
 echo "$bin"

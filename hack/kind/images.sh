@@ -33,7 +33,7 @@ images=(
   "etcd:$etcd_tag=$bin/etcd"
   "pause:$PAUSE_VERSION=$pause"
 )
-digest="$(sha256sum "$0" "${images[@]#*=}" | sha256sum | cut -c1-16)"
+digest="$(cat "$0" "${images[@]#*=}" | sha256sum | cut -c1-16)"
 archive="$cache/images-$K8S_VERSION-$digest.tar"
 if [[ -s $archive ]]; then echo "$archive"; exit 0; fi
 names=()
@@ -49,7 +49,9 @@ for entry in "${images[@]}"; do
     changes+=(--change 'ENTRYPOINT ["/pause"]')
   fi
   tar --numeric-owner --owner=0 --group=0 -C "$work/root" -cf "$work/image.tar" .
+  old="$(podman image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)"
   podman import -q "${changes[@]}" "$work/image.tar" "$name" >/dev/null
+  [[ -z $old ]] || podman rmi "$old" >/dev/null 2>&1 || true  # the one it replaced, if unused
   log "built $name from $file"
   names+=("$name")
 done

@@ -31,9 +31,12 @@ trap 'rm -rf "$context"' EXIT
 cp -r "$files" "$context/files"
 chmod -R u+w "$context"
 log "building $image from $base (apt from deb.debian.org; a first build takes minutes)"
+old="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 start=$SECONDS
 nice -n 19 ionice -c3 podman build --runtime runc --format docker --pull=never \
   --build-arg "BASE=$base" --label "onnxops.inputs=$digest" \
   -f "$here/base.Containerfile" -t "$image" "$context" >&2
+# The image this one replaces, unless a container or a child image still uses it.
+[[ -z $old ]] || podman rmi "$old" >/dev/null 2>&1 || true
 log "built $image in $((SECONDS - start))s"
 echo "$image"

@@ -37,6 +37,7 @@ trap cleanup EXIT
 cleanup; mkdir -p "$context"
 cp "$bin/kubelet" "$bin/kubeadm" "$devbin/kubectl" "$context/"
 log "building $image from $base"
+old="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 nice -n 19 ionice -c3 podman build --runtime runc --format docker --pull=never \
   --build-arg "BASE=$base" --build-arg "K8S_VERSION=$K8S_VERSION" --build-arg "PAUSE_IMAGE=$pause" \
   -f "$here/node.Containerfile" -t "$image-stage" "$context" >&2
@@ -52,5 +53,7 @@ podman exec "$name" bash -c 'ctr --namespace=k8s.io images list -q | grep -v "^s
   while ps -C containerd -o stat= | grep -qv Z; do sleep 0.2; done'
 podman commit -q --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
   --change "LABEL onnxops.inputs=$digest" "$name" "$image" >/dev/null
+# The image this one replaces, unless a container or a child image still uses it.
+[[ -z $old ]] || podman rmi "$old" >/dev/null 2>&1 || true
 log "built $image in $((SECONDS - start))s"
 echo "$image"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the node's Kubernetes binaries (kubelet, kubeadm) from the k8s.io/kubernetes module, with
-# the devcluster's flags, into a cache keyed by K8S_VERSION (~/.cache/onnxops/kind/bin-k8s-VERSION);
-# kubectl is the devcluster's own build; kind (KIND_VERSION) is linked in next to them. hack/kind/k8s is hack/devcluster/k8s's go.mod plus what
-# the kubelet and kubeadm import (`go get k8s.io/kubernetes/cmd/kubelet@VERSION ...cmd/kubeadm`).
+# Builds the node's Kubernetes binaries (kubelet, kubeadm, kube-proxy) from the k8s.io/kubernetes
+# module, with the devcluster's flags, into a cache keyed by K8S_VERSION
+# (~/.cache/onnxops/kind/bin-k8s-VERSION); kind (KIND_VERSION) is linked in next to them.
+# hack/kind/k8s is hack/devcluster/k8s's go.mod plus what these import
+# (`go get k8s.io/kubernetes/cmd/kubelet@VERSION` ...cmd/kubeadm, ...cmd/kube-proxy).
 # Prints the bin directory on the last line of stdout.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,7 +20,7 @@ mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-for name in kubelet kubeadm; do
+for name in kubelet kubeadm kube-proxy; do
   [[ -x $bin/$name ]] && continue
   log "building $name $K8S_VERSION ($(date +%T)); a first build takes minutes"
   start=$SECONDS

@@ -3,8 +3,9 @@
 # kubeadm looks for (registry.k8s.io/NAME:TAG), and saves them in one archive for
 # `ctr -n k8s.io images import`: kube-apiserver, kube-controller-manager and kube-scheduler
 # (the devcluster's builds), etcd (the devcluster's, tagged as itself: kubeadm is told its tag),
-# and pause compiled from the C source in the k8s.io/kubernetes module. Each image is the one
-# static binary on PATH. Cached by a digest of the binaries: prints the archive.
+# pause compiled from the C source in the k8s.io/kubernetes module, each the one static binary on
+# PATH; and kube-proxy (binaries.sh) on the Debian base with iptables. Cached by a digest of the
+# inputs: prints the archive.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -33,7 +34,10 @@ images=(
   "etcd:$etcd_tag=$bin/etcd"
   "pause:$PAUSE_VERSION=$pause"
 )
-digest="$(cat "$0" "${images[@]#*=}" | sha256sum | cut -c1-16)"
+kbin="$(bash "$here/binaries.sh" | tail -n1)"
+debian="$(bash "$root/hack/images/base.sh" | tail -n1)"
+digest="$( { cat "$0" "$here/kube-proxy.Containerfile" "${images[@]#*=}" "$kbin/kube-proxy"
+  podman image inspect --format '{{.Id}}' "$debian"; } | sha256sum | cut -c1-16)"
 archive="$cache/images-$K8S_VERSION-$digest.tar"
 if [[ -s $archive ]]; then echo "$archive"; exit 0; fi
 names=()
@@ -55,6 +59,16 @@ for entry in "${images[@]}"; do
   log "built $name from $file"
   names+=("$name")
 done
+# kube-proxy execs iptables and conntrack: the Debian base with them (kube-proxy.Containerfile).
+name="registry.k8s.io/kube-proxy:$K8S_VERSION"
+rm -rf "$work/root"; mkdir -p "$work/root"; cp "$kbin/kube-proxy" "$work/root/"
+old="$(podman image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)"
+CONTAINERS_CONF="$(bash "$here/host.sh" | tail -n1)" nice -n 19 ionice -c3 podman build -q \
+  --runtime runc --format docker --pull=never --build-arg "BASE=$debian" \
+  -f "$here/kube-proxy.Containerfile" -t "$name" "$work/root" >/dev/null
+[[ -z $old ]] || podman rmi "$old" >/dev/null 2>&1 || true
+log "built $name from $kbin/kube-proxy"
+names+=("$name")
 rm -f "$cache"/images-"$K8S_VERSION"-*.tar
 podman save --format docker-archive -m -o "$archive.tmp" "${names[@]}" 2>/dev/null
 mv "$archive.tmp" "$archive"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the node's Kubernetes binaries (kubelet, kubeadm, kube-proxy) from the k8s.io/kubernetes
 # module, with the devcluster's flags, into a cache keyed by K8S_VERSION
-# (~/.cache/onnxops/kind/bin-k8s-VERSION); kind (KIND_VERSION) is linked in next to them.
+# (~/.cache/onnxops/kind/bin-k8s-VERSION); kind (KIND_VERSION) is linked in next to them;
+# containerd (CONTAINERD_VERSION) into bin-containerd-VERSION.
 # hack/kind/k8s is hack/devcluster/k8s's go.mod plus what these import
 # (`go get k8s.io/kubernetes/cmd/kubelet@VERSION` ...cmd/kubeadm, ...cmd/kube-proxy).
 # Prints the bin directory on the last line of stdout.
@@ -40,4 +41,21 @@ if [[ ! -x $kind_bin/kind ]]; then
   log "kind built in $((SECONDS - start))s"
 fi
 ln -sf "$kind_bin/kind" "$bin/kind"
+# containerd, ctr and the runc shim, static (CGO off: no btrfs/devmapper/zfs snapshotters, which
+# kind never selects either), from hack/kind/containerd's go.mod.
+grep -Eq "^[[:space:]]*github.com/containerd/containerd/v2 $CONTAINERD_VERSION( |\$)" "$here/containerd/go.mod" ||
+  die "versions.env says containerd $CONTAINERD_VERSION but hack/kind/containerd/go.mod requires another"
+ctrd_bin="${ONNXOPS_CACHE:-$HOME/.cache/onnxops}/kind/bin-containerd-$CONTAINERD_VERSION"
+mkdir -p "$ctrd_bin"
+for name in containerd ctr containerd-shim-runc-v2; do
+  [[ -x $ctrd_bin/$name ]] && continue
+  log "building $name $CONTAINERD_VERSION ($(date +%T))"
+  start=$SECONDS
+  (cd "$here/containerd" && nice -n 19 ionice -c3 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+     -o "$ctrd_bin/.tmp-$name" "github.com/containerd/containerd/v2/cmd/$name") ||
+    { rm -f "$ctrd_bin/.tmp-$name"; die "building $name failed"; }
+  mv "$ctrd_bin/.tmp-$name" "$ctrd_bin/$name"
+  log "$name built in $((SECONDS - start))s"
+done
 echo "$bin"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the kind node image localhost/onnxops-kind-node:K8S_VERSION with podman (runc):
-# node.Containerfile on the base (node-base.sh) with the kubelet and kubeadm (binaries.sh) and
-# the devcluster's kubectl, then the control-plane images (images.sh) preloaded into its
-# containerd the way `kind build node-image` does it (run the image, import, commit).
+# node.Containerfile on the base (node-base.sh) with containerd, the kubelet and kubeadm
+# (binaries.sh) and the devcluster's kubectl, then the control-plane images (images.sh)
+# preloaded into its containerd the way `kind build node-image` does it (run, import, commit).
 # Cached: an image labelled with the same digest of its inputs is reused. Prints the image.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,12 +15,15 @@ CONTAINERS_CONF="$(bash "$here/host.sh" | tail -n1)"
 export CONTAINERS_CONF
 base="$(bash "$here/node-base.sh" | tail -n1)"
 bin="$(bash "$here/binaries.sh" | tail -n1)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+ctrd="${ONNXOPS_CACHE:-$HOME/.cache/onnxops}/kind/bin-containerd-$CONTAINERD_VERSION"
 devbin="$(bash "$root/hack/devcluster/build.sh" | tail -n1)"
 archive="$(bash "$here/images.sh" | tail -n1)"
 pause="registry.k8s.io/pause:3.10.2"
 
 digest="$( { cat "$here/node.Containerfile" "$0"; podman image inspect --format '{{.Id}}' "$base"
-  sha256sum "$bin/kubelet" "$bin/kubeadm" "$devbin/kubectl"; basename "$archive"; } | sha256sum | cut -c1-16)"
+  sha256sum "$bin/kubelet" "$bin/kubeadm" "$devbin/kubectl" "$ctrd"/*; basename "$archive"; } | sha256sum | cut -c1-16)"
 if [[ "$(podman image inspect --format '{{index .Labels "onnxops.inputs"}}' "$image" 2>/dev/null)" == "$digest" ]]; then
   echo "$image"
   exit 0
@@ -35,7 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup; mkdir -p "$context"
-cp "$bin/kubelet" "$bin/kubeadm" "$devbin/kubectl" "$context/"
+cp "$bin/kubelet" "$bin/kubeadm" "$devbin/kubectl" "$ctrd/containerd" "$ctrd/ctr" \
+  "$ctrd/containerd-shim-runc-v2" "$context/"
 log "building $image from $base"
 old="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 nice -n 19 ionice -c3 podman build --runtime runc --format docker --pull=never \

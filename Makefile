@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install test test-unit test-serving test-cluster test-loop lint demo crds \
-        cluster-build cluster-up cluster-down cluster-status cluster-env system-deps images e2e-kind bench clean
+        cluster-build cluster-up cluster-down cluster-status cluster-env system-deps images kind-node e2e-kind bench clean
 
 # The serving image's pins constrain the venv: the tests run the versions the image ships (a
 # new uvicorn on PyPI once made the venv and the image differ, and a fresh clone's test fail).
@@ -95,10 +95,15 @@ IMAGE_TAG ?= 0.1.0
 images: system-deps
 	@IMAGE_TAG=$(IMAGE_TAG) bash hack/images/build.sh
 
-# End-to-end on kind (Docker or kind's podman provider); skips naming what is missing
-# (tests/e2e/KIND.md: what blocks it on the development machine).
-e2e-kind: install
-	$(BIN)/python -m pytest tests/e2e -m e2e
+# The kind node image (localhost/onnxops-kind-node:K8S_VERSION) from Debian packages and Go
+# modules with podman, and the host preparation kind needs (hack/kind/); cached by its inputs.
+kind-node: system-deps
+	@bash hack/kind/node.sh >/dev/null
+
+# End-to-end on kind (kind's podman provider with the node image above); skips naming what is
+# missing (tests/e2e/KIND.md: what it took on the development machine).
+e2e-kind: install kind-node
+	@eval "$$(bash hack/kind/env.sh)" && $(BIN)/python -m pytest tests/e2e -m e2e
 
 bench: install system-deps
 	@echo "see bench/*/README or RESULTS.md for each benchmark's command"

@@ -10,6 +10,7 @@ command -v strace >/dev/null || need+=(strace)  # tests/serving/test_one_write.p
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)  # hack/kind/images.sh: pause is C, static
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)  # + amtool
 if ((${#need[@]})); then
   echo "system-deps: installing ${need[*]}" >&2

@@ -1,8 +1,10 @@
 """End-to-end on kind with real containers, through Docker or kind's podman provider.
 
 Skips, naming the first thing missing, where kind cannot run a cluster; tests/e2e/KIND.md
-records what blocks it on the development machine and the commands that show it.
-KIND_NODE_IMAGE names a node image already loaded (built locally) instead of pulling one.
+records what it took on the development machine and the commands that show it.
+KIND_NODE_IMAGE names a node image already loaded (built locally: `make kind-node`) instead of
+pulling one, and KIND_CONFIG the kind cluster config that goes with it; `make e2e-kind` sets
+both (hack/kind/env.sh).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import os
 import shutil
 import socket
 import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,10 +41,14 @@ def _registry_resolves() -> bool:
     return True
 
 
+def _cgroup_v1() -> bool:
+    return not Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
 def _kind_env() -> tuple[dict[str, str] | None, str]:
     """(environment for kind, "") where it can run here, else (None, the first blocker)."""
     if shutil.which("kind") is None:
-        return None, "kind is not installed (go install sigs.k8s.io/kind@v0.33.0)"
+        return None, "kind is not on PATH (make e2e-kind builds kind v0.33.0 and puts it there)"
     env = dict(os.environ)
     if _answers(["docker", "info"]):
         env.pop("KIND_EXPERIMENTAL_PROVIDER", None)
@@ -52,37 +61,130 @@ def _kind_env() -> tuple[dict[str, str] | None, str]:
     image = os.environ.get("KIND_NODE_IMAGE")
     if image:
         if not _answers([engine, "image", "inspect", image]):
-            return None, f"KIND_NODE_IMAGE {image} is not loaded in {engine}"
+            return None, f"KIND_NODE_IMAGE {image} is not loaded in {engine} (make kind-node)"
     elif not _registry_resolves():
-        return None, "no node image: Docker Hub is unreachable and KIND_NODE_IMAGE is unset"
+        return (
+            None,
+            "no node image: Docker Hub is unreachable, KIND_NODE_IMAGE unset (make kind-node)",
+        )
     if not Path("/lib/modules").is_dir():
-        return None, "no /lib/modules on the host, which every kind node mounts"
+        return None, "no /lib/modules on the host, which every kind node mounts (hack/kind/host.sh)"
+    config = os.environ.get("KIND_CONFIG")
+    if config and not Path(config).is_file():
+        return None, f"KIND_CONFIG {config} does not exist"
+    if _cgroup_v1() and not config:
+        # The kubelet of Kubernetes 1.36 exits on cgroup v1 unless its config says otherwise.
+        return None, "cgroup v1 host and no KIND_CONFIG patching the kubelet's failCgroupV1: false"
     return env, ""
 
 
 KIND_ENV, BLOCKER = _kind_env()
 
 
-@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
-def test_kind_cluster_starts() -> None:
+def _run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=KIND_ENV, capture_output=True, text=True, check=check)
+
+
+def _retry(*command: str, seconds: float = 60) -> subprocess.CompletedProcess[str]:
+    """command until it succeeds: a namespace's default ServiceAccount, for one, comes a moment
+    after the node is Ready."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done = _run(*command, check=False)
+        if done.returncode == 0 or time.monotonic() > deadline:
+            return done
+        time.sleep(1)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubectl: tuple[str, ...]
+    engine: str
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One kind cluster for the module (kind create takes 20-40 s here), deleted after."""
     assert KIND_ENV is not None
     image = os.environ.get("KIND_NODE_IMAGE")
-    created = subprocess.run(
-        ["kind", "create", "cluster", "--name", CLUSTER, "--wait", "180s"]
-        + (["--image", image] if image else []),
-        env=KIND_ENV,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    config = os.environ.get("KIND_CONFIG")
+    engine = "podman" if KIND_ENV.get("KIND_EXPERIMENTAL_PROVIDER") == "podman" else "docker"
+    kubeconfig = str(tmp_path_factory.mktemp("kind") / "kubeconfig")
+    create = ["kind", "create", "cluster", "--name", CLUSTER, "--wait", "180s"]
+    create += ["--kubeconfig", kubeconfig]
+    create += ["--image", image] if image else []
+    create += ["--config", config] if config else []
+    # kind leaves its network behind on delete: remove it after if this module made it.
+    had_network = _answers([engine, "network", "inspect", "kind"])
+    created = _run(*create, check=False)
     try:
         assert created.returncode == 0, created.stderr
-        nodes = subprocess.run(
-            ["kubectl", "--context", f"kind-{CLUSTER}", "get", "nodes", "-o", "name"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert nodes.stdout.strip(), "kind cluster has no nodes"
+        yield Cluster(kubectl=("kubectl", "--kubeconfig", kubeconfig), engine=engine)
     finally:
-        subprocess.run(["kind", "delete", "cluster", "--name", CLUSTER], env=KIND_ENV, check=False)
+        _run(
+            "kind", "delete", "cluster", "--name", CLUSTER, "--kubeconfig", kubeconfig, check=False
+        )
+        if not had_network:
+            _run(engine, "network", "rm", "kind", check=False)
+
+
+def _pod_done(kubectl: tuple[str, ...], pod: str, seconds: int = 120) -> str:
+    """The pod's phase once it has Succeeded or Failed (or what it is after seconds)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        phase = _run(*kubectl, "get", "pod", pod, "-o", "jsonpath={.status.phase}").stdout
+        if phase in ("Succeeded", "Failed") or time.monotonic() > deadline:
+            return phase
+        time.sleep(1)
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+def test_kind_cluster_starts(cluster: Cluster) -> None:
+    """A node Ready through the real kubelet, and a pod in it on the cluster's pod network."""
+    kubectl = cluster.kubectl
+    assert _run(*kubectl, "get", "nodes", "-o", "name").stdout.strip(), "no nodes"
+    # Every node image holds the sandbox image: a pod of it needs no registry.
+    pause = _run(
+        cluster.engine, "exec", f"{CLUSTER}-control-plane", "sh", "-c",
+        "ctr -n k8s.io images ls -q | grep -m1 '^registry.k8s.io/pause:'",
+    ).stdout.strip()  # fmt: skip
+    tolerate_all = '{"spec":{"tolerations":[{"operator":"Exists"}]}}'
+    run = _retry(*kubectl, "run", "probe", f"--image={pause}", "--image-pull-policy=Never",
+                 "--overrides", tolerate_all)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    ready = _run(*kubectl, "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s",
+                 check=False)  # fmt: skip
+    assert ready.returncode == 0, ready.stderr
+    ip = _run(*kubectl, "get", "pod", "probe", "-o", "jsonpath={.status.podIP}").stdout
+    assert ip and not ip.startswith("127."), f"pod IP {ip!r} is not on a pod network"
+
+
+PY_IMAGE = os.environ.get("KIND_PY_IMAGE")
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+@pytest.mark.skipif(not PY_IMAGE, reason="KIND_PY_IMAGE (an image with python3) is unset")
+def test_a_request_reaches_a_pod_through_a_service(cluster: Cluster, tmp_path: Path) -> None:
+    """kube-proxy's rules take a pod's request to a Service's ClusterIP on to the pod behind it."""
+    assert PY_IMAGE is not None
+    kubectl = cluster.kubectl
+    archive = tmp_path / "image.tar"
+    _run(cluster.engine, "save", "--format", "docker-archive", "-o", str(archive), PY_IMAGE)
+    _run("kind", "load", "image-archive", str(archive), "--name", CLUSTER)
+    common = [f"--image={PY_IMAGE}", "--image-pull-policy=Never",
+              "--overrides", '{"spec":{"tolerations":[{"operator":"Exists"}]}}']  # fmt: skip
+    server = _retry(*kubectl, "run", "web", *common, "--labels=app=web", "--port=8080",
+                    "--command", "--", "python3", "-m", "http.server", "8080")  # fmt: skip
+    assert server.returncode == 0, server.stderr
+    _run(*kubectl, "expose", "pod", "web", "--port=80", "--target-port=8080")
+    _run(*kubectl, "wait", "--for=condition=Ready", "pod/web", "--timeout=120s")
+    service_ip = _run(*kubectl, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+    fetch = (
+        f"import urllib.request as u; print(u.urlopen('http://{service_ip}/', timeout=10).status)"
+    )
+    _run(*kubectl, "run", "client", *common, "--restart=Never", "--command", "--",
+         "python3", "-c", fetch)  # fmt: skip
+    phase = _pod_done(kubectl, "client")
+    logs = _run(*kubectl, "logs", "client", check=False)
+    assert phase == "Succeeded", logs.stdout + logs.stderr
+    assert logs.stdout.strip() == "200"

@@ -169,6 +169,9 @@ def test_a_bad_query_is_an_error_with_prometheus_reason(backfilled: prom.Prometh
         # The series began at TIMES[0]: a window longer than that reaches back only so far.
         (queries.first_seen(600, 15), ("ml", "a-1"), float(TIMES[0])),
     ],
+    # Named, not numbered by value: TIMES follows the clock, and pytest-xdist refuses to run
+    # when its workers, started a second apart, collect different test ids.
+    ids=["peak-cpu", "peak-memory-spike", "peak-memory-window", "peak-memory", "first-seen"],
 )
 def test_low_use_queries_read_peaks_and_how_far_back_the_series_go(
     backfilled: prom.Prometheus, query: queries.Query, key: tuple[str, str], expected: float

@@ -163,15 +163,28 @@ def test_status_prints_status_rollout_and_watch_follows_it_to_the_end(
         [str(cluster.kubectl), "onnxops", "rollout", "status", "iris", "-n", md, "--watch"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert watch.stdout is not None
+    seen: list[str] = []
+
+    def shown_step(step: str) -> None:
+        # Each change is written once the watch printed the last: the plugin's start (seconds
+        # on a loaded machine) must not let a write land before its first block.
+        for line in watch.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if line.startswith(f"Step:       {step}"):
+                return
+        raise AssertionError(f"--watch ended before showing step {step}: {''.join(seen)}")
+
     try:
-        time.sleep(3)
+        shown_step("1/2")
         assert watch.poll() is None, "--watch ended before the rollout did"
         write_status(
             cluster, md, {**progressing, "step": 1, "canaryWeight": 10, "shadowPercent": 0}
         )
-        time.sleep(3)
+        shown_step("2/2")
         write_status(cluster, md, {**progressing, "phase": "Promoted", "step": 1})
-        out, err = watch.communicate(timeout=30)
+        rest, err = watch.communicate(timeout=30)
+        out = "".join(seen) + rest
     finally:
         if watch.poll() is None:
             watch.kill()

@@ -40,6 +40,10 @@ def _pod(name: str, model: Path, sha: str, version: str, *, mirror: bool) -> dic
     spec: dict[str, Any] = {"nodeSelector": {"onnxops.io/pool": "cloud"}, "containers": [container]}
     if mirror:  # as the contract has the stable pods mount NAME-mirror
         env.append({"name": "ONNXOPS_MIRROR_CONFIG", "value": MIRROR_FILE})
+        # A copy answered later than the timeout counts as an error, not a verdict; what is
+        # tested here is where copies go and what they say, so a loaded machine (the suite's
+        # workers side by side) must not turn a slow answer into a failure: 10 s, not 2.
+        env.append({"name": "ONNXOPS_MIRROR_TIMEOUT_S", "value": "10"})
         container["volumeMounts"] = [{"name": "mirror", "mountPath": "/etc/onnxops/mirror"}]
         spec["volumes"] = [
             {"name": "mirror", "configMap": {"name": "stable-mirror", "optional": True}}
@@ -121,10 +125,12 @@ def test_a_stable_pod_mirrors_to_the_candidate_pods_ip(
         what="the ConfigMap projected and read by the stable runtime",
     )
     _infer(stable, 10)
-    processes.wait_for(
-        lambda: _outcomes(stable)["agree"] == 10, timeout_s=20, what="10 agreeing copies"
+    counted = processes.wait_for(
+        lambda: (o := _outcomes(stable)) and sum(o.values()) >= 10 and o,
+        timeout_s=30,
+        what="10 copies answered",
     )
-    assert _outcomes(stable) == {"agree": 10, "disagree": 0, "error": 0, "dropped": 0}
+    assert counted == {"agree": 10, "disagree": 0, "error": 0, "dropped": 0}, counted
 
     # Updated in place: percent 0 switches mirroring off, with no restart.
     host_file = Path((stable.env or {})["ONNXOPS_MIRROR_CONFIG"])

@@ -312,3 +312,48 @@ def test_the_operator_makes_a_sample_model_ready(onnxops: Onnxops, iris: Iris) -
                            "-o", "json").stdout)["items"]  # fmt: skip
     assert [p["spec"]["containers"][0]["image"] for p in pods] == [onnxops.serving_image]
     assert all(p["status"]["containerStatuses"][0]["ready"] for p in pods)
+
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+def test_a_pod_gets_the_models_answer_through_its_service(onnxops: Onnxops, iris: Iris) -> None:
+    """A pod's POST to the Service's ClusterIP (no CoreDNS here) answers what onnxruntime here
+    computes from the ConfigMap's model."""
+    import numpy as np
+    import onnxruntime as ort
+
+    kubectl = onnxops.kubectl
+    assert _until(lambda: _status(kubectl, iris.name).get("phase") == "Ready", 240), _diagnose(
+        kubectl
+    )
+    service = json.loads(_run(*kubectl, "get", "service", iris.name, "-o", "json").stdout)
+    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
+    url = f"http://{service['spec']['clusterIP']}:{port}/v2/models/iris/infer"
+    body = {"inputs": [{"name": "input", "shape": [len(ROWS), 4], "datatype": "FP32",
+                        "data": [v for row in ROWS for v in row]}]}  # fmt: skip
+    post = (
+        "import json, sys, urllib.request as u\n"
+        f"r = u.Request({url!r}, data=sys.argv[1].encode(), "
+        "headers={'Content-Type': 'application/json'})\n"
+        "a = u.urlopen(r, timeout=20)\n"
+        "print(a.status)\n"
+        "print(a.read().decode())\n"
+    )
+    started = _run(*kubectl, "run", "infer", f"--image={onnxops.serving_image}",
+                   "--image-pull-policy=Never", "--restart=Never", "--command", "--",
+                   "python3", "-c", post, json.dumps(body), check=False)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    phase = _pod_done(kubectl, "infer")
+    logs = _run(*kubectl, "logs", "infer", check=False)
+    assert phase == "Succeeded", logs.stdout + logs.stderr + _diagnose(kubectl)
+    status, answer = logs.stdout.strip().split("\n", 1)
+    assert status == "200"
+    outputs = {o["name"]: o["data"] for o in json.loads(answer)["outputs"]}
+    session = ort.InferenceSession(iris.model, providers=["CPUExecutionProvider"])
+    labels, probabilities = session.run(None, {"input": np.array(ROWS, dtype=np.float32)})
+    assert outputs["label"] == labels.tolist()
+    np.testing.assert_allclose(
+        np.array(outputs["probabilities"]).reshape(-1, 3), probabilities, rtol=1e-5
+    )

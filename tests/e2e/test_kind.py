@@ -357,3 +357,23 @@ def test_a_pod_gets_the_models_answer_through_its_service(onnxops: Onnxops, iris
     np.testing.assert_allclose(
         np.array(outputs["probabilities"]).reshape(-1, 3), probabilities, rtol=1e-5
     )
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+def test_deleting_the_model_deletes_what_the_operator_made(onnxops: Onnxops, iris: Iris) -> None:
+    """The ModelDeployment's Deployment, Service and pods go with it (the cluster's garbage
+    collector following the operator's owner references, the kubelet stopping the pods)."""
+    kubectl = onnxops.kubectl
+    selector = f"app.kubernetes.io/instance={iris.name}"
+
+    def children() -> list[str]:
+        got = _run(*kubectl, "get", "deployments,services,pods", "-l", selector, "-o", "name")
+        return got.stdout.split()
+
+    before = children()
+    assert any(c.startswith("deployment") for c in before), before
+    assert any(c.startswith("service/") for c in before), before
+    assert any(c.startswith("pod/") for c in before), before
+    _run(*kubectl, "delete", "modeldeployment", iris.name, "--timeout=120s")
+    assert _until(lambda: not children(), 180), children()
+    assert _run(*kubectl, "get", "modeldeployment", iris.name, check=False).returncode != 0

@@ -224,8 +224,9 @@ def _diagnose(kubectl: tuple[str, ...]) -> str:
     """What the pods and the operator said, for an assertion's message."""
     pods = _run(*kubectl, "get", "pods", "-A", "-o", "wide", check=False).stdout
     events = _run(*kubectl, "get", "events", "-A", "--sort-by=.lastTimestamp", check=False).stdout
-    logs = _run(*kubectl, "-n", NAMESPACE, "logs", "deploy/onnxops-operator", "--tail=40",
-                check=False)  # fmt: skip
+    # Both peers' logs: the one that is not active only says it paused.
+    logs = _run(*kubectl, "-n", NAMESPACE, "logs", "-l", "app.kubernetes.io/name=onnxops-operator",
+                "--prefix", "--tail=60", check=False)  # fmt: skip
     return f"{pods}\n{events[-4000:]}\n{logs.stdout[-4000:]}{logs.stderr[-1000:]}"
 
 

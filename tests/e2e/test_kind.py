@@ -9,16 +9,20 @@ both (hack/kind/env.sh).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.e2e
 
@@ -188,3 +192,271 @@ def test_a_request_reaches_a_pod_through_a_service(cluster: Cluster, tmp_path: P
     logs = _run(*kubectl, "logs", "client", check=False)
     assert phase == "Succeeded", logs.stdout + logs.stderr
     assert logs.stdout.strip() == "200"
+
+
+# The operator in the cluster: its images loaded, the node labelled as the cloud pool, the CRDs
+# and manifests/ applied as a user would, and the sample model of manifests/samples/cloud.yaml.
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "manifests" / "samples" / "cloud.yaml"
+NAMESPACE = "onnxops-system"
+
+
+def _kubectl_apply(kubectl: tuple[str, ...], *objects: dict[str, Any]) -> None:
+    listed = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    applied = subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(listed), env=KIND_ENV,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+
+def _built_images() -> tuple[str, str]:
+    """(serving, operator) as hack/images/build.sh names them by default, the manifests' names."""
+    assert KIND_ENV is not None
+    env = {k: v for k, v in KIND_ENV.items() if k not in ("IMAGE_REPO", "IMAGE_TAG")}
+    slow = ["nice", "-n", "19"] + (["ionice", "-c3"] if shutil.which("ionice") else [])
+    built = subprocess.run([*slow, "bash", str(ROOT / "hack" / "images" / "build.sh")], env=env,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    serving, operator = built.stdout.split()[-2:]
+    return serving, operator
+
+
+def _diagnose(kubectl: tuple[str, ...]) -> str:
+    """What the pods and the operator said, for an assertion's message."""
+    pods = _run(*kubectl, "get", "pods", "-A", "-o", "wide", check=False).stdout
+    events = _run(*kubectl, "get", "events", "-A", "--sort-by=.lastTimestamp", check=False).stdout
+    # Both peers' logs: the one that is not active only says it paused.
+    logs = _run(*kubectl, "-n", NAMESPACE, "logs", "-l", "app.kubernetes.io/name=onnxops-operator",
+                "--prefix", "--tail=60", check=False)  # fmt: skip
+    return f"{pods}\n{events[-4000:]}\n{logs.stdout[-4000:]}{logs.stderr[-1000:]}"
+
+
+def _until(what: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
+    return True
+
+
+@dataclass(frozen=True)
+class Onnxops:
+    kubectl: tuple[str, ...]
+    engine: str
+    serving_image: str
+
+
+@pytest.fixture(scope="module")
+def onnxops(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Onnxops:
+    kubectl = cluster.kubectl
+    serving, operator = _built_images()
+    deployment = yaml.safe_load((ROOT / "manifests" / "operator.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (container["image"], env["ONNXOPS_SERVING_IMAGE"]) == (operator, serving), (
+        "manifests/operator.yaml names other images than hack/images/build.sh builds"
+    )
+    assert container["imagePullPolicy"] in ("IfNotPresent", "Never")
+    archives = tmp_path_factory.mktemp("images")
+    for image in (serving, operator):
+        archive = archives / (image.rsplit("/", 1)[-1].replace(":", "_") + ".tar")
+        _run(cluster.engine, "save", "--format", "docker-archive", "-o", str(archive), image)
+        _run("kind", "load", "image-archive", str(archive), "--name", CLUSTER)
+        archive.unlink()
+    # One node plays the cloud pool (manifests/pools.yaml's nodeSelector); a one-node kind
+    # cluster's control plane takes pods (kind removes its taint; again here in case).
+    _run(*kubectl, "label", "nodes", "--all", "--overwrite", "onnxops.io/pool=cloud")
+    _run(*kubectl, "taint", "nodes", "--all", "node-role.kubernetes.io/control-plane-",
+         check=False)  # fmt: skip
+    _run(*kubectl, "apply", "-f", str(ROOT / "crds"))
+    _run(*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    applied = _run(*kubectl, "apply", "-k", str(ROOT / "manifests"), check=False)
+    assert applied.returncode == 0, applied.stderr
+    rolled = _run(*kubectl, "-n", NAMESPACE, "rollout", "status", "deploy/onnxops-operator",
+                  "--timeout=180s", check=False)  # fmt: skip
+    assert rolled.returncode == 0, rolled.stderr + _diagnose(kubectl)
+    return Onnxops(kubectl=kubectl, engine=cluster.engine, serving_image=serving)
+
+
+@dataclass(frozen=True)
+class Iris:
+    name: str
+    model: bytes
+
+
+@pytest.fixture(scope="module")
+def iris(onnxops: Onnxops) -> Iris:
+    """The cloud sample at one small replica (a 2-core node holds the control plane too)."""
+    config_map, md = yaml.safe_load_all(SAMPLE.read_text())
+    md["spec"].pop("autoscaling", None)
+    md["spec"]["replicas"] = 1
+    md["spec"]["resources"] = {"requests": {"cpu": "100m", "memory": "256Mi"},
+                               "limits": {"memory": "512Mi"}}  # fmt: skip
+    _kubectl_apply(onnxops.kubectl, config_map, md)
+    return Iris(
+        name=md["metadata"]["name"], model=base64.b64decode(config_map["binaryData"]["model.onnx"])
+    )
+
+
+def _status(kubectl: tuple[str, ...], name: str) -> dict[str, Any]:
+    got = _run(*kubectl, "get", "modeldeployment", name, "-o", "json", check=False)
+    return json.loads(got.stdout).get("status", {}) if got.returncode == 0 else {}
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+def test_the_operator_makes_a_sample_model_ready(onnxops: Onnxops, iris: Iris) -> None:
+    """manifests/ as a user applies it; the sample's pod Ready through the real kubelet."""
+    kubectl = onnxops.kubectl
+    ready = _until(lambda: _status(kubectl, iris.name).get("phase") == "Ready", 240)
+    assert ready, f"{_status(kubectl, iris.name)}\n{_diagnose(kubectl)}"
+    assert _status(kubectl, iris.name).get("readyReplicas") == 1
+    pods = json.loads(_run(*kubectl, "get", "pods", "-l", f"app.kubernetes.io/instance={iris.name}",
+                           "-o", "json").stdout)["items"]  # fmt: skip
+    assert [p["spec"]["containers"][0]["image"] for p in pods] == [onnxops.serving_image]
+    assert all(p["status"]["containerStatuses"][0]["ready"] for p in pods)
+
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+def test_a_pod_gets_the_models_answer_through_its_service(onnxops: Onnxops, iris: Iris) -> None:
+    """A pod's POST to the Service's ClusterIP (no CoreDNS here) answers what onnxruntime here
+    computes from the ConfigMap's model."""
+    import numpy as np
+    import onnxruntime as ort
+
+    kubectl = onnxops.kubectl
+    assert _until(lambda: _status(kubectl, iris.name).get("phase") == "Ready", 240), _diagnose(
+        kubectl
+    )
+    service = json.loads(_run(*kubectl, "get", "service", iris.name, "-o", "json").stdout)
+    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
+    url = f"http://{service['spec']['clusterIP']}:{port}/v2/models/iris/infer"
+    body = {"inputs": [{"name": "input", "shape": [len(ROWS), 4], "datatype": "FP32",
+                        "data": [v for row in ROWS for v in row]}]}  # fmt: skip
+    post = (
+        "import json, sys, urllib.request as u\n"
+        f"r = u.Request({url!r}, data=sys.argv[1].encode(), "
+        "headers={'Content-Type': 'application/json'})\n"
+        "a = u.urlopen(r, timeout=20)\n"
+        "print(a.status)\n"
+        "print(a.read().decode())\n"
+    )
+    started = _run(*kubectl, "run", "infer", f"--image={onnxops.serving_image}",
+                   "--image-pull-policy=Never", "--restart=Never", "--command", "--",
+                   "python3", "-c", post, json.dumps(body), check=False)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    phase = _pod_done(kubectl, "infer")
+    logs = _run(*kubectl, "logs", "infer", check=False)
+    assert phase == "Succeeded", logs.stdout + logs.stderr + _diagnose(kubectl)
+    status, answer = logs.stdout.strip().split("\n", 1)
+    assert status == "200"
+    outputs = {o["name"]: o["data"] for o in json.loads(answer)["outputs"]}
+    session = ort.InferenceSession(iris.model, providers=["CPUExecutionProvider"])
+    labels, probabilities = session.run(None, {"input": np.array(ROWS, dtype=np.float32)})
+    assert outputs["label"] == labels.tolist()
+    np.testing.assert_allclose(
+        np.array(outputs["probabilities"]).reshape(-1, 3), probabilities, rtol=1e-5
+    )
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+def test_deleting_the_model_deletes_what_the_operator_made(onnxops: Onnxops, iris: Iris) -> None:
+    """The ModelDeployment's Deployment, Service and pods go with it (the cluster's garbage
+    collector following the operator's owner references, the kubelet stopping the pods)."""
+    kubectl = onnxops.kubectl
+    selector = f"app.kubernetes.io/instance={iris.name}"
+
+    def children() -> list[str]:
+        got = _run(*kubectl, "get", "deployments,services,pods", "-l", selector, "-o", "name")
+        return got.stdout.split()
+
+    before = children()
+    assert any(c.startswith("deployment") for c in before), before
+    assert any(c.startswith("service/") for c in before), before
+    assert any(c.startswith("pod/") for c in before), before
+    _run(*kubectl, "delete", "modeldeployment", iris.name, "--timeout=120s")
+    assert _until(lambda: not children(), 180), children()
+    assert _run(*kubectl, "get", "modeldeployment", iris.name, check=False).returncode != 0
+
+
+def _pod_cgroup_memory(engine: str, uid: str) -> str:
+    """The pod-level cgroup's memory limit in the node (cgroup v1 or v2), as the kernel has it."""
+    pattern = f"*pod{uid.replace('-', '_')}.slice"
+    script = (f"d=$(find /sys/fs/cgroup -type d -path '{pattern}' | head -n1); "
+              "cat $d/memory.limit_in_bytes 2>/dev/null || cat $d/memory.max")  # fmt: skip
+    got = _run(engine, "exec", f"{CLUSTER}-control-plane", "sh", "-c", script, check=False)
+    return got.stdout.strip()
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+@pytest.mark.xfail(
+    reason="on this machine (cgroup v1 hybrid) the kubelet v1.36.3 reports the resize applied "
+    "(status.containerStatuses[].resources.limits.memory 132Mi) while the pod's cgroup keeps "
+    "memory.limit_in_bytes 33554432 (32Mi), so the restarted container is OOM-killed again "
+    "(tests/e2e/KIND.md)",
+    strict=False,
+)
+def test_oom_kills_are_healed_by_the_kubelets_in_place_resize(onnxops: Onnxops, iris: Iris) -> None:
+    """tests/loop/test_heal.py's OOM case with the kernel and the kubelet real: the runtime
+    (~44 MiB once loaded) killed under a 32Mi limit, the operator raising it in place to
+    132Mi, the same pod Ready after."""
+    kubectl = onnxops.kubectl
+    _, md = yaml.safe_load_all(SAMPLE.read_text())
+    md["metadata"] = {"name": "hungry"}
+    md["spec"].pop("autoscaling", None)
+    md["spec"].update(
+        replicas=1,
+        resources={"requests": {"cpu": "100m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        monitoring={"intervalSeconds": 5, "failureThreshold": 2, "unknownThreshold": 2},
+        remediation={"resize": {"maxMemory": "256Mi", "inPlace": "auto"}},
+    )
+    # Without a Prometheus URL the monitor is off altogether, pod signals (OOMKilled) too. No
+    # Prometheus runs here: a URL on the operator's own loopback that refuses at once, so the
+    # metrics read as unavailable while the pods' facts come from the API.
+    _run(*kubectl, "-n", NAMESPACE, "set", "env", "deploy/onnxops-operator",
+         "ONNXOPS_PROMETHEUS_URL=http://127.0.0.1:9")  # fmt: skip
+    rolled = _run(*kubectl, "-n", NAMESPACE, "rollout", "status", "deploy/onnxops-operator",
+                  "--timeout=180s", check=False)  # fmt: skip
+    assert rolled.returncode == 0, rolled.stderr + _diagnose(kubectl)
+    _kubectl_apply(kubectl, md)
+    selector = "app.kubernetes.io/instance=hungry"
+
+    def pods() -> list[dict[str, Any]]:
+        got = _run(*kubectl, "get", "pods", "-l", selector, "-o", "json", check=False)
+        items = json.loads(got.stdout or '{"items": []}')["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def faulted() -> bool:
+        faults = _status(kubectl, "hungry").get("faults") or []
+        return any(f["signal"] == "OOMKilled" for f in faults)
+
+    def resized() -> list[dict[str, Any]]:
+        return [
+            r
+            for r in _status(kubectl, "hungry").get("remediations") or []
+            if r["action"] == "resize" and r["result"] == "Succeeded"
+        ]
+
+    try:
+        assert _until(lambda: len(pods()) == 1, 60), _diagnose(kubectl)
+        uid = pods()[0]["metadata"]["uid"]
+        assert _until(faulted, 180), f"{_status(kubectl, 'hungry')}\n{_diagnose(kubectl)}"
+        assert _until(lambda: bool(resized()), 240), (
+            f"{_status(kubectl, 'hungry')}\n{_diagnose(kubectl)}"
+        )
+        (record,) = resized()
+        assert record["reason"] == "OOMKilled"
+        ready = _until(lambda: _status(kubectl, "hungry").get("readyReplicas") == 1, 240)
+        cgroup = _pod_cgroup_memory(onnxops.engine, uid)
+        assert ready, f"pod cgroup memory limit {cgroup}\n{_status(kubectl, 'hungry')}"
+        (pod,) = pods()
+        assert pod["metadata"]["uid"] == uid  # resized in place: the same pod
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "132Mi"
+        # What the kubelet reports the container runs with, not only what the spec asks.
+        running = pod["status"]["containerStatuses"][0].get("resources") or {}
+        assert running.get("limits", {}).get("memory") == "132Mi", pod["status"]
+        assert cgroup == str(132 * 2**20), cgroup
+    finally:
+        _run(*kubectl, "delete", "modeldeployment", "hungry", "--wait=false", check=False)

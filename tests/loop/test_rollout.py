@@ -299,7 +299,8 @@ def test_a_good_version_is_promoted_through_every_step_with_no_failed_request(
         assert seen.count("RolloutStarted") == 1 and seen.count("RolloutStep") == 1
         assert seen.count("RolloutPromoting") == 1 and seen.count("RolloutPromoted") == 1
         assert "RolloutAborted" not in seen
-        assert loop_kube.status(name)["phase"] == "Ready"
+        # The promoted stable pods' readiness reaches status at the operator's next look.
+        wait_for(lambda: loop_kube.status(name).get("phase") == "Ready", "promote Ready", 60)
     finally:
         loop_kube.run("delete", "mdep", name, "--wait=false", check=False)
 

@@ -4,7 +4,7 @@
 #   (with the pod runner: the serving pods' kubelet, real processes in cgroups) -> Prometheus ->
 #   the operator -> a cloud and an edge ModelDeployment of those bundles ->
 #   real inference through the pods' serving processes -> metrics back from Prometheus ->
-#   a drift fault detected -> an OOM-looping model healed by an in-place resize.
+#   a drift fault detected -> an OOM-looping model healed by rolling out raised memory.
 # Everything it starts is stopped on exit; KEEP=1 keeps the cluster up to explore.
 # DEMO_DIR (default .demo) and DEVCLUSTER_STATE (default .devcluster) move its files, so a
 # test can run it beside a cluster of its own.
@@ -208,7 +208,7 @@ PY
 "$KUBECTL" -n "$NS" get events --field-selector involvedObject.name=iris,reason=FaultDetected \
   -o custom-columns=OBJECT:.involvedObject.name,TYPE:.type,REASON:.reason,MESSAGE:.message
 
-step "8/9 a fault healed: iris-small, under a 32Mi memory limit, is OOM-killed at every start; the operator raises its memory in place"
+step "8/9 a fault healed: iris-small, under a 32Mi memory limit, is OOM-killed at every start; the operator raises its memory (a rollout: a crash-looping container is not resizable in place)"
 "$PY" - "$OUT/modeldeployments.yaml" <<'PY' | "$KUBECTL" -n "$NS" apply -f -
 import sys
 
@@ -225,7 +225,7 @@ small["spec"].update(
 print(yaml.safe_dump(small, sort_keys=False))
 PY
 "$KUBECTL" -n "$NS" wait --for=jsonpath='{.status.readyReplicas}'=1 mdep/iris-small --timeout=240s
-# Ready once the kubelet applied the resize; the operator confirms it at its next cycle.
+# Ready once the new pod, its template carrying the raised limit, runs; then Remediating ends.
 "$KUBECTL" -n "$NS" wait --for=condition=Remediating=False mdep/iris-small --timeout=120s
 "$KUBECTL" -n "$NS" get mdep iris-small \
   -o jsonpath='{range .status.remediations[*]}remediation {.action} {.result}: {.message}{"\n"}{end}'

@@ -380,32 +380,48 @@ def test_resize_with_restart_policy_restarts_once(
     assert _cstatus(pod)["restartCount"] == 1
 
 
-def test_resize_of_an_oom_looping_container_lets_it_start(
+def test_a_resize_during_a_crash_back_off_reaches_only_the_container(
     devcluster: controlplane.Cluster, make_pod_runner: Runner, k8s_namespace: str
 ) -> None:
-    """A container that is OOM-killed at every start waits out its back-off, not running: the
-    resize is applied all the same and its next start gets the new limit."""
+    """As kubelet v1.36.3 does (kubernetes/kubernetes#138760): a container OOM-killed at every
+    start is resized while it waits out its back-off; the resize is accepted and reported done
+    once the container starts again, with the new limit on the container, but the pod's cgroup
+    keeps the old one, so it is OOM-killed again. A new pod with the new limit starts."""
     ns = k8s_namespace
-    make_pod_runner(command=FAKE, namespace=ns, extra_env={"FAKE_ALLOC_MB": "100"})
+    runner = make_pod_runner(command=FAKE, namespace=ns, extra_env={"FAKE_ALLOC_MB": "100"})
     res = {"requests": {"memory": "64Mi"}, "limits": {"memory": "64Mi"}}
     _apply(devcluster, ns, _pod("looping", resources=res))
-    pod = _wait_pod(
+
+    def backing_off(p: dict[str, Any]) -> bool:
+        # The second back-off or later (4 s and more): long enough that the resize lands
+        # while the container is not running.
+        waiting = (_cstatus(p).get("state") or {}).get("waiting") or {}
+        return waiting.get("reason") == "CrashLoopBackOff" and _cstatus(p)["restartCount"] >= 2
+
+    pod = _wait_pod(devcluster, ns, "looping", backing_off, "a crash back-off after OOM kills")
+    assert (_cstatus(pod)["lastState"].get("terminated") or {}).get("reason") == "OOMKilled"
+    big = {"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+    _resize(devcluster, ns, "looping", big)
+    pod = _wait_pod(devcluster, ns, "looping", _resize_done, "the resize reported done", 60)
+    assert _cstatus(pod)["resources"]["limits"]["memory"] == "256Mi"  # the container's own
+    seen = _cstatus(pod)["restartCount"]
+    again = _wait_pod(
         devcluster,
         ns,
         "looping",
-        lambda p: (
-            (_cstatus(p).get("lastState", {}).get("terminated") or {}).get("reason") == "OOMKilled"
-        ),
-        "an OOM kill at start",
+        lambda p: _cstatus(p)["restartCount"] > seen,
+        "another OOM kill after the resize",
+        90,
     )
-    assert not _is_ready(pod)
-    _resize(
-        devcluster, ns, "looping", {"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}}
-    )
-    pod = _wait_pod(
-        devcluster, ns, "looping", lambda p: _resize_done(p) and _is_ready(p), "Ready after it"
-    )
-    assert _cstatus(pod)["resources"]["limits"]["memory"] == "256Mi"
+    assert (_cstatus(again)["lastState"].get("terminated") or {}).get("reason") == "OOMKilled"
+    assert not _is_ready(again)
+    if runner.mode.name == "v1":  # the pod's cgroup still binds at 64Mi
+        proc = _proc(runner, ns, "looping")
+        assert _cgroup_file(proc, "memory", "memory.limit_in_bytes") == str(64 * 2**20)
+    # What does heal it: a new pod created with the raised limit (the operator's rollout).
+    _apply(devcluster, ns, _pod("renewed", resources=big))
+    renewed = _wait_pod(devcluster, ns, "renewed", _is_ready, "a new pod with 256Mi Ready")
+    assert _cstatus(renewed)["restartCount"] == 0
 
 
 def test_resize_that_cannot_fit_or_apply_is_reported(

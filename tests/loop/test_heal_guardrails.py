@@ -5,7 +5,8 @@ memory limit, a model failing at inference on the rows it is sent):
 - dryRun: the resize is an Event and a history entry; the pod keeps its limit and its OOM kills;
 - Prometheus stopped while a fault stands: nothing is done until it can be read again;
 - a flapping fault: the cooldown spaces the actions and the hourly cap ends them;
-- the operator killed while its resize is in flight: the next one finishes it, once.
+- the operator killed while its in-place resize (of a running pod short of memory) is in
+  flight: the next one finishes it, once.
 
 The operator's kill is last: it restarts the module's operator.
 """
@@ -22,7 +23,7 @@ import httpx
 import pytest
 from devcluster import prometheus as prom
 from devcluster.podrunner import PodRunner
-from support.deployments import healing_deployment
+from support.deployments import MEMORY_TIGHT, MEMORY_WATCHED, healing_deployment
 from support.operator_kit import Kube, Operator, wait_for
 from support.readings import condition, fault, live_pods, restarts, taken
 from support.serving_harness import Models
@@ -222,7 +223,15 @@ def test_an_operator_killed_mid_resize_finishes_it_once_when_it_returns(
     watcher: Operator, loop_kube: Kube, loop_models: Models, devcluster: Any
 ) -> None:
     name = "interrupted"
-    assert loop_kube.apply(_hungry(name, loop_models)).returncode == 0
+    body = healing_deployment(
+        name,
+        f"file://{loop_models.iris}",
+        thresholds=MEMORY_WATCHED,
+        resources=MEMORY_TIGHT,
+        remediation={"resize": {"maxMemory": "256Mi"}},
+    )
+    body["spec"]["model"]["name"] = "iris"
+    assert loop_kube.apply(body).returncode == 0
     api = devcluster.api()
     path = f"/apis/onnxops.io/v1alpha1/namespaces/{loop_kube.namespace}/modeldeployments/{name}"
     try:
@@ -255,12 +264,12 @@ def test_an_operator_killed_mid_resize_finishes_it_once_when_it_returns(
         assert done["id"] == record["id"]  # the same action, finished
         (now,) = list(live_pods(loop_kube, name).values())
         assert now["metadata"]["uid"] == pod["metadata"]["uid"]
-        # One resize (max(32Mi x 1.5, 32Mi + 100Mi)), not one on top of another.
-        assert now["spec"]["containers"][0]["resources"]["limits"]["memory"] == "132Mi"
-        # The kills are old news at last; the fault that outlived them did not act again.
+        # One resize (max(96Mi x 1.5, 96Mi + 100Mi)), not one on top of another.
+        assert now["spec"]["containers"][0]["resources"]["limits"]["memory"] == "196Mi"
+        # The working set is under the threshold of the new limit; nothing acted again.
         st = wait_for(
-            lambda: not fault(s := loop_kube.status(name), "OOMKilled") and s,
-            "OOMKilled to clear",
+            lambda: not fault(s := loop_kube.status(name), "MemoryUtilization") and s,
+            "MemoryUtilization to clear",
             120,
         )
         assert len(taken(st, "resize")) == 1, st["remediations"]

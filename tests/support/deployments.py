@@ -7,6 +7,12 @@ from typing import Any
 
 # Monitoring fast enough for a test to see a fault within seconds.
 FAST = {"intervalSeconds": 5, "failureThreshold": 2, "unknownThreshold": 2}
+# A running pod whose memory heal is an in-place resize: the serving runtime's working set once
+# loaded (~44 MiB) is over 30% of a 96Mi limit (a memoryUtilization fault at this threshold),
+# and under it once raised to 196Mi (max(96Mi x 1.5, 96Mi + 100Mi)). Not an OOM-looping pod:
+# that one's memory is rolled out (the kubelet resizes only running containers).
+MEMORY_WATCHED = {"memoryUtilization": 0.3}
+MEMORY_TIGHT = {"requests": {"memory": "16Mi"}, "limits": {"memory": "96Mi"}}
 
 
 def model_deployment(

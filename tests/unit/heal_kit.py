@@ -90,6 +90,8 @@ def pod(
     container_status: dict[str, Any] = {"name": "server", "restartCount": 2 if terminated else 0}
     if waiting:
         container_status["state"] = {"waiting": {"reason": waiting}}
+    else:
+        container_status["state"] = {"running": {"startedAt": ago(60)}}
     if terminated:
         container_status["lastState"] = {"terminated": {"reason": terminated, "exitCode": 137}}
     return {

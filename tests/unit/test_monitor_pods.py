@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 from heal_kit import facts, pod
+from onnxops.remediation import inplace
 
 
 def test_pod_facts_of_an_oom_crash_loop() -> None:
@@ -37,3 +41,27 @@ def test_pod_facts_of_a_resize() -> None:
     assert facts(raw).resized  # equal quantities, written differently
     raw["metadata"]["generation"] = 2  # a newer resize the kubelet has not seen
     assert not facts(raw).resized
+
+
+def test_only_running_pods_can_be_resized_in_place() -> None:
+    now = datetime.now(UTC)
+    up, looping = facts(pod("p-a")), facts(pod("p-b", ready=False, waiting="CrashLoopBackOff"))
+    assert up.running and not looping.running
+    assert inplace.not_running([up], now) is None
+    why = "the kubelet resizes only running containers"
+    assert (
+        inplace.not_running([up, looping], now) == f"p-b is not running (CrashLoopBackOff): {why}"
+    )
+    assert inplace.not_running([up, replace(looping, deleting=True)], now) is None  # going anyway
+    pending = replace(looping, waiting=None, phase="Pending")
+    assert inplace.not_running([pending], now) == f"p-b is not running (pending): {why}"
+    # Running again after an OOM kill 5 s ago: likely to die before the kubelet resizes it.
+    restarted = replace(up, last_termination="OOMKilled", last_termination_at=now.timestamp() - 5)
+    assert (
+        inplace.not_running([restarted], now)
+        == f"p-a was OOM-killed 5s ago and may be again: {why}"
+    )
+    long_ago = replace(restarted, last_termination_at=now.timestamp() - 600)
+    assert inplace.not_running([long_ago], now) is None
+    errored = replace(restarted, last_termination="Error")
+    assert inplace.not_running([errored], now) is None

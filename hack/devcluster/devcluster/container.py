@@ -188,6 +188,7 @@ class ServingProcess:
         assert self.env is not None and self.cgroup is not None
         if self.restart_at is not None:
             self.view.restart_count += 1
+            self.resizing.restarted(self.obj, self.cgroup, self.host, self.view)
         self.restart_at = None
         self.oom_before = self.cgroup.oom_kills()
         if self.termination is not None:
@@ -297,7 +298,13 @@ class ServingProcess:
 
     def _maybe_resize(self, now: float) -> None:
         restart = self.resizing.sync(
-            self.obj, self.container, self.cgroup, self.host, self.view, now
+            self.obj,
+            self.container,
+            self.cgroup,
+            self.host,
+            self.view,
+            now,
+            running=self.child is not None,
         )
         if restart and self.child is not None:
             self.restart_now = True

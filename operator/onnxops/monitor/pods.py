@@ -49,6 +49,8 @@ class PodFacts:
     last_termination_at: float | None = None
     waiting: str | None = None
     """Why the container is waiting now (CrashLoopBackOff, ContainerCreating, ...)."""
+    running: bool = False
+    """The serving container runs now (the only state in which the kubelet resizes it)."""
     unschedulable: str | None = None
     """The scheduler's message while no node fits."""
     unschedulable_since: datetime | None = None
@@ -165,6 +167,7 @@ def facts(pod: Mapping[str, Any]) -> PodFacts | None:
         last_termination=terminated.get("reason"),
         last_termination_at=_timestamp(terminated.get("finishedAt")),
         waiting=waiting.get("reason"),
+        running="running" in (status.get("state") or {}),
         unschedulable=scheduled.get("message") or "no node fits" if unschedulable else None,
         unschedulable_since=parse_time(scheduled.get("lastTransitionTime"))
         if unschedulable

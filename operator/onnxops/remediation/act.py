@@ -193,7 +193,9 @@ class _Acting:
         ):
             return  # the resize in flight is still reaching its pods
         wanted = self._wanted()
-        behind = [p for p in pods if not same_resources(p.resources, wanted)]
+        # A pod that is not running yet is resized once it runs: the kubelet would accept the
+        # resize now and never apply it to the pod's cgroup (`inplace.not_running`).
+        behind = [p for p in pods if p.running and not same_resources(p.resources, wanted)]
         refused = dict(inplace.resize_pods(self.md.namespace, behind, wanted))
         for pod in behind:
             if pod.deleting:
@@ -258,6 +260,10 @@ class _Acting:
             return
         if ov.in_place_generation is None:
             self._reapply(record, "rolled out with the new resources")
+            return
+        stopped = inplace.not_running(pods, self.cycle.now)
+        if stopped is not None and self.md.spec.remediation.resize.in_place == "auto":
+            self._fall_back(record, stopped)
             return
         # Hinted before the resize is sent: an autoscaler's consolidation must not evict a pod
         # in the middle of it (the resize would be lost with the pod, and retried on a new one).

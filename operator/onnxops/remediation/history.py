@@ -96,6 +96,13 @@ def event(record: RemediationRecord) -> Event:
     )
 
 
+def says_in_flight(md: ModelDeployment) -> bool:
+    """Whether status' `Remediating` condition says an action is in flight."""
+    return any(
+        c.type == ConditionType.REMEDIATING and c.status == "True" for c in md.status.conditions
+    )
+
+
 def remediating(md: ModelDeployment, now: datetime) -> list[dict[str, Any]]:
     """Conditions with `Remediating`: True while an action is in flight (and Reconciling=True
     with it, `status.healing`)."""

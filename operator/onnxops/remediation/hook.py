@@ -21,7 +21,7 @@ from onnxops.monitor.pods import PodFacts
 from onnxops.override import active, model_ref
 from onnxops.pools import PoolProfile, free_per_node, replicas_that_fit
 from onnxops.reasons import Phase, Reason
-from onnxops.remediation import act, guardrails
+from onnxops.remediation import act, guardrails, history
 
 EVENT_COMPONENT = "onnxops-operator"
 log = logging.getLogger("onnxops.heal")
@@ -62,6 +62,10 @@ def _idle(md: ModelDeployment, faults: list[Fault]) -> bool:
     if md.status.low_use and md.spec.remediation.resize.shrink.enabled:
         return False  # a resize down may be due (as of the monitor's previous write)
     if any(r.result in guardrails.IN_FLIGHT for r in md.status.remediations):
+        return False
+    if history.says_in_flight(md):
+        # Remediating=True with nothing in flight: a writer with an older copy of the
+        # conditions put it back after the action ended; heal's next write corrects it.
         return False
     if md.status.phase != Phase.READY or active(md).model is not None:
         return True

@@ -13,7 +13,7 @@ from onnxops.api import ModelDeployment
 from onnxops.build import CONTAINER
 from onnxops.monitor.pods import PodFacts
 from onnxops.pools import Resources
-from onnxops.reasons import KubeReason
+from onnxops.reasons import KubeReason, PodPhase
 
 
 def wanted(resources: Resources) -> Resources:
@@ -34,6 +34,33 @@ def resize_pods(namespace: str, pods: Sequence[PodFacts], to: Resources) -> list
                 raise
             refused.append((pod.name, exc.message))
     return refused
+
+
+# A container OOM-killed this recently is likely to be killed again before the kubelet gets
+# to resize it (the runtime dies within seconds of each start): treated as not running.
+OOM_RECENT_S = 60.0
+
+
+def not_running(pods: Sequence[PodFacts], now: datetime) -> str | None:
+    """Why an in-place resize cannot be trusted to reach these pods now; None: it can.
+
+    The kubelet actuates a resize only on a running container (v1.36.3's
+    `computePodResizeAction` returns at once for any other): one resized while it waits out a
+    crash back-off restarts with the new limit on its own cgroup inside a pod cgroup that keeps
+    the old one (kubernetes/kubernetes#138760), so an OOM-looping pod would go on OOM-looping
+    with its status saying resized. A new pod gets the resources whole: a rollout."""
+    why = "the kubelet resizes only running containers"
+    for pod in pods:
+        if pod.deleting:
+            continue
+        if not pod.running:
+            state = pod.waiting or ("pending" if pod.phase == PodPhase.PENDING else "not running")
+            return f"{pod.name} is not running ({state}): {why}"
+        ended = pod.last_termination_at
+        ago = now.timestamp() - ended if ended is not None else None
+        if pod.last_termination == KubeReason.OOM_KILLED and ago is not None and ago < OOM_RECENT_S:
+            return f"{pod.name} was OOM-killed {max(ago, 0):.0f}s ago and may be again: {why}"
+    return None
 
 
 def fallback(md: ModelDeployment, pods: Sequence[PodFacts], now: datetime) -> str | None:

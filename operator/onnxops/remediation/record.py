@@ -29,7 +29,12 @@ class Cycle:
         self.placed: tuple[str, str] | None = None
         """(reason, message) of the Placed condition, where heal has a word on it (waiting
         for the autoscaler's node); else the deploy path's."""
-        self._written = self._ours()
+        # What status holds now: the Remediating condition as read (a stale one, put back by a
+        # writer with an older copy of the conditions, is rewritten by this cycle's write).
+        self._written = {**self._ours(), "remediating": self._stored_remediating()}
+
+    def _stored_remediating(self) -> list[dict[str, Any]]:
+        return [c.wire() for c in self.md.status.conditions if c.type == ConditionType.REMEDIATING]
 
     def set(self, **changes: Any) -> None:
         st = self.md.status.model_copy(update=changes)

@@ -362,6 +362,55 @@ def test_a_pod_gets_the_models_answer_through_its_service(onnxops: Onnxops, iris
 
 
 @pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
+def test_a_rollout_restart_replaces_the_pod_and_the_operator_lets_it(
+    onnxops: Onnxops, iris: Iris
+) -> None:
+    """`kubectl rollout restart` of the Deployment the operator owns: the real kubelet starts a
+    new pod and stops the old one, the model is Ready again, and the operator's server-side
+    apply (its own fields only) leaves kubectl's `restartedAt` in the template, no tug of war."""
+    kubectl = onnxops.kubectl
+    selector = f"app.kubernetes.io/instance={iris.name}"
+
+    def pods() -> list[dict[str, Any]]:
+        got = _run(*kubectl, "get", "pods", "-l", selector, "-o", "json", check=False)
+        items = json.loads(got.stdout or '{"items": []}')["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def deployment() -> dict[str, Any]:
+        got = _run(*kubectl, "get", "deployment", iris.name, "-o", "json")
+        found: dict[str, Any] = json.loads(got.stdout)
+        return found
+
+    assert _until(lambda: _status(kubectl, iris.name).get("phase") == "Ready", 240), _diagnose(
+        kubectl
+    )
+    (before,) = pods()
+    _run(*kubectl, "rollout", "restart", f"deployment/{iris.name}")
+    done = _run(*kubectl, "rollout", "status", f"deployment/{iris.name}", "--timeout=240s",
+                check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr + _diagnose(kubectl)
+    assert _until(lambda: len(pods()) == 1, 120), _diagnose(kubectl)  # the old one stopped
+    (after,) = pods()
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after["status"]["containerStatuses"][0]["ready"]
+    assert _until(lambda: _status(kubectl, iris.name).get("phase") == "Ready", 120), _diagnose(
+        kubectl
+    )
+    settled = deployment()
+    annotations = settled["spec"]["template"]["metadata"].get("annotations") or {}
+    assert "kubectl.kubernetes.io/restartedAt" in annotations
+    time.sleep(20)  # the operator's watch saw the Deployment change and reconciled meanwhile
+    later = deployment()
+    assert later["metadata"]["generation"] == settled["metadata"]["generation"]  # not reverted
+    kept = later["spec"]["template"]["metadata"].get("annotations") or {}
+    assert (
+        kept.get("kubectl.kubernetes.io/restartedAt")
+        == annotations["kubectl.kubernetes.io/restartedAt"]
+    )
+    assert [p["metadata"]["uid"] for p in pods()] == [after["metadata"]["uid"]]
+
+
+@pytest.mark.skipif(KIND_ENV is None, reason=f"kind cannot run here: {BLOCKER} (tests/e2e/KIND.md)")
 def test_deleting_the_model_deletes_what_the_operator_made(onnxops: Onnxops, iris: Iris) -> None:
     """The ModelDeployment's Deployment, Service and pods go with it (the cluster's garbage
     collector following the operator's owner references, the kubelet stopping the pods)."""

@@ -113,7 +113,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     image = os.environ.get("KIND_NODE_IMAGE")
     config = os.environ.get("KIND_CONFIG")
     engine = "podman" if KIND_ENV.get("KIND_EXPERIMENTAL_PROVIDER") == "podman" else "docker"
-    kubeconfig = str(tmp_path_factory.mktemp("kind") / "kubeconfig")
+    state = tmp_path_factory.mktemp("kind")
+    kubeconfig = str(state / "kubeconfig")
+    # kubectl's discovery cache is keyed by host:port: one left by an earlier cluster on the
+    # same loopback port (the suites start many) maps kinds wrongly (`apply -k` then failed
+    # "AlreadyExists" on the cluster-scoped ClusterKopfPeering). A cache of this cluster's own.
+    cache = str(state / "kube-cache")
     create = ["kind", "create", "cluster", "--name", CLUSTER, "--wait", "180s"]
     create += ["--kubeconfig", kubeconfig]
     create += ["--image", image] if image else []
@@ -123,7 +128,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     created = _run(*create, check=False)
     try:
         assert created.returncode == 0, created.stderr
-        yield Cluster(kubectl=("kubectl", "--kubeconfig", kubeconfig), engine=engine)
+        kubectl = ("kubectl", "--kubeconfig", kubeconfig, "--cache-dir", cache)
+        yield Cluster(kubectl=kubectl, engine=engine)
     finally:
         _run(
             "kind", "delete", "cluster", "--name", CLUSTER, "--kubeconfig", kubeconfig, check=False
@@ -270,7 +276,14 @@ def onnxops(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Onnxo
          check=False)  # fmt: skip
     _run(*kubectl, "apply", "-f", str(ROOT / "crds"))
     _run(*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    applied = _run(*kubectl, "apply", "-k", str(ROOT / "manifests"), check=False)
+    # A second try is what a user does too: right after `kind load` (containerd importing two
+    # images, etcd's disk busy) the apiserver once took 2 s over the peering's create and
+    # answered 409 AlreadyExists to kubectl's own POST (its GET just before: 404).
+    for _ in range(3):
+        applied = _run(*kubectl, "apply", "-k", str(ROOT / "manifests"), check=False)
+        if applied.returncode == 0:
+            break
+        time.sleep(2)
     assert applied.returncode == 0, applied.stderr
     rolled = _run(*kubectl, "-n", NAMESPACE, "rollout", "status", "deploy/onnxops-operator",
                   "--timeout=180s", check=False)  # fmt: skip

@@ -82,7 +82,13 @@ def test_long_low_use_lowers_requests_and_limits_in_place(
         assert not st.get("faults")
         assert st["phase"] == "Ready"
         assert condition(st, "Healthy")["status"] == "True"
-        assert condition(st, "Remediating")["status"] == "False"
+        # Written by heal's cycle; a writer racing it may put an older copy back for a cycle
+        # (heal's next one corrects it: remediation/hook.py): what must hold is that it settles.
+        wait_for(
+            lambda: condition(loop_kube.status(NAME), "Remediating").get("status") == "False",
+            "Remediating False",
+            60,
+        )
         # The template keeps the spec's values until the spec's next rollout: nothing rolled.
         dep = loop_kube.get("deployment", NAME)
         assert dep is not None

@@ -57,12 +57,15 @@ test test-cluster test-loop: AUTOSCALER ?= karpenter
 
 # The suite on TEST_WORKERS pytest-xdist workers, each with a devcluster of its own; a test
 # module is one unit of work (its fixtures made once, its tests in order), the longest first
-# (tests/conftest.py). TEST_WORKERS=0: one process.
+# (tests/conftest.py). TEST_WORKERS=0: one process. Tests marked `quiet` (CPU throttling, p99
+# spread) run after, one process: on 2 cores beside two other workers a 100m pod is starved
+# rather than throttled, and p99 noise reads as an anomaly (four of five fresh-clone runs).
 TEST_WORKERS ?= 3
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: install system-deps cluster-build
-	$(BIN)/python -m pytest tests -m "not e2e" $(XDIST) --durations=10
+	$(BIN)/python -m pytest tests -m "not e2e and not quiet" $(XDIST) --durations=10
+	$(BIN)/python -m pytest tests -m "quiet and not e2e" --durations=5
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -25,7 +25,8 @@ from support.readings import fault, live_pods, restarts, status_when, taken
 from support.serving_harness import Models
 from support.traffic import Load, rows, serving_ready
 
-pytestmark = [pytest.mark.loop, pytest.mark.slow]
+# CPU throttling and p99 spread measured for real: starved or noisy beside two other workers.
+pytestmark = [pytest.mark.loop, pytest.mark.slow, pytest.mark.quiet]
 
 
 def _cpu_quota_us(proc: ServingProcess) -> int:

@@ -42,10 +42,14 @@ class Resizing:
 
     def applied_now(self, resources: Mapping[str, Any], view: ContainerView) -> None:
         """The container is (re)created with ``resources``: they are what is applied."""
-        self.applied = self.pod_level = normalized(resources)
-        self.accepted = None
-        view.resources = self.applied
-        view.allocated = dict(self.applied.get("requests", {}))
+        self.pod_level = normalized(resources)
+        self._take(self.pod_level, view)
+
+    def _take(self, resources: Resources, view: ContainerView) -> None:
+        """``resources`` are on the container now: applied, allocated and reported."""
+        self.applied, self.accepted = resources, None
+        view.resources = resources
+        view.allocated = dict(resources.get("requests", {}))
 
     def restarted(
         self,
@@ -58,14 +62,12 @@ class Resizing:
         so what binds is the tighter of it and the pod's cgroup (the kubelet's behaviour)."""
         if self.accepted is None:
             return
-        wanted, self.accepted = self.accepted, None
-        self.applied = wanted
-        view.resources = wanted
-        view.allocated = dict(wanted.get("requests", {}))
+        wanted = self.accepted
+        self._take(wanted, view)
         binding = tighter(limits_of(self.pod_level), limits_of(wanted))
         try:
             cgroup.apply(binding, current_usage=0)  # nothing runs in it yet
-        except cgroups.LimitError as error:  # not reached with no usage; reported all the same
+        except cgroups.LimitError as error:  # the kernel refusing the write (EBUSY)
             host.post_event(pod, "ResizeError", str(error), warning=True)
         self.state = ResizeView()
         host.post_event(pod, "ResizeCompleted", f"Pod resize completed: {wanted}")
@@ -133,9 +135,8 @@ class Resizing:
                 host.post_event(pod, "ResizeError", str(error), warning=True)
             self.state = ResizeView(in_progress=True, error_message=str(error))
             return False
-        self.applied = self.pod_level = desired
-        self.accepted = None
-        view.resources = desired
+        self.pod_level = desired
+        self._take(desired, view)
         self.state = ResizeView()
         host.post_event(pod, "ResizeCompleted", f"Pod resize completed: {desired}")
         return decision.restart

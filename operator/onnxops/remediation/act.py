@@ -261,10 +261,11 @@ class _Acting:
         if ov.in_place_generation is None:
             self._reapply(record, "rolled out with the new resources")
             return
-        stopped = inplace.not_running(pods, self.cycle.now)
-        if stopped is not None and self.md.spec.remediation.resize.in_place == "auto":
-            self._fall_back(record, stopped)
-            return
+        if self.md.spec.remediation.resize.in_place == "auto":
+            stopped = inplace.not_running(pods, self.cycle.now)
+            if stopped is not None:
+                self._fall_back(record, stopped)
+                return
         # Hinted before the resize is sent: an autoscaler's consolidation must not evict a pod
         # in the middle of it (the resize would be lost with the pod, and retried on a new one).
         disruption.hint(self.md.namespace, pods, on=True)

@@ -46,8 +46,10 @@ def test_an_oom_looping_pod_is_healed_by_rolling_out_raised_memory(
         detected = time.monotonic()
         (record,) = succeeded(loop_kube, "hungry", "resize", 240)
         assert record["reason"] == "OOMKilled"
-        # The pod was between two OOM kills: not running, so not resizable in place.
-        assert "is not running" in record["message"], record
+        # The pod was between two OOM kills (waiting out its back-off), or running again
+        # seconds after one: either way not to be trusted with an in-place resize.
+        said = record["message"]
+        assert "is not running" in said or "ago and may be again" in said, record
         assert "the kubelet resizes only running containers" in record["message"]
         assert record["message"].endswith("rolled out instead"), record
         st = wait_for(
